@@ -1,0 +1,151 @@
+"""Model and training-checkpoint files.
+
+A fastnst file is a plain dict that ``torch.load(weights_only=True)`` reads
+(no pickled classes, so a model file from a stranger cannot run code)::
+
+    {
+      "format": "fastnst", "format_version": 1, "fastnst_version": "0.1.0",
+      "model_config": {"width": 1.0, "n_residual": 5, "pixel_range": 1.0},
+      "train_config": {... style image, layers, weights, sizes ...},
+      "state_dict": {...},
+      # training checkpoints only:
+      "step": 1000, "optimizer": {...}, "rng": {...}
+    }
+
+State dicts of pytorch/examples' ``fast_neural_style`` (RGB 0-255 in and
+out, the same layer names) load too; they become a TransformerNet with
+``pixel_range=255`` so they take and return [0, 1] like native models.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import re
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from . import __version__
+from .atomic import atomic_write
+from .errors import FastNSTError
+from .model import ModelConfig, TransformerNet
+
+__all__ = ["FORMAT", "from_examples_state_dict", "load_model", "model_payload", "read_checkpoint", "save_model", "write_checkpoint"]
+
+FORMAT = "fastnst"
+FORMAT_VERSION = 1
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """``torch.load(weights_only=True)`` with one-line errors for user mistakes."""
+    p = Path(path)
+    if not p.is_file():
+        raise FastNSTError(f"{p}: model file not found")
+    try:
+        obj = torch.load(p, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        if "Unsupported global" not in str(e) and "GLOBAL" not in str(e):
+            raise FastNSTError(f"{p}: not a readable PyTorch model file; is it complete, and a .pth?") from None
+        raise FastNSTError(
+            f"{p}: refused to load: the file holds Python objects other than tensors and plain data "
+            f"({str(e).splitlines()[0][:160]}). fastnst never runs code from model files; "
+            "re-save it as a plain state dict"
+        ) from None
+    except Exception as e:
+        raise FastNSTError(f"{p}: not a readable PyTorch model file ({type(e).__name__}); is it complete?") from None
+    if not isinstance(obj, dict):
+        raise FastNSTError(f"{p}: expected a dict of weights, found {type(obj).__name__}")
+    return obj
+
+
+def write_checkpoint(payload: dict[str, Any], path: str | os.PathLike) -> None:
+    """Atomic, fsynced save: an interrupted write never replaces a good file."""
+    try:
+        with atomic_write(path) as f:
+            torch.save(payload, f)
+    except OSError as e:
+        raise FastNSTError(
+            f"{path}: cannot write checkpoint ({e.strerror or e}); the previous file is intact. "
+            "Free disk space or choose another --checkpoint-dir"
+        ) from None
+
+
+def model_payload(model: TransformerNet, train_config: dict[str, Any] | None = None, half: bool = False) -> dict[str, Any]:
+    state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+    if half:
+        state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
+    return {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "fastnst_version": __version__,
+        "model_config": model.config.to_dict(),
+        "train_config": dict(train_config or {}),
+        "state_dict": state,
+    }
+
+
+def save_model(model: TransformerNet, path: str | os.PathLike, train_config: dict[str, Any] | None = None, half: bool = False) -> None:
+    """The small file users share: weights and config, no optimizer."""
+    write_checkpoint(model_payload(model, train_config, half), path)
+
+
+_RUNNING_STATS = re.compile(r"in\d+\.running_(mean|var)$|\.num_batches_tracked$")
+
+
+def from_examples_state_dict(sd: dict[str, torch.Tensor], source: str = "state dict") -> tuple[ModelConfig, dict[str, torch.Tensor]]:
+    """Config and cleaned weights for a pytorch/examples TransformerNet.
+
+    Old (PyTorch < 0.4) saves carry instance-norm running stats that the
+    network never used; they are dropped as pytorch/examples does.
+    """
+    sd = {k: v for k, v in sd.items() if not _RUNNING_STATS.search(k)}
+    if "conv1.conv2d.weight" not in sd:
+        raise FastNSTError(f"{source}: not a fastnst model or a pytorch/examples fast_neural_style state dict")
+    width = sd["conv1.conv2d.weight"].shape[0] / 32
+    n_res = len({m.group(1) for k in sd if (m := re.match(r"(res\d+)\.", k))})
+    return ModelConfig(width=width, n_residual=n_res, pixel_range=255.0), sd
+
+
+def _build(config: ModelConfig, sd: dict[str, torch.Tensor], source: str) -> TransformerNet:
+    model = TransformerNet(config)
+    result = model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in sd.items()}, strict=False)
+    problems = list(result.missing_keys) + list(result.unexpected_keys)
+    if problems:
+        raise FastNSTError(
+            f"{source}: weights do not fit a TransformerNet(width={config.width:g}, n_residual={config.n_residual}) "
+            f"({len(result.missing_keys)} missing, {len(result.unexpected_keys)} unexpected, e.g. {problems[0]})"
+        )
+    return model.eval()
+
+
+def load_model(path: str | os.PathLike) -> tuple[TransformerNet, dict[str, Any]]:
+    """A TransformerNet in eval mode and its info (train_config, version, style).
+
+    Accepts fastnst models, fastnst training checkpoints and pytorch/examples
+    state dicts.
+    """
+    ckpt = read_checkpoint(path)
+    source = str(path)
+    if ckpt.get("format") == FORMAT:
+        if int(ckpt.get("format_version", 0)) > FORMAT_VERSION:
+            raise FastNSTError(f"{source}: written by a newer fastnst ({ckpt.get('fastnst_version')}); upgrade fastnst to read it")
+        try:
+            config = ModelConfig.from_dict(ckpt["model_config"])
+            state = ckpt["state_dict"]
+        except (KeyError, TypeError):
+            raise FastNSTError(f"{source}: fastnst file without model_config/state_dict; is it complete?") from None
+        info = {k: ckpt.get(k) for k in ("train_config", "fastnst_version", "step")}
+    else:
+        config, state = from_examples_state_dict(ckpt, source)
+        info = {"train_config": {"style_image": Path(path).stem}, "fastnst_version": None, "imported_from": "pytorch/examples"}
+    try:
+        model = _build(config, state, source)
+    except RuntimeError as e:  # shape mismatches
+        first = str(e).strip().splitlines()
+        raise FastNSTError(f"{source}: weights do not fit the recorded architecture ({first[-1].strip()[:200] if first else e})") from None
+    info["train_config"] = info.get("train_config") or {}
+    info["style"] = Path(str(info["train_config"].get("style_image") or Path(path).stem)).stem
+    info["model_config"] = config.to_dict()
+    return model, info

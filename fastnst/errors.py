@@ -1,0 +1,13 @@
+"""User-facing errors.
+
+Anything a user can cause (a bad path, a wrong file, a bad flag value) is
+raised as :class:`FastNSTError` with a message that names the file and the
+fix; the CLI prints it on one line and exits non-zero instead of showing a
+traceback. Everything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+
+class FastNSTError(Exception):
+    """An error caused by the user's input, with a message meant for them."""

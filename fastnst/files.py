@@ -1,0 +1,125 @@
+"""From the command line's INPUT... and --output to (source, destination) pairs.
+
+Every check that can fail is done before the first image is processed, so a
+long folder run never stops half way for a naming problem: missing inputs,
+an output that would overwrite an input, an existing output without
+--overwrite, two inputs mapped to one output.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import sys
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+from tqdm import tqdm
+
+from .errors import FastNSTError
+from .images import READ_SUFFIXES, check_output_suffix, open_image, save_image
+
+__all__ = ["Source", "expand_inputs", "plan_outputs", "process_files"]
+
+# Outputs keep the input's format unless Pillow cannot write it well.
+_OUTPUT_SUFFIX = {".gif": ".png"}
+_GLOB_CHARS = set("*?[")
+
+Source = tuple[Path, Path]  # (file, the root it was found under, for relative output names)
+
+ProcessFn = Callable[[Iterable[tuple[Any, Image.Image]]], Iterator[tuple[Any, Image.Image, "Image.Image | None"]]]
+
+
+def _images_in(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in READ_SUFFIXES and not p.name.startswith("."))
+
+
+def expand_inputs(inputs: list[str]) -> list[Source]:
+    """Files, folders (recursive) and glob patterns -> (file, root) pairs."""
+    if not inputs:
+        raise FastNSTError("no input images given")
+    found: list[Source] = []
+    for arg in inputs:
+        p = Path(arg)
+        if p.is_dir():
+            files = _images_in(p)
+            if not files:
+                raise FastNSTError(f"{p}: no images in this folder ({', '.join(READ_SUFFIXES)})")
+            found += [(f, p) for f in files]
+        elif p.is_file():
+            found.append((p, p.parent))
+        elif _GLOB_CHARS & set(arg):
+            matches = sorted(Path(m) for m in glob.glob(arg, recursive=True) if Path(m).is_file())
+            if not matches:
+                raise FastNSTError(f"{arg}: the pattern matches no files")
+            found += [(m, m.parent) for m in matches]
+        else:
+            raise FastNSTError(f"{arg}: no such file or folder")
+    return found
+
+
+def _is_file_output(output: Path, sources: list[Source], inputs: list[str]) -> bool:
+    single_file = len(sources) == 1 and len(inputs) == 1 and Path(inputs[0]).is_file()
+    return single_file and not output.is_dir() and output.suffix != ""
+
+
+def plan_outputs(inputs: list[str], output: str | os.PathLike, overwrite: bool = False, suffix: str | None = None) -> list[tuple[Path, Path]]:
+    """(source, destination) pairs; raises before any work if a pair is unsafe.
+
+    ``--output`` is a file when there is exactly one input file and it has a
+    suffix; otherwise a folder that mirrors the inputs' sub-folders.
+    """
+    sources = expand_inputs(inputs)
+    out = Path(output)
+    if _is_file_output(out, sources, inputs):
+        check_output_suffix(out)
+        pairs = [(sources[0][0], out)]
+    else:
+        if out.exists() and not out.is_dir():
+            raise FastNSTError(f"{out}: exists and is not a folder; with several inputs --output must be a folder")
+        pairs = []
+        for f, root in sources:
+            ext = suffix or _OUTPUT_SUFFIX.get(f.suffix.lower(), f.suffix.lower())
+            pairs.append((f, out / f.relative_to(root).with_suffix(ext)))
+    _check_pairs(pairs, overwrite)
+    return pairs
+
+
+def _check_pairs(pairs: list[tuple[Path, Path]], overwrite: bool) -> None:
+    inputs = {p.resolve() for p, _ in pairs}
+    seen: dict[Path, Path] = {}
+    for src, dst in pairs:
+        rd = dst.resolve()
+        if rd in inputs:
+            raise FastNSTError(f"{dst}: this output would overwrite an input image; choose another --output")
+        if rd in seen:
+            raise FastNSTError(f"{seen[rd]} and {src} would both be written to {dst}; stylize them separately")
+        seen[rd] = src
+        if dst.exists() and not overwrite:
+            raise FastNSTError(f"{dst}: already exists; pass --overwrite to replace it")
+
+
+def process_files(process: ProcessFn, pairs: list[tuple[Path, Path]], progress: bool = True, desc: str = "stylizing") -> int:
+    """Read, process and atomically write each pair; returns how many failed.
+
+    A file that cannot be read is reported and skipped; the rest still run.
+    """
+    failed = 0
+
+    def items() -> Iterator[tuple[Any, Image.Image]]:
+        nonlocal failed
+        for src, dst in pairs:
+            try:
+                yield (src, dst), open_image(src)
+            except FastNSTError as e:
+                failed += 1
+                tqdm.write(f"warning: skipped {e}", file=sys.stderr)
+
+    bar = tqdm(total=len(pairs), desc=desc, unit="img", disable=not progress or len(pairs) < 2)
+    with bar:
+        for (src, dst), rgb, alpha in process(items()):
+            save_image(rgb, dst, alpha)
+            bar.update(1)
+    return failed

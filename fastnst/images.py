@@ -1,0 +1,170 @@
+"""Reading, converting and writing images.
+
+One place decides how any file a user has becomes an RGB tensor in [0, 1]
+(plus an optional alpha plane), so training data, the fast stylizer and the
+Gatys optimizer all accept exactly the same inputs.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps
+
+from .atomic import atomic_write
+from .errors import FastNSTError
+
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "READ_SUFFIXES",
+    "check_output_suffix",
+    "load_rgb",
+    "open_image",
+    "pil_to_tensor",
+    "resize_max",
+    "save_image",
+    "set_max_pixels",
+    "split_alpha",
+    "tensor_to_pil",
+]
+
+# What training folders are scanned for (the issue's list).
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
+# What the stylizer also reads when a file is named explicitly.
+READ_SUFFIXES = IMAGE_SUFFIXES + (".tif", ".tiff", ".gif")
+
+
+def set_max_pixels(n: int) -> None:
+    """Raise or lower Pillow's decompression-bomb limit (pixels per image)."""
+    Image.MAX_IMAGE_PIXELS = int(n)
+
+
+def open_image(path: str | os.PathLike, draft: tuple[int, int] | None = None) -> Image.Image:
+    """Decode a file fully, upright (EXIF orientation applied).
+
+    ``draft`` lets JPEG decode at 1/2, 1/4 or 1/8 scale when the result still
+    covers that size: several times faster for training on large photos.
+
+    Raises FastNSTError naming the file for anything a user could have
+    handed us: missing, empty, truncated, not an image, too large.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise FastNSTError(f"{p}: no such file")
+    if p.stat().st_size == 0:
+        raise FastNSTError(f"{p}: the file is empty (0 bytes); re-download or remove it")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(p) as im:
+                if draft is not None and im.format == "JPEG":
+                    im.draft("RGB", draft)
+                im.load()
+                img = ImageOps.exif_transpose(im)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise FastNSTError(
+            f"{p}: image too large to open safely ({e}); "
+            "downscale it first or raise the limit with --max-pixels"
+        ) from None
+    except (OSError, SyntaxError, ValueError) as e:
+        # PIL raises UnidentifiedImageError (an OSError) for non-images and
+        # OSError("image file is truncated") for partial downloads.
+        raise FastNSTError(f"{p}: cannot read this image ({e}); is the file complete and an image?") from None
+    return img
+
+
+def _sixteen_bit_to_l(img: Image.Image) -> Image.Image:
+    """Pillow's own convert() clips 16-bit values at 255 (a white image)."""
+    arr = np.asarray(img, dtype=np.float64)
+    top = 65535.0 if img.mode.startswith("I;16") or arr.max() > 255 else 255.0
+    return Image.fromarray(np.clip(arr / top * 255.0 + 0.5, 0, 255).astype(np.uint8), "L")
+
+
+def split_alpha(img: Image.Image) -> tuple[Image.Image, Image.Image | None]:
+    """Return (RGB image, alpha plane or None) for any Pillow mode."""
+    if img.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
+        img = _sixteen_bit_to_l(img)
+    if img.mode == "P":
+        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+    if img.mode in ("RGBA", "LA", "PA", "La", "RGBa"):
+        rgba = img.convert("RGBA")
+        alpha = rgba.getchannel("A")
+        if alpha.getextrema() == (255, 255):
+            alpha = None
+        return rgba.convert("RGB"), alpha
+    if img.mode == "RGB":
+        return img, None
+    return img.convert("RGB"), None  # L, 1, CMYK, YCbCr, LAB, HSV
+
+
+def load_rgb(path: str | os.PathLike, background: int = 255, draft: tuple[int, int] | None = None) -> Image.Image:
+    """An RGB image; transparent pixels are composited over white, since a
+    network trained on photos has never seen the colours hidden under alpha."""
+    rgb, alpha = split_alpha(open_image(path, draft))
+    if alpha is None:
+        return rgb
+    canvas = Image.new("RGB", rgb.size, (background,) * 3)
+    canvas.paste(rgb, mask=alpha)
+    return canvas
+
+
+def pil_to_tensor(img: Image.Image) -> torch.Tensor:
+    """PIL RGB -> float tensor (1, 3, H, W) in [0, 1]."""
+    arr = np.asarray(img.convert("RGB"), dtype=np.uint8)
+    return torch.from_numpy(arr.copy()).permute(2, 0, 1).unsqueeze(0).float().div_(255.0)
+
+
+def tensor_to_pil(t: torch.Tensor) -> Image.Image:
+    """(3, H, W) or (1, 3, H, W) tensor in [0, 1] -> PIL RGB."""
+    if t.dim() == 4:
+        t = t[0]
+    arr = t.detach().float().clamp(0, 1).mul(255.0).round().byte().permute(1, 2, 0).cpu().numpy()
+    return Image.fromarray(arr, "RGB")
+
+
+def resize_max(img: Image.Image, max_size: int | None) -> Image.Image:
+    """Shrink so the longer side is at most max_size, keeping the aspect ratio."""
+    if not max_size or max(img.size) <= max_size:
+        return img
+    scale = max_size / max(img.size)
+    size = (max(1, round(img.width * scale)), max(1, round(img.height * scale)))
+    return img.resize(size, Image.Resampling.LANCZOS)
+
+
+def check_output_suffix(path: str | os.PathLike) -> str:
+    """The Pillow format for an output path, or a clear error."""
+    suffix = Path(path).suffix.lower()
+    fmt = Image.registered_extensions().get(suffix)
+    if fmt is None or fmt not in Image.SAVE:
+        raise FastNSTError(f"{path}: cannot write images with suffix '{suffix}'; use .jpg, .png, .webp, .bmp or .tif")
+    return fmt
+
+
+def save_image(img: Image.Image, path: str | os.PathLike, alpha: Image.Image | None = None) -> None:
+    """Write atomically (temporary file, fsync, rename) in the suffix's format.
+
+    A crash or a full disk never leaves a half-written picture under the
+    final name. Formats without alpha (JPEG, BMP) get the image composited
+    over white instead.
+    """
+    path = Path(path)
+    fmt = check_output_suffix(path)
+    if alpha is not None:
+        if fmt in ("JPEG", "BMP"):
+            canvas = Image.new("RGB", img.size, (255, 255, 255))
+            canvas.paste(img, mask=alpha)
+            img = canvas
+        else:
+            img = img.convert("RGBA")
+            img.putalpha(alpha)
+    options = {"quality": 95} if fmt in ("JPEG", "WEBP") else {}
+    try:
+        with atomic_write(path) as f:
+            img.save(f, format=fmt, **options)
+    except OSError as e:
+        raise FastNSTError(f"{path}: cannot write the image ({e.strerror or e}); check free space and permissions") from None
+

@@ -1,0 +1,190 @@
+"""Perceptual losses: content (feature MSE), style (Gram MSE) and total variation.
+
+The one definition used by the trainer, the Gatys optimizer and the quality
+benchmarks, so their numbers are comparable.
+
+* content: sum over layers of w_l * mean((F_l(y) - F_l(x))^2)
+* style:   sum over layers of w_l * mean((G_l(y) - G_l(s))^2) with
+           G = F F^T / (C*H*W), so the value does not grow with image size
+* tv:      mean((y[i+1,j] - y[i,j])^2) + mean((y[i,j+1] - y[i,j])^2), on RGB [0, 1]
+* total:   content_weight*content + style_weight*style + tv_weight*tv
+
+Default weights depend on the VGG preprocessing because the Caffe weights see
+0-255 input and so produce features about 60x larger than torchvision's
+(content MSE scales with the square of that, Gram MSE with the fourth power).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .errors import FastNSTError
+from .vgg import VGGFeatures, layer_index
+
+__all__ = [
+    "DEFAULT_CONTENT_LAYERS",
+    "DEFAULT_STYLE_LAYERS",
+    "DEFAULT_WEIGHTS",
+    "LossTerms",
+    "LossWeights",
+    "PerceptualLoss",
+    "content_loss",
+    "format_layers",
+    "gram_matrix",
+    "parse_layers",
+    "style_loss",
+    "tv_loss",
+]
+
+# relu2_2 for a feed-forward network keeps edges and small text readable
+# (Johnson et al.); the Gatys optimizer uses relu4_2, which lets the style
+# redraw more of the picture.
+DEFAULT_CONTENT_LAYERS = "relu2_2"
+DEFAULT_STYLE_LAYERS = "relu1_1,relu2_1,relu3_1,relu4_1,relu5_1"
+
+
+@dataclass(frozen=True)
+class LossWeights:
+    content: float
+    style: float
+    tv: float
+
+
+# torchvision: pytorch/examples' values (content 1e5, style 1e10 on the same
+# normalised Gram), not re-tuned here. caffe: tuned on CPU with the Oxford
+# VGG19 weights so that style and content losses are of the same order early
+# in training.
+DEFAULT_WEIGHTS = {
+    "torchvision": LossWeights(content=1e5, style=1e10, tv=1e2),
+    "caffe": LossWeights(content=1.0, style=1e2, tv=1e3),
+}
+
+
+@dataclass
+class LossTerms:
+    """Weighted terms (already multiplied by their global weights) and total."""
+
+    content: torch.Tensor
+    style: torch.Tensor
+    tv: torch.Tensor
+    total: torch.Tensor
+
+    def items(self) -> dict[str, float]:
+        return {k: float(getattr(self, k).detach()) for k in ("content", "style", "tv", "total")}
+
+
+def parse_layers(spec: str | dict[str, float], flag: str = "layers") -> dict[str, float]:
+    """``"relu1_1,relu2_1:0.5"`` -> ``{"relu1_1": 1.0, "relu2_1": 0.5}``."""
+    if isinstance(spec, dict):
+        items = list(spec.items())
+    else:
+        items = []
+        for part in str(spec).replace(" ", "").split(","):
+            if not part:
+                continue
+            name, _, weight = part.partition(":")
+            try:
+                items.append((name, float(weight) if weight else 1.0))
+            except ValueError:
+                raise FastNSTError(f"--{flag}: '{part}' is not NAME or NAME:WEIGHT (e.g. relu3_1:0.5)") from None
+    if not items:
+        raise FastNSTError(f"--{flag}: give at least one VGG layer, e.g. relu2_2")
+    out: dict[str, float] = {}
+    for name, weight in items:
+        layer_index(name)  # validates the name
+        if not weight >= 0:
+            raise FastNSTError(f"--{flag}: weight of {name} must be >= 0, not {weight}")
+        out[name] = float(weight)
+    return out
+
+
+def format_layers(layers: dict[str, float]) -> str:
+    return ",".join(n if w == 1.0 else f"{n}:{w:g}" for n, w in layers.items())
+
+
+def gram_matrix(features: torch.Tensor) -> torch.Tensor:
+    """(B, C, H, W) -> (B, C, C), normalised by C*H*W, computed in float32."""
+    b, c, h, w = features.shape
+    f = features.float().reshape(b, c, h * w)
+    return torch.bmm(f, f.transpose(1, 2)) / (c * h * w)
+
+
+def content_loss(
+    features: dict[str, torch.Tensor], targets: dict[str, torch.Tensor], weights: dict[str, float]
+) -> torch.Tensor:
+    return sum(w * F.mse_loss(features[n].float(), targets[n].float()) for n, w in weights.items())  # type: ignore[return-value]
+
+
+def style_loss(
+    features: dict[str, torch.Tensor], target_grams: dict[str, torch.Tensor], weights: dict[str, float]
+) -> torch.Tensor:
+    total = 0.0
+    for n, w in weights.items():
+        g = gram_matrix(features[n])
+        total = total + w * F.mse_loss(g, target_grams[n].expand_as(g))
+    return total  # type: ignore[return-value]
+
+
+def tv_loss(img: torch.Tensor) -> torch.Tensor:
+    img = img.float()
+    dy = img[..., 1:, :] - img[..., :-1, :]
+    dx = img[..., :, 1:] - img[..., :, :-1]
+    return dy.pow(2).mean() + dx.pow(2).mean()
+
+
+class PerceptualLoss(nn.Module):
+    """Content + Gram style + TV against fixed style targets.
+
+    Style Grams are computed once by :meth:`set_style`; content targets are
+    per batch (trainer) or fixed (Gatys) and come from :meth:`content_targets`.
+    """
+
+    def __init__(
+        self,
+        vgg: VGGFeatures,
+        content_layers: dict[str, float],
+        style_layers: dict[str, float],
+        weights: LossWeights,
+    ) -> None:
+        super().__init__()
+        missing = [n for n in (*content_layers, *style_layers) if n not in vgg.layers]
+        if missing:
+            raise ValueError(f"VGG extractor lacks layers {missing}")
+        self.vgg = vgg
+        self.content_layers = dict(content_layers)
+        self.style_layers = dict(style_layers)
+        self.weights = weights
+        self.target_grams: dict[str, torch.Tensor] = {}
+
+    @torch.no_grad()
+    def set_style(self, images: list[torch.Tensor], blend: list[float] | None = None) -> None:
+        """Target Grams of one style image or a weighted blend of several."""
+        if blend is None:
+            blend = [1.0 / len(images)] * len(images)
+        if len(blend) != len(images) or any(not b >= 0 for b in blend) or sum(blend) <= 0:
+            raise FastNSTError("style blend weights must be one non-negative number per style image, not all zero")
+        total = sum(blend)
+        grams: dict[str, torch.Tensor] = {}
+        for img, b in zip(images, blend):
+            feats = self.vgg(img, list(self.style_layers))
+            for n in self.style_layers:
+                g = gram_matrix(feats[n]).mean(0, keepdim=True) * (b / total)
+                grams[n] = grams[n] + g if n in grams else g
+        self.target_grams = grams
+
+    @torch.no_grad()
+    def content_targets(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return self.vgg(x, list(self.content_layers))
+
+    def forward(self, y: torch.Tensor, content_targets: dict[str, torch.Tensor]) -> LossTerms:
+        if not self.target_grams:
+            raise RuntimeError("call set_style() before computing losses")
+        feats = self.vgg(y)
+        c = self.weights.content * content_loss(feats, content_targets, self.content_layers)
+        s = self.weights.style * style_loss(feats, self.target_grams, self.style_layers)
+        t = self.weights.tv * tv_loss(y) if self.weights.tv else y.new_zeros(())
+        return LossTerms(content=c, style=s, tv=t, total=c + s + t)

@@ -1,0 +1,191 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from fastnst.checkpoint import save_model
+from fastnst.cli import build_parser, main
+from fastnst.color import rgb_to_ycbcr
+from fastnst.images import pil_to_tensor
+from fastnst.model import ModelConfig, TransformerNet
+from fastnst.stylizer import Stylizer, TorchBackend
+
+from .conftest import synthetic_photo
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _rgba(width: int, height: int) -> Image.Image:
+    img = synthetic_photo(width, height, seed=4).convert("RGBA")
+    alpha = Image.linear_gradient("L").resize((width, height))
+    img.putalpha(alpha)
+    return img
+
+
+def test_train_then_stylize_odd_size_with_alpha(trained_model: Path, tmp_path: Path) -> None:
+    src = tmp_path / "in.png"
+    _rgba(37, 29).save(src)
+    out = tmp_path / "out.png"
+    assert main(["stylize", "--model", str(trained_model), str(src), "--output", str(out), "--device", "cpu", "--quiet"]) == 0
+    with Image.open(out) as im:
+        assert im.size == (37, 29) and im.mode == "RGBA"
+        np.testing.assert_array_equal(np.asarray(im.getchannel("A")), np.asarray(Image.open(src).getchannel("A")))
+        assert np.asarray(im.convert("RGB")).std() > 0
+
+
+def test_stylize_folder_keeps_structure_and_formats(trained_model: Path, photo_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    code = main(["stylize", "--model", str(trained_model), str(photo_dir), "--output", str(out), "--device", "cpu", "--quiet", "--max-size", "40"])
+    assert code == 0
+    written = sorted(p.relative_to(out) for p in out.rglob("*") if p.is_file())
+    expected = sorted(p.relative_to(photo_dir) for p in photo_dir.rglob("*") if p.is_file())
+    assert written == expected
+    for p in written:
+        with Image.open(out / p) as im:
+            assert max(im.size) <= 40 and im.format == ("PNG" if p.suffix == ".png" else "JPEG")
+
+
+def test_glob_and_name_clashes(trained_model: Path, photo_dir: Path, tmp_path: Path, capsys) -> None:
+    base = ["stylize", "--model", str(trained_model), "--device", "cpu", "--quiet", "--output"]
+    pattern = str(photo_dir / "sub" / "deeper" / "*.png")
+    assert main([*base, str(tmp_path / "g"), pattern]) == 0
+    assert sorted(p.name for p in (tmp_path / "g").iterdir()) == sorted(p.name for p in (photo_dir / "sub" / "deeper").glob("*.png"))
+    assert main([*base, str(tmp_path / "none"), str(photo_dir / "*.gif")]) == 2
+    assert "matches no files" in capsys.readouterr().err
+    a, b = tmp_path / "a" / "same.jpg", tmp_path / "b" / "same.jpg"
+    for p in (a, b):
+        p.parent.mkdir()
+        synthetic_photo(20, 20).save(p)
+    assert main([*base, str(tmp_path / "clash"), str(a), str(b)]) == 2
+    assert "would both be written to" in capsys.readouterr().err
+    assert not (tmp_path / "clash").exists()
+
+
+def test_output_safety(trained_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    src = tmp_path / "in.jpg"
+    synthetic_photo(30, 20).save(src)
+    base = ["stylize", "--model", str(trained_model), "--device", "cpu", "--quiet"]
+    assert main([*base, str(src), "--output", str(src)]) == 2
+    assert "would overwrite an input" in capsys.readouterr().err
+    out = tmp_path / "o.jpg"
+    assert main([*base, str(src), "--output", str(out)]) == 0
+    before = out.read_bytes()
+    assert main([*base, str(src), "--output", str(out), "--strength", "0.5"]) == 2
+    assert "already exists; pass --overwrite" in capsys.readouterr().err and out.read_bytes() == before
+    assert main([*base, str(src), "--output", str(out), "--strength", "0.5", "--overwrite"]) == 0
+    assert out.read_bytes() != before
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["stylize", "--model", "missing.pth", "x.jpg", "--output", "o.jpg"], "x.jpg: no such file"),
+        (["stylize", "--model", "{model}", "{img}", "--output", "o.jpg", "--strength", "2"], "--strength must be between 0 and 1"),
+        (["stylize", "--model", "{model}", "{img}", "--output", "o.xyz"], "suffix '.xyz'"),
+        (["stylize", "{img}", "--output", "o.jpg"], "--model is required"),
+        (["stylize", "--model", "{img}", "{img}", "--output", "o.jpg"], "not a readable PyTorch model file"),
+        (["stylize", "--model", "{model}", "{img}", "--output", "o.jpg", "--device", "cuda"], "no CUDA GPU"),
+        (["train", "--dataset", "nowhere", "--style-image", "{img}", "--save-model", "m.pth"], "nowhere: dataset folder not found"),
+        (["train", "--dataset", "{dir}", "--style-image", "{img}", "--save-model", "m.pth", "--style-layers", "relu9_1"], "unknown VGG19 layer"),
+        (["train", "--dataset", "{dir}", "--style-image", "nope.jpg", "--save-model", "m.pth", "--vgg-weights", "{vgg}"], "nope.jpg: no such file"),
+        (["train", "--dataset", "{dir}", "--style-image", "{img}", "--save-model", "m.pth", "--vgg-weights", "{vgg}"], "lacks VGG19 layers"),
+        (["train", "--style-image", "{img}"], "--dataset is required"),
+        (["train", "--dataset", "{dir}", "--style-image", "{img}", "--save-model", "m.pth", "--lr", "-1"], "--lr: invalid value"),
+    ],
+)
+def test_user_errors_are_one_line(args, message, tmp_path, photo_dir, vgg_file, capsys, monkeypatch) -> None:
+    if any("{model}" in a for a in args):
+        save_model(TransformerNet(ModelConfig(width=0.25)), tmp_path / "model.pth")
+    img = tmp_path / "img.jpg"
+    synthetic_photo(20, 20).save(img)
+    monkeypatch.chdir(tmp_path)
+    filled = [a.format(model=tmp_path / "model.pth", img=img, dir=photo_dir, vgg=vgg_file) for a in args]
+    if "cuda" in filled and torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    assert main(filled) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert err.startswith("fastnst: error:")
+
+
+def test_bad_flag_values_are_rejected_by_the_parser(capsys) -> None:
+    with pytest.raises(SystemExit) as e:
+        main(["train", "--batch-size", "0"])
+    assert e.value.code == 2 and "must be at least 1" in capsys.readouterr().err
+
+
+def test_every_flag_is_explained() -> None:
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
+    for name, p in sub.choices.items():
+        for action in p._actions:
+            assert action.help and action.help.strip(), f"{name} {action.option_strings} has no help"
+    train_flags = {s for a in sub.choices["train"]._actions for s in a.option_strings}
+    for flag in ("--dataset", "--style-image", "--save-model", "--vgg-weights", "--vgg-preprocess", "--image-size", "--style-size",
+                 "--batch-size", "--iterations", "--epochs", "--lr", "--content-weight", "--style-weight", "--tv-weight",
+                 "--content-layers", "--style-layers", "--checkpoint-dir", "--checkpoint-interval", "--resume", "--device",
+                 "--seed", "--amp", "--no-amp"):  # fmt: skip
+        assert flag in train_flags, flag
+
+
+@pytest.mark.parametrize("script", ["train.py", "stylize.py"])
+def test_entry_point_scripts(script: str) -> None:
+    done = subprocess.run([sys.executable, str(REPO / script), "--help"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "usage: fastnst" in done.stdout
+
+
+# ---- Stylizer API -----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def stylizer_backend() -> TorchBackend:
+    torch.manual_seed(0)
+    return TorchBackend(TransformerNet(ModelConfig(width=0.25)), device="cpu")
+
+
+class _RecolouringBackend:
+    """A stand-in network with a visible, in-gamut colour change."""
+
+    info: dict = {}
+
+    def run(self, batch: torch.Tensor) -> torch.Tensor:
+        return batch[:, [2, 0, 1]] * 0.6 + 0.2
+
+
+def test_preserve_color_keeps_the_chroma() -> None:
+    img = synthetic_photo(40, 32, seed=2)
+    out = Stylizer(_RecolouringBackend(), preserve_color=True).stylize(img)
+    plain = Stylizer(_RecolouringBackend()).stylize(img)
+    ycc_in, ycc_out, ycc_plain = (rgb_to_ycbcr(pil_to_tensor(i)) for i in (img, out, plain))
+    chroma_err = (ycc_out[:, 1:] - ycc_in[:, 1:]).abs().mean()
+    assert chroma_err < 0.01 and (ycc_plain[:, 1:] - ycc_in[:, 1:]).abs().mean() > 0.05
+    assert (ycc_out[:, :1] - ycc_plain[:, :1]).abs().mean() < 0.01  # the stylized luminance (clipped where out of gamut)
+
+
+def test_strength_zero_is_the_photo(stylizer_backend: TorchBackend) -> None:
+    img = synthetic_photo(33, 21)
+    out = Stylizer(stylizer_backend, strength=0.0).stylize(img)
+    assert np.abs(np.asarray(out, np.int16) - np.asarray(img, np.int16)).max() <= 1
+
+
+def test_batched_equals_one_by_one_and_order_is_kept(stylizer_backend: TorchBackend) -> None:
+    imgs = [synthetic_photo(36, 28, seed=s) for s in range(3)] + [synthetic_photo(20, 44, seed=9)] + [synthetic_photo(36, 28, seed=5)]
+    batched = Stylizer(stylizer_backend, batch_size=3)
+    single = Stylizer(stylizer_backend, batch_size=1)
+    out_b = list(batched.stylize_many(enumerate(imgs)))
+    out_s = list(single.stylize_many(enumerate(imgs)))
+    assert [k for k, _, _ in out_b] == list(range(5))
+    for (_, a, _), (_, b, _), src in zip(out_b, out_s, imgs):
+        assert a.size == src.size
+        assert np.abs(np.asarray(a, np.int16) - np.asarray(b, np.int16)).max() <= 1
+
+
+def test_tiny_images_work(stylizer_backend: TorchBackend) -> None:
+    for size in ((1, 1), (3, 7), (15, 40)):
+        assert Stylizer(stylizer_backend).stylize(synthetic_photo(*size)).size == size

@@ -1,0 +1,139 @@
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from fastnst.cli import main
+from fastnst.training import TrainConfig, train
+
+from .conftest import TINY_CONTENT_LAYERS, TINY_STYLE_LAYERS, tiny_train_args
+
+
+def _metrics(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_loss_goes_down(tmp_path: Path, photo_dir: Path, style_file: Path, vgg_file: Path) -> None:
+    out = tmp_path / "m.pth"
+    args = tiny_train_args(photo_dir, style_file, vgg_file, out, iterations=40) + ["--lr", "1e-2", "--checkpoint-interval", "40"]
+    assert main(["train", *args]) == 0
+    records = _metrics(tmp_path / "m_run")
+    assert [r["step"] for r in records] == list(range(1, 41))
+    first = sum(r["total"] for r in records[:5]) / 5
+    last = sum(r["total"] for r in records[-5:]) / 5
+    assert last < 0.7 * first, (first, last)
+    ckpt = torch.load(tmp_path / "m_run" / "last.pth", weights_only=True)
+    assert ckpt["step"] == 40 and "optimizer" in ckpt and "rng" in ckpt
+    model = torch.load(out, weights_only=True)
+    cfg = model["train_config"]
+    assert cfg["style_layers"] == TINY_STYLE_LAYERS and cfg["content_layers"] == TINY_CONTENT_LAYERS
+    assert cfg["vgg_preprocess"] == "caffe" and cfg["image_size"] == 32 and cfg["style_name"] == "stripes"
+    assert cfg["style_weight"] == 100.0 and cfg["content_weight"] == 1.0  # the caffe defaults
+    assert "optimizer" not in model, "the shared model file stays small"
+    assert sorted(p.name for p in (tmp_path / "m_run" / "samples").iterdir()) == ["step_0000040.jpg"]
+
+
+def test_resume_equals_uninterrupted(tmp_path: Path, photo_dir: Path, style_file: Path, vgg_file: Path) -> None:
+    straight = tmp_path / "straight.pth"
+    assert main(["train", *tiny_train_args(photo_dir, style_file, vgg_file, straight, iterations=6)]) == 0
+
+    split = tmp_path / "split.pth"
+    assert main(["train", *tiny_train_args(photo_dir, style_file, vgg_file, split, iterations=3)]) == 0
+    assert main(["train", "--resume", str(tmp_path / "split_run"), "--iterations", "6", "--workers", "0", "--quiet"]) == 0
+
+    a = torch.load(straight, weights_only=True)["state_dict"]
+    b = torch.load(split, weights_only=True)["state_dict"]
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    assert [r["step"] for r in _metrics(tmp_path / "split_run")] == list(range(1, 7))
+
+
+def test_resume_keeps_the_run_settings(tmp_path: Path, photo_dir: Path, style_file: Path, vgg_file: Path, capsys) -> None:
+    out = tmp_path / "m.pth"
+    assert main(["train", *tiny_train_args(photo_dir, style_file, vgg_file, out, iterations=2)]) == 0
+    assert main(["train", "--resume", str(tmp_path / "m_run" / "last.pth"), "--image-size", "64"]) == 2
+    assert "--image-size cannot change when resuming" in capsys.readouterr().err
+    assert main(["train", "--resume", str(tmp_path / "m_run"), "--quiet"]) == 2
+    assert "pass a larger --iterations" in capsys.readouterr().err
+    assert main(["train", "--resume", str(out)]) == 2
+    assert "a model file, not a training checkpoint" in capsys.readouterr().err
+
+
+def test_an_earlier_run_is_never_clobbered(tmp_path: Path, photo_dir: Path, style_file: Path, vgg_file: Path, capsys) -> None:
+    out = tmp_path / "m.pth"
+    args = tiny_train_args(photo_dir, style_file, vgg_file, out, iterations=2)
+    assert main(["train", *args]) == 0
+    assert main(["train", *args]) == 2
+    err = capsys.readouterr().err
+    assert "holds an earlier run" in err and "--resume" in err and "Traceback" not in err
+    assert main(["train", *args, "--overwrite"]) == 0
+
+
+def test_bad_photos_are_skipped_and_counted(tmp_path: Path, photo_dir: Path, style_file: Path, vgg_file: Path, capsys) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    for p in sorted(photo_dir.rglob("*.png"))[:4]:
+        (data / p.name).write_bytes(p.read_bytes())
+    (data / "broken.jpg").write_bytes(b"\xff\xd8\xff" + b"\x00" * 100)
+    (data / "zero.png").write_bytes(b"")
+    out = tmp_path / "m.pth"
+    args = tiny_train_args(data, style_file, vgg_file, out, iterations=6)
+    assert main(["train", *args]) == 0
+    err = capsys.readouterr().err
+    assert "skipping" in err and "zero.png" in err and "broken.jpg" in err
+    assert "skipped 2 unreadable" in err
+    assert _metrics(tmp_path / "m_run")[-1]["skipped_files"] == 2
+
+
+def test_non_finite_loss_skips_steps_then_stops(tmp_path: Path, photo_dir: Path, style_file: Path, vgg_file: Path, monkeypatch) -> None:
+    from fastnst import training
+    from fastnst.errors import FastNSTError
+
+    original = training._Run.train_step
+    calls = {"n": 0}
+
+    def flaky(self, x):
+        calls["n"] += 1
+        if calls["n"] == 2 or calls["n"] > 4:
+            self.opt.zero_grad(set_to_none=True)
+            return None
+        return original(self, x)
+
+    monkeypatch.setattr(training._Run, "train_step", flaky)
+    cfg = TrainConfig(
+        dataset=str(photo_dir), style_image=str(style_file), save_model=str(tmp_path / "m.pth"), vgg_weights=str(vgg_file),
+        vgg_preprocess="caffe", style_layers=TINY_STYLE_LAYERS, content_layers=TINY_CONTENT_LAYERS, image_size=32,
+        style_size=32, batch_size=2, width=0.25, iterations=50, workers=0, device="cpu", progress=False, checkpoint_interval=2,
+    )  # fmt: skip
+    with pytest.raises(FastNSTError, match="not finite for 10 steps in a row"):
+        train(cfg)
+    ckpt = torch.load(tmp_path / "m_run" / "last.pth", weights_only=True)
+    assert ckpt["step"] == 2 and all(torch.isfinite(v).all() for v in ckpt["state_dict"].values())
+
+
+def test_sigint_saves_and_explains_how_to_resume(tmp_path: Path, photo_dir: Path, style_file: Path, vgg_file: Path) -> None:
+    out = tmp_path / "m.pth"
+    args = tiny_train_args(photo_dir, style_file, vgg_file, out, iterations=100000) + ["--checkpoint-interval", "100000"]
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen([sys.executable, "-m", "fastnst", "train", *args], stderr=subprocess.PIPE, text=True, env=env)
+    metrics = tmp_path / "m_run" / "metrics.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (metrics.exists() and len(metrics.read_text().splitlines()) >= 3):
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "Resume with: fastnst train --resume" in err and "Traceback" not in err
+    step = torch.load(tmp_path / "m_run" / "last.pth", weights_only=True)["step"]
+    assert step >= 3
+    assert main(["train", "--resume", str(tmp_path / "m_run"), "--iterations", str(step + 2), "--workers", "0", "--quiet"]) == 0
+    assert torch.load(out, weights_only=True)["train_config"]["iterations"] == step + 2
