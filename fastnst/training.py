@@ -412,8 +412,9 @@ class _Run:
 
     def run(self) -> Path:
         cfg = self.cfg
-        if self.step >= self.total:
-            raise FastNSTError(f"{cfg.resume}: already at step {self.step} of {self.total}; pass a larger --iterations to train further")
+        if self.step >= self.total:  # e.g. killed between the last checkpoint and the model file
+            tqdm.write(f"{cfg.resume} is already at step {self.step} of {self.total}; writing the model (pass a larger --iterations to train further)", file=sys.stderr)
+            return self._finish()
         self._announce()
         batches = self._loader()
         window, bad_steps = _Window.start(), 0
