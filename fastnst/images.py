@@ -114,8 +114,8 @@ def load_rgb(path: str | os.PathLike, background: int = 255, draft: tuple[int, i
 
 def pil_to_tensor(img: Image.Image) -> torch.Tensor:
     """PIL RGB -> float tensor (1, 3, H, W) in [0, 1]."""
-    arr = np.asarray(img.convert("RGB"), dtype=np.uint8)
-    return torch.from_numpy(arr.copy()).permute(2, 0, 1).unsqueeze(0).float().div_(255.0)
+    arr = np.array(img.convert("RGB"), dtype=np.uint8)  # a writable copy
+    return torch.from_numpy(arr).permute(2, 0, 1).unsqueeze(0).float().div_(255.0).contiguous()
 
 
 def tensor_to_pil(t: torch.Tensor) -> Image.Image:
