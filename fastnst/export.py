@@ -52,8 +52,9 @@ class _FloatIO(nn.Module):
     """float32 in and out around a network that may compute in float16.
 
     Keeping float32 at the boundary means one calling convention for both
-    precisions, and CPU runtimes, which lack float16 input kernels, still run
-    the file; the casts sit inside the graph.
+    precisions, and callers without a convenient float16 type (browsers'
+    typed arrays, plain C++, most image libraries) can feed a --fp16 file
+    too; the casts sit inside the graph, where a GPU runtime fuses them.
     """
 
     def __init__(self, net: TransformerNet, dtype: torch.dtype) -> None:
