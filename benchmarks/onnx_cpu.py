@@ -31,13 +31,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from fastnst import __version__  # noqa: E402
-from fastnst.checkpoint import load_model, save_model  # noqa: E402
-from fastnst.export import export_onnx  # noqa: E402
-from fastnst.model import ModelConfig, TransformerNet  # noqa: E402
-from fastnst.providers import cpu_cores  # noqa: E402
-from fastnst.runtime import OnnxBackend  # noqa: E402
-from fastnst.stylizer import TorchBackend  # noqa: E402
+from fastnst import __version__
+from fastnst.checkpoint import load_model, save_model
+from fastnst.export import export_onnx
+from fastnst.model import ModelConfig, TransformerNet
+from fastnst.providers import cpu_cores
+from fastnst.runtime import OnnxBackend
+from fastnst.stylizer import TorchBackend
 
 
 def parse_args() -> argparse.Namespace:
@@ -109,7 +109,7 @@ def bench_sizes(backends: dict[str, object], sizes: list[int], args: argparse.Na
             out = backend.run(x)
             reference = out if reference is None else reference
             row["max_abs_diff_vs_pytorch"][name] = float((out - reference).abs().max())
-            t = time_calls(lambda b=backend: b.run(x), args.warmup, args.runs)
+            t = time_calls(lambda b=backend, x=x: b.run(x), args.warmup, args.runs)
             row[name] = {"median_ms": statistics.median(t) * 1e3, "min_ms": min(t) * 1e3, "runs_ms": [v * 1e3 for v in t]}
         row["speedup"] = row["pytorch"]["median_ms"] / row["onnxruntime"]["median_ms"]
         print(f"{threads} thread(s), {size}²: " + ", ".join(f"{n} {row[n]['median_ms']:.0f} ms" for n in backends), file=sys.stderr)
@@ -123,9 +123,11 @@ def markdown(result: dict) -> str:
     lines = [
         f"# CPU latency, PyTorch eager vs ONNX Runtime ({result['model']})",
         "",
-        f"{result['machine']['cpu']}, {result['machine']['cores']} cores; torch {result['versions']['torch']}, "
-        f"onnxruntime {result['versions']['onnxruntime']}; batch {result['batch']}, median of {result['runs']} runs "
-        f"after {result['warmup']} warm-up runs; both runtimes use the same number of threads.",
+        (
+            f"{result['machine']['cpu']}, {result['machine']['cores']} cores; torch {result['versions']['torch']}, "
+            f"onnxruntime {result['versions']['onnxruntime']}; batch {result['batch']}, median of {result['runs']} runs "
+            f"after {result['warmup']} warm-up runs; both runtimes use the same number of threads."
+        ),
         "",
         head,
         "|" + "---|" * (len(names) + 3),
