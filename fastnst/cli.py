@@ -139,13 +139,14 @@ def add_stylize_parser(sub: argparse._SubParsersAction) -> None:
         formatter_class=_Formatter,
     )
     p.add_argument("inputs", nargs="*", metavar="INPUT", help="image files, folders or glob patterns")
-    p.add_argument("--model", metavar="PATH", help="trained model: fastnst .pth, a training checkpoint, or a pytorch/examples fast_neural_style .pth")
+    p.add_argument("--model", metavar="PATH", help="trained model: fastnst .pth, a training checkpoint, a pytorch/examples fast_neural_style .pth, or a .onnx from 'fastnst export' (runs on ONNX Runtime)")
     p.add_argument("--output", "-o", metavar="PATH", required=True, help="output file (one input) or folder (mirrors input folders; keeps each input's format)")
     p.add_argument("--max-size", type=_positive_int, metavar="PX", help="shrink inputs so the longer side is at most PX (default: keep the input size)")
     p.add_argument("--preserve-color", action="store_true", help="keep the photo's colours, take only the luminance of the style")
     p.add_argument("--strength", type=float, default=1.0, metavar="S", help="blend with the photo: 1 = fully stylized, 0 = unchanged (default: 1)")
     p.add_argument("--batch-size", type=_positive_int, default=4, metavar="N", help="stylize up to N same-size images per network call (default: 4)")
-    p.add_argument("--device", default="auto", metavar="DEV", help="auto, cpu or cuda[:N] (default: auto)")
+    p.add_argument("--device", default="auto", metavar="DEV", help="auto, cpu or cuda[:N] (default: auto = the GPU when it is usable)")
+    p.add_argument("--providers", metavar="LIST", help="ONNX models only: ONNX Runtime execution providers in priority order, e.g. cuda,cpu or tensorrt,cuda,cpu (default: from --device; auto = CUDA when usable, else CPU)")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.add_argument("--max-pixels", type=_positive_int, metavar="N", help="refuse images above N pixels, Pillow's decompression-bomb guard (default: 89478485)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -167,6 +168,7 @@ def cmd_stylize(args: argparse.Namespace) -> int:
     stylizer = Stylizer.from_file(
         args.model,
         device=args.device,
+        backend_options=_backend_options(args),
         preserve_color=args.preserve_color,
         strength=args.strength,
         max_size=args.max_size,
@@ -178,6 +180,56 @@ def cmd_stylize(args: argparse.Namespace) -> int:
     if failed:
         print(f"fastnst: {failed} input(s) could not be read (see warnings above)", file=sys.stderr)
         return 1
+    return 0
+
+
+def _backend_options(args: argparse.Namespace) -> dict:
+    if not args.providers:
+        return {}
+    from .providers import parse_providers
+
+    return {"providers": parse_providers(args.providers)}
+
+
+# ---------------------------------------------------------------- export
+
+
+EXPORT_EPILOG = """\
+example:
+  fastnst export --model models/candy.pth --output models/candy.onnx
+  fastnst stylize --model models/candy.onnx photo.jpg --output photo_candy.jpg
+
+  The .onnx takes and returns float32 NCHW RGB in [0, 1] ('image' -> 'stylized'), any batch, height
+  and width; it is written only after ONNX Runtime has reproduced PyTorch on two sizes (see README).
+"""
+
+
+def add_export_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "export",
+        help="export a trained model to ONNX (verified against PyTorch)",
+        description="Export a trained .pth to ONNX (opset 18, dynamic batch/height/width), check it and verify it against PyTorch.",
+        epilog=EXPORT_EPILOG,
+        formatter_class=_Formatter,
+    )
+    p.add_argument("--model", metavar="PATH", required=True, help="trained model: fastnst .pth, a training checkpoint or a pytorch/examples .pth")
+    p.add_argument("--output", "-o", metavar="PATH", required=True, help="the .onnx file to write")
+    p.add_argument("--fp16", action="store_true", help="float16 weights and compute for GPU runtimes; input and output stay float32 (casts inside the graph)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    p.set_defaults(func=cmd_export)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from .export import TOLERANCE, export_onnx
+
+    result = export_onnx(args.model, args.output, fp16=args.fp16, overwrite=args.overwrite)
+    worst = max(v["max_abs_diff"] for v in result.verification)
+    sizes = ", ".join("x".join(map(str, v["shape"])) for v in result.verification)
+    print(
+        f"wrote {result.path} ({result.precision}, opset {result.opset}, {result.bytes / 1e6:.1f} MB); "
+        f"ONNX Runtime matches PyTorch at {sizes} (max difference {worst:.1e}, tolerance {TOLERANCE[result.precision][0]:.1e})",
+        file=sys.stderr,
+    )
     return 0
 
 
@@ -198,7 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [add_train_parser, add_stylize_parser]
+SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [add_train_parser, add_stylize_parser, add_export_parser]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

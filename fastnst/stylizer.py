@@ -71,6 +71,8 @@ def load_backend(path: str | os.PathLike, device: str = "auto", **options: Any) 
         except ImportError:
             raise FastNSTError(f"{p}: ONNX models are not supported by this fastnst version") from None
         return OnnxBackend(p, device=device, **options)
+    if options.get("providers"):
+        raise FastNSTError(f"{p}: --providers applies to .onnx models only; PyTorch models take --device")
     model, info = load_model(p)
     info["path"] = str(p)
     return TorchBackend(model, info, device=device, amp=options.get("amp"))

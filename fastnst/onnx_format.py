@@ -1,0 +1,91 @@
+"""What a fastnst ``.onnx`` file is: its input/output contract and its metadata.
+
+The exporter writes this contract and the runtime checks it, from one
+definition, so the two cannot drift. Other runtimes (browsers, C++, mobile)
+read the same facts from the file's ``metadata_props``:
+
+* one input ``image`` and one output ``stylized``, both float32 NCHW RGB in
+  [0, 1], batch, height and width dynamic (height and width at least 16;
+  padding to a multiple of 4 happens inside the graph, so any size works);
+* ``fastnst_format`` marks the file as ours: a model from elsewhere may
+  expect 0-255 or BGR, which nothing in an ONNX graph says, so the runtime
+  refuses to guess.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from . import __version__
+from .errors import FastNSTError
+from .model import MIN_SIZE
+
+__all__ = [
+    "FORMAT",
+    "FORMAT_VERSION",
+    "INPUT_NAME",
+    "IO_CONVENTION",
+    "OPSET",
+    "OUTPUT_NAME",
+    "build_metadata",
+    "parse_metadata",
+]
+
+FORMAT = "fastnst-onnx"
+FORMAT_VERSION = 1
+# 18 is the exporter's own opset (17 cannot be reached: onnx has no Pad
+# adapter down to it) and is read by ONNX Runtime >= 1.14, TensorRT 10 and
+# onnxruntime-web.
+OPSET = 18
+INPUT_NAME = "image"
+OUTPUT_NAME = "stylized"
+IO_CONVENTION = (
+    f"input '{INPUT_NAME}' and output '{OUTPUT_NAME}': float32, NCHW (batch, 3, height, width), RGB in [0, 1]; "
+    f"batch, height and width are dynamic (height, width >= {MIN_SIZE}; any size, padded to a multiple of 4 "
+    "and cropped back inside the graph); the output is clamped to [0, 1]"
+)
+
+_JSON_KEYS = ("model_config", "train_config", "verification")
+
+
+def build_metadata(info: dict[str, Any], precision: str, verification: list[dict[str, Any]]) -> dict[str, str]:
+    """``metadata_props`` for an export: strings only, JSON for structures."""
+    meta = {
+        "fastnst_format": FORMAT,
+        "fastnst_format_version": str(FORMAT_VERSION),
+        "fastnst_version": __version__,
+        "style": str(info.get("style") or ""),
+        "precision": precision,
+        "io": IO_CONVENTION,
+        "input_name": INPUT_NAME,
+        "output_name": OUTPUT_NAME,
+        "model_config": info.get("model_config") or {},
+        "train_config": info.get("train_config") or {},
+        "verification": verification,
+    }
+    if info.get("imported_from"):
+        meta["imported_from"] = str(info["imported_from"])
+    return {k: v if isinstance(v, str) else json.dumps(v, sort_keys=True, default=str) for k, v in meta.items()}
+
+
+def parse_metadata(props: dict[str, str], source: str) -> dict[str, Any]:
+    """The backend ``info`` of a fastnst ONNX file, or a FastNSTError saying why it is not one."""
+    if props.get("fastnst_format") != FORMAT:
+        raise FastNSTError(
+            f"{source}: not an ONNX model exported by fastnst (no fastnst metadata), so its input convention "
+            "(value range, colour order) is unknown; export the .pth with 'fastnst export --model M.pth --output M.onnx'"
+        )
+    try:
+        version = int(props.get("fastnst_format_version", "0"))
+    except ValueError:
+        version = 0
+    if version > FORMAT_VERSION:
+        raise FastNSTError(f"{source}: exported by a newer fastnst ({props.get('fastnst_version')}); upgrade fastnst to run it")
+    info: dict[str, Any] = dict(props)
+    for key in _JSON_KEYS:
+        try:
+            info[key] = json.loads(props.get(key) or "{}")
+        except json.JSONDecodeError:
+            info[key] = {}
+    return info

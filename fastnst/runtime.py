@@ -1,0 +1,110 @@
+"""ONNX Runtime backend for :class:`fastnst.stylizer.Stylizer`.
+
+Only the network runs here; alpha, sizes, colour options and batching stay
+in the Stylizer, so an exported model behaves exactly like its ``.pth``.
+The file is checked against fastnst's ONNX contract
+(:mod:`fastnst.onnx_format`) before a session is built, so a wrong file
+fails with one line saying what is wrong instead of an ONNX Runtime stack.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import torch
+
+from .errors import FastNSTError
+from .onnx_format import parse_metadata
+from .providers import choose_providers, make_session
+
+__all__ = ["OnnxBackend", "read_onnx"]
+
+_FLOAT_TYPES = {onnx.TensorProto.FLOAT: np.float32, onnx.TensorProto.FLOAT16: np.float16}
+_REEXPORT = "re-export it with 'fastnst export --model M.pth --output M.onnx'"
+
+
+def _parse(data: bytes, source: str) -> onnx.ModelProto:
+    if not data:
+        raise FastNSTError(f"{source}: the file is empty (0 bytes); {_REEXPORT}")
+    try:
+        proto = onnx.load_model_from_string(data)
+    except Exception:  # protobuf DecodeError and friends: all mean "not an ONNX file"
+        proto = None
+    if proto is None or not proto.graph.node:
+        raise FastNSTError(f"{source}: not a readable ONNX model; is the file complete? {_REEXPORT}")
+    return proto
+
+
+def _check_io(proto: onnx.ModelProto, source: str) -> None:
+    """One float image in (N, 3, H, W), one out: what a style network takes."""
+    weights = {t.name for t in proto.graph.initializer}
+    inputs = [i for i in proto.graph.input if i.name not in weights]
+    outputs = list(proto.graph.output)
+    if len(inputs) != 1 or len(outputs) != 1:
+        raise FastNSTError(
+            f"{source}: has {len(inputs)} input(s) and {len(outputs)} output(s); "
+            "a style model has one image input and one image output, so this is not a fastnst model"
+        )
+    tensor = inputs[0].type.tensor_type
+    dims = tensor.shape.dim
+    if len(dims) != 4:
+        raise FastNSTError(f"{source}: input '{inputs[0].name}' has rank {len(dims)}, not 4 (batch, 3, height, width); not a fastnst style model")
+    channels = dims[1].dim_value if dims[1].HasField("dim_value") else dims[1].dim_param or "?"
+    if channels != 3:
+        raise FastNSTError(f"{source}: input '{inputs[0].name}' has {channels} channels, not 3 (RGB); not a fastnst style model")
+    if tensor.elem_type not in _FLOAT_TYPES:
+        name = onnx.TensorProto.DataType.Name(tensor.elem_type)
+        raise FastNSTError(f"{source}: input '{inputs[0].name}' is {name}, not float32 or float16; not a fastnst style model")
+
+
+def read_onnx(path: str | os.PathLike) -> tuple[bytes, dict[str, Any]]:
+    """The file's bytes and its info (metadata), after every check that can fail."""
+    p = Path(path)
+    if not p.is_file():
+        raise FastNSTError(f"{p}: model file not found")
+    data = p.read_bytes()
+    proto = _parse(data, str(p))
+    _check_io(proto, str(p))
+    info = parse_metadata({m.key: m.value for m in proto.metadata_props}, str(p))
+    info["opset"] = max((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), default=None)
+    return data, info
+
+
+class OnnxBackend:
+    """Runs a fastnst ``.onnx`` with ONNX Runtime.
+
+    ``device`` (auto, cpu, cuda[:N]) or an explicit ``providers`` list picks
+    the execution providers (:func:`fastnst.providers.choose_providers`);
+    ``threads`` defaults to the number of cores.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        device: str = "auto",
+        providers: Sequence[str] | None = None,
+        threads: int | None = None,
+    ) -> None:
+        data, info = read_onnx(path)
+        chosen = choose_providers(device, providers)
+        try:
+            self.session = make_session(data, chosen, device=device, threads=threads)
+        except Exception as e:  # onnxruntime's pybind errors share no useful base class
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+            raise FastNSTError(f"{path}: ONNX Runtime cannot load this model ({first}); {_REEXPORT}") from None
+        inp, out = self.session.get_inputs()[0], self.session.get_outputs()[0]
+        self.input_name, self.output_name = inp.name, out.name
+        # fastnst exports take float32 even at --fp16; a float16-input file
+        # (converted by another tool) gets its input cast here.
+        self.input_dtype = np.float16 if inp.type == "tensor(float16)" else np.float32
+        self.info = {**info, "backend": "onnxruntime", "providers": self.session.get_providers(), "path": str(path)}
+
+    def run(self, batch: torch.Tensor) -> torch.Tensor:
+        x = batch.detach().to("cpu", torch.float32).contiguous().numpy().astype(self.input_dtype, copy=False)
+        (y,) = self.session.run([self.output_name], {self.input_name: x})
+        return torch.from_numpy(np.asarray(y, dtype=np.float32)).clamp_(0, 1)
