@@ -11,7 +11,7 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from . import __version__
+from . import __version__, distributed
 from .errors import FastNSTError
 from .losses import DEFAULT_CONTENT_LAYERS, DEFAULT_STYLE_LAYERS
 
@@ -56,6 +56,7 @@ example:
   fastnst train --dataset data/train2014 --style-image styles/candy.jpg --save-model models/candy.pth \\
       --vgg-weights vgg19_caffe.pth --vgg-preprocess caffe
 
+  Several GPUs or nodes: torchrun --nproc_per_node=4 -m fastnst train ...  (see README, "Several GPUs").
   Interrupt with Ctrl-C at any time: a checkpoint is saved and the command to resume is printed.
   Loss weights default per VGG preprocessing (see README, "Losses and defaults").
 """
@@ -94,7 +95,7 @@ def add_train_parser(sub: argparse._SubParsersAction) -> None:
     g = p.add_argument_group("optimisation")
     g.add_argument("--image-size", type=_positive_int, metavar="PX", help="training crops are PX x PX (default: 256)")
     g.add_argument("--style-size", type=_positive_int, metavar="PX", help="style image resized to PX on its longer side; larger = finer strokes (default: 512)")
-    g.add_argument("--batch-size", type=_positive_int, metavar="N", help="images per iteration (default: 4)")
+    g.add_argument("--batch-size", type=_positive_int, metavar="N", help="images per iteration and process; under torchrun the global batch is N x processes (default: 4)")
     length = g.add_mutually_exclusive_group()
     length.add_argument("--iterations", type=_positive_int, metavar="N", help="number of optimizer steps (default: 40000, about 2 epochs of COCO)")
     length.add_argument("--epochs", type=float, metavar="E", help="train for E passes over the dataset instead of --iterations")
@@ -106,6 +107,7 @@ def add_train_parser(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--device", metavar="DEV", help="auto, cpu or cuda[:N] (default: auto = GPU when available)")
     g.add_argument("--amp", action=argparse.BooleanOptionalAction, help="bf16 mixed precision (default: on for CUDA, off for CPU)")
     g.add_argument("--workers", type=int, metavar="N", help="data loading processes (default: up to 8 on GPU, 1 on CPU)")
+    g.add_argument("--dist-timeout", type=_positive_int, metavar="S", help=f"under torchrun: seconds a process waits for the others before the job is stopped as hung (default: {distributed.DEFAULT_TIMEOUT_S})")
     g.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)
 
@@ -261,10 +263,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except FastNSTError as e:
         from .training import TrainingInterrupted
 
-        print(f"fastnst: {'' if isinstance(e, TrainingInterrupted) else 'error: '}{e}", file=sys.stderr)
+        if distributed.reported_here(e):  # under torchrun: once per job, not once per process
+            kind = "" if isinstance(e, TrainingInterrupted) else "error: "
+            print(f"fastnst: {kind}{distributed.report_prefix()}{e}", file=sys.stderr)
         return EXIT_INTERRUPTED if isinstance(e, TrainingInterrupted) else EXIT_USER_ERROR
     except KeyboardInterrupt:
-        print("fastnst: interrupted", file=sys.stderr)
+        if distributed.is_rank_zero():
+            print("fastnst: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
 
 

@@ -8,6 +8,10 @@ The run is built to be left alone for hours and to lose nothing:
   (seed, step), so N steps + resume + N steps gives the same weights as 2N;
 * a bad photo is skipped with one warning; a non-finite loss skips the step,
   and only repeated ones stop the run (keeping the last good checkpoint).
+
+Under torchrun the same loop runs on every rank with DistributedDataParallel
+around the network; ``distributed.py`` holds what differs (rank 0 decides
+and writes, the ranks agree on every branch they take).
 """
 
 from __future__ import annotations
@@ -29,9 +33,9 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from . import distributed
 from .checkpoint import model_payload, read_checkpoint, save_model, write_checkpoint
 from .data import PhotoDataset, TrainBatchSampler, collate, find_images
-from .devices import resolve_device
 from .errors import FastNSTError
 from .images import load_rgb, pil_to_tensor, resize_max, save_image, tensor_to_pil
 from .losses import (
@@ -52,19 +56,29 @@ __all__ = ["DEFAULT_ITERATIONS", "TrainConfig", "TrainingInterrupted", "train"]
 DEFAULT_ITERATIONS = 40_000  # Johnson et al.: 40k steps of batch 4, about 2 epochs of COCO
 MAX_BAD_STEPS = 10  # consecutive non-finite losses before giving up
 
-# Settings that define the optimisation problem: a resumed run must keep them.
+# Settings that define the optimisation problem: a resumed run must keep them
+# (the batch size too, as batch x processes: see _check_global_batch).
 FIXED_ON_RESUME = (
-    "image_size", "style_size", "batch_size", "lr", "width", "seed", "vgg_preprocess",
+    "image_size", "style_size", "lr", "width", "seed", "vgg_preprocess",
     "content_weight", "style_weight", "tv_weight", "content_layers", "style_layers",
 )
 
 
 # Per-invocation choices, not part of a run's record.
-_NOT_RECORDED = ("resume", "overwrite", "progress", "device", "workers", "amp", "checkpoint_dir")
+_NOT_RECORDED = ("resume", "overwrite", "progress", "device", "workers", "amp", "checkpoint_dir", "dist_timeout")
+
+# Under torchrun, Ctrl-C reaches each worker twice (from the terminal and
+# forwarded by torchrun); a repeat this soon is the same request, not "abort".
+_REPEAT_SIGNAL_GRACE_S = 2.0
+
+# Debug aid for tests of sharding: see _RecordingSampler.
+DEBUG_BATCHES_ENV = "FASTNST_DEBUG_BATCHES"
 
 
 class TrainingInterrupted(FastNSTError):
     """Raised after a clean stop on Ctrl-C or SIGTERM (checkpoint saved)."""
+
+    every_rank = True  # all ranks stop at the same step; rank 0 reports
 
 
 @dataclass
@@ -98,6 +112,7 @@ class TrainConfig:
     amp: bool | None = None
     workers: int | None = None
     progress: bool = True
+    dist_timeout: float = distributed.DEFAULT_TIMEOUT_S
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
@@ -108,7 +123,7 @@ class TrainConfig:
 # ---------------------------------------------------------------- set-up
 
 
-def _resolve_config(cfg: TrainConfig, explicit: set[str]) -> tuple[TrainConfig, dict[str, Any] | None]:
+def _resolve_config(cfg: TrainConfig, explicit: set[str], world_size: int = 1) -> tuple[TrainConfig, dict[str, Any] | None]:
     """Fill defaults, merge a resumed run's settings, validate. Returns (cfg, checkpoint)."""
     ckpt = None
     if cfg.resume:
@@ -125,6 +140,7 @@ def _resolve_config(cfg: TrainConfig, explicit: set[str]) -> tuple[TrainConfig, 
         for f in fields(TrainConfig):  # everything the run recorded, unless given again
             if f.name not in explicit and f.name not in _NOT_RECORDED and old.get(f.name) is not None:
                 setattr(cfg, f.name, old[f.name])
+        _check_global_batch(cfg, old, world_size)
         if "checkpoint_dir" not in explicit:
             cfg.checkpoint_dir = str(path.parent)
         cfg.resume = str(path)
@@ -144,6 +160,27 @@ def _resolve_config(cfg: TrainConfig, explicit: set[str]) -> tuple[TrainConfig, 
     if cfg.sample_interval is None:
         cfg.sample_interval = cfg.checkpoint_interval
     return cfg, ckpt
+
+
+def _check_global_batch(cfg: TrainConfig, old: dict[str, Any], world_size: int) -> None:
+    """A resumed run keeps its global batch (per-process batch x processes).
+
+    The data order and the averaged gradient depend only on the global batch,
+    so resuming on another number of processes with the per-process batch
+    adjusted continues the very same run; anything else would silently be a
+    different optimisation problem.
+    """
+    old_batch, old_world = old.get("batch_size"), int(old.get("world_size") or 1)
+    if not old_batch or cfg.batch_size * world_size == old_batch * old_world:
+        return
+    if world_size == old_world:
+        raise FastNSTError(f"--batch-size cannot change when resuming (the run used {old_batch}); start a new run instead")
+    total = old_batch * old_world
+    fix = f"--batch-size {total // world_size}" if total % world_size == 0 else f"a number of processes that divides {total}"
+    raise FastNSTError(
+        f"this run used a global batch of {total} ({old_batch} per process x {old_world} process(es)); "
+        f"with {world_size} process(es), resume with {fix} to keep it, or start a new run"
+    )
 
 
 def _validate_numbers(cfg: TrainConfig) -> None:
@@ -192,12 +229,32 @@ def _check_outputs(cfg: TrainConfig) -> Path:
     return ckpt_dir
 
 
-def _total_steps(cfg: TrainConfig, n_images: int) -> int:
+def _total_steps(cfg: TrainConfig, n_images: int, world_size: int) -> int:
     if cfg.iterations is not None:
         return cfg.iterations
-    if cfg.epochs is not None:
-        return max(1, round(cfg.epochs * (n_images // cfg.batch_size)))
+    if cfg.epochs is not None:  # an epoch is a pass of the global batch (batch x processes)
+        return max(1, round(cfg.epochs * (n_images // (cfg.batch_size * world_size))))
     return DEFAULT_ITERATIONS
+
+
+@dataclass
+class _Plan:
+    """What rank 0 works out before training and every rank then uses."""
+
+    cfg: TrainConfig
+    ckpt: dict[str, Any] | None
+    files: list[Path]
+    empty: list[tuple[str, str]]
+
+
+def _prepare(cfg: TrainConfig, explicit: set[str], world_size: int) -> _Plan:
+    """Settings, output checks, the photo list and the step count: every cheap check
+    that can fail, before anything slow (VGG) is loaded."""
+    cfg, ckpt = _resolve_config(cfg, explicit, world_size)
+    _check_outputs(cfg)
+    files, empty = find_images(cfg.dataset)
+    cfg.iterations = _total_steps(cfg, len(files), world_size)
+    return _Plan(cfg, ckpt, files, empty)
 
 
 def _style_tensor(cfg: TrainConfig) -> torch.Tensor:
@@ -221,10 +278,11 @@ def _sample_tensor(cfg: TrainConfig, files: list[Path]) -> torch.Tensor | None:
     return None
 
 
-def _workers(cfg: TrainConfig, device: torch.device) -> int:
+def _workers(cfg: TrainConfig, device: torch.device, local_processes: int = 1) -> int:
+    """Loader processes per training process: the node's CPUs are shared by its ranks."""
     if cfg.workers is not None:
         return max(0, cfg.workers)
-    cpus = os.cpu_count() or 1
+    cpus = max(1, (os.cpu_count() or 1) // local_processes)
     return min(8, cpus) if device.type == "cuda" else min(2, max(0, cpus - 1))
 
 
@@ -237,19 +295,22 @@ def _ignore_sigint(worker_id: int) -> None:
 
 
 @contextmanager
-def _stop_on_signals() -> Iterator[dict[str, str | None]]:
+def _stop_on_signals(repeat_grace_s: float = 0.0, announce: bool = True) -> Iterator[dict[str, Any]]:
     """First Ctrl-C/SIGTERM asks for a clean stop at the end of the step;
-    a second Ctrl-C interrupts at once."""
-    state: dict[str, str | None] = {"signal": None}
+    a second Ctrl-C (more than ``repeat_grace_s`` later) interrupts at once."""
+    state: dict[str, Any] = {"signal": None, "at": 0.0}
     if threading.current_thread() is not threading.main_thread():
         yield state
         return
 
     def handler(signum: int, frame: Any) -> None:
-        if state["signal"] and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        state["signal"] = signal.Signals(signum).name
-        tqdm.write(f"\n{state['signal']} received: saving a checkpoint after this step (Ctrl-C again to abort at once)", file=sys.stderr)
+        if state["signal"]:
+            if signum == signal.SIGINT and time.monotonic() - state["at"] > repeat_grace_s:
+                raise KeyboardInterrupt
+            return
+        state["signal"], state["at"] = signal.Signals(signum).name, time.monotonic()
+        if announce:
+            tqdm.write(f"\n{state['signal']} received: saving a checkpoint after this step (Ctrl-C again to abort at once)", file=sys.stderr)
 
     old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
@@ -304,33 +365,60 @@ class _Window:
 # ---------------------------------------------------------------- the run
 
 
+class _RecordingSampler:
+    """Debug aid: with FASTNST_DEBUG_BATCHES=DIR each rank appends the photo
+    indices of every batch it draws to DIR/rank<R>.jsonl, so tests can check
+    the sharding of a real run. Unset (the normal case) it is not used at all.
+    With loader workers, batches are recorded when drawn, a little ahead of
+    the step that trains on them."""
+
+    def __init__(self, sampler: TrainBatchSampler, path: Path) -> None:
+        self.sampler, self.path = sampler, path
+        path.parent.mkdir(parents=True, exist_ok=True)
+
+    def __len__(self) -> int:
+        return len(self.sampler)
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        with self.path.open("a") as f:
+            for step, batch in enumerate(self.sampler, start=self.sampler.start_step + 1):
+                f.write(json.dumps({"step": step, "indices": [i for i, _ in batch]}) + "\n")
+                f.flush()
+                yield batch
+
+
 class _Run:
-    def __init__(self, cfg: TrainConfig, ckpt: dict[str, Any] | None) -> None:
-        self.cfg = cfg
-        self.device = resolve_device(cfg.device)
-        self.amp = self.device.type == "cuda" if cfg.amp is None else cfg.amp
-        self.ckpt_dir = _check_outputs(cfg)
-        self.files, empty = find_images(cfg.dataset)
+    def __init__(self, plan: _Plan, dist: distributed.Dist, device: torch.device) -> None:
+        cfg = self.cfg = plan.cfg
+        self.dist, self.device = dist, device
+        self.amp = device.type == "cuda" if cfg.amp is None else cfg.amp
+        self.ckpt_dir = Path(cfg.checkpoint_dir)
+        self.files = plan.files
         self.skipped: dict[str, str] = {}
-        self._note_skipped(empty)
-        self.total = _total_steps(cfg, len(self.files))
-        self.cfg.iterations = self.total
+        self.unreported: list[tuple[str, str]] = []  # skipped photos rank 0 has not been told about yet
+        self._note_skipped(plan.empty)
+        self.total = cfg.iterations
         self.style = _style_tensor(cfg)  # cheap checks first: a typo must not wait for VGG to load
         torch.manual_seed(cfg.seed)
-        self.model = TransformerNet(ModelConfig(width=cfg.width)).to(self.device)
+        self.model = TransformerNet(ModelConfig(width=cfg.width)).to(device)
         self.loss = self._build_loss()
         self.opt = torch.optim.Adam(self.model.parameters(), lr=cfg.lr)
         self.step = 0
-        if ckpt is not None:
-            self._restore(ckpt)
-        if self.device.type == "cuda":
+        if plan.ckpt is not None:
+            self._restore(plan.ckpt)
+        if device.type == "cuda":
             torch.backends.cudnn.benchmark = True
             self.model = self.model.to(memory_format=torch.channels_last)
             self.loss.vgg.to(memory_format=torch.channels_last)
-        self.sample = _sample_tensor(cfg, self.files)
-        self.metrics = _Metrics(self.ckpt_dir / "metrics.jsonl", self.step)
+        self.net: torch.nn.Module = self.model  # wrapped in DDP by run(), once every rank is ready
+        self.sampler = TrainBatchSampler(len(self.files), cfg.batch_size, cfg.seed, self.step, dist.world_size, dist.rank)
+        self.sample = _sample_tensor(cfg, self.files) if dist.is_main else None
+        self.metrics = _Metrics(self.ckpt_dir / "metrics.jsonl", self.step) if dist.is_main else None
+        self.stop: dict[str, Any] = {"signal": None}
+        self.agreed_stop: str | None = None
 
     def _build_loss(self) -> PerceptualLoss:
+        """VGG and the style Grams, on every rank: computing them is cheaper than sending them."""
         cfg = self.cfg
         content, style = parse_layers(cfg.content_layers), parse_layers(cfg.style_layers)
         vgg = build_vgg(list(content) + list(style), cfg.vgg_weights, cfg.vgg_preprocess).to(self.device)
@@ -359,6 +447,7 @@ class _Run:
             d.pop(k, None)
         d["style_name"] = Path(self.cfg.style_image).stem
         d["vgg_source"] = self.cfg.vgg_weights or "torchvision:VGG19_Weights.IMAGENET1K_V1"
+        d["world_size"] = self.dist.world_size  # batch_size is per process; the global batch is the product
         return d
 
     def save_checkpoint(self) -> Path:
@@ -377,15 +466,22 @@ class _Run:
         self.model.train()
         save_image(tensor_to_pil(out.float()), self.ckpt_dir / "samples" / f"step_{self.step:07d}.jpg")
 
-    def _note_skipped(self, items: list[tuple[str, str]]) -> None:
+    def _note_skipped(self, items: list[tuple[str, str]], relay: bool = True) -> None:
+        """Warn once per file. Under torchrun rank 0 warns for every rank: the
+        others pass their new ones on at the next step's agreement."""
         for path, reason in items:
-            if path not in self.skipped:
-                self.skipped[path] = reason
+            if path in self.skipped:
+                continue
+            self.skipped[path] = reason
+            if self.dist.is_main:
                 tqdm.write(f"warning: skipping {path}: {reason}", file=sys.stderr)
+            elif relay:
+                self.unreported.append((path, reason))
 
     def _loader(self) -> Iterator:
-        workers = _workers(self.cfg, self.device)
-        sampler = TrainBatchSampler(len(self.files), self.cfg.batch_size, self.cfg.seed, start_step=self.step)
+        workers = _workers(self.cfg, self.device, self.dist.local_world_size)
+        record = os.environ.get(DEBUG_BATCHES_ENV)
+        sampler = _RecordingSampler(self.sampler, Path(record) / f"rank{self.dist.rank}.jsonl") if record else self.sampler
         loader = DataLoader(
             PhotoDataset(self.files, self.cfg.image_size),
             batch_sampler=sampler,
@@ -398,28 +494,59 @@ class _Run:
         )
         return iter(loader)
 
-    def train_step(self, x: torch.Tensor) -> LossTerms | None:
-        """One optimizer step; None (and no update) when the loss is not finite."""
+    def train_step(self, x: torch.Tensor) -> dict[str, float] | None:
+        """One optimizer step and its loss terms (averaged over ranks); None, and
+        no update, when the loss is not finite (on any rank)."""
         self.opt.zero_grad(set_to_none=True)
         with self._autocast():
-            y = self.model(x)
+            y = self.net(x)
             terms = self.loss(y, self.loss.content_targets(x))
-        if not torch.isfinite(terms.total):
+        agreed = self._agree(terms)
+        if agreed is None:
             return None
         terms.total.backward()
         self.opt.step()
-        return terms
+        return agreed
+
+    def _agree(self, terms: LossTerms) -> dict[str, float] | None:
+        """The loss terms, or None when the step must be skipped.
+
+        Under torchrun this is the step's one collective before DDP's gradient
+        all-reduce. It sums, over ranks: the losses (averaged for the log),
+        non-finite losses (then all ranks skip: one rank skipping alone would
+        leave the others waiting in backward), stop signals (all ranks stop
+        after the same step) and newly skipped photos (then gathered, so that
+        rank 0 warns once per file)."""
+        values = terms.items()
+        finite = bool(torch.isfinite(terms.total))
+        if not self.dist.enabled:
+            return values if finite else None
+        signal_name = self.stop["signal"]
+        local = [*values.values(), float(not finite), float(signal_name == "SIGINT"), float(signal_name == "SIGTERM"), float(len(self.unreported))]
+        sums = distributed.all_sum(local)
+        bad, sigint, sigterm, new_skips = sums[len(values) :]
+        if sigint or sigterm:
+            self.agreed_stop = "SIGINT" if sigint else "SIGTERM"
+        if new_skips:
+            for items in distributed.all_gather(self.unreported):
+                self._note_skipped(items, relay=False)
+            self.unreported = []
+        return None if bad else {k: v / self.dist.world_size for k, v in zip(values, sums)}
 
     def run(self) -> Path:
-        cfg = self.cfg
+        cfg, dist = self.cfg, self.dist
         if self.step >= self.total:  # e.g. killed between the last checkpoint and the model file
-            tqdm.write(f"{cfg.resume} is already at step {self.step} of {self.total}; writing the model (pass a larger --iterations to train further)", file=sys.stderr)
+            if dist.is_main:
+                tqdm.write(f"{cfg.resume} is already at step {self.step} of {self.total}; writing the model (pass a larger --iterations to train further)", file=sys.stderr)
             return self._finish()
+        self.net = distributed.wrap_model(self.model, dist, self.device)
         self._announce()
         batches = self._loader()
         window, bad_steps = _Window.start(), 0
-        bar = tqdm(total=self.total, initial=self.step, unit="it", desc="training", disable=not cfg.progress, dynamic_ncols=True, file=sys.stderr)
-        with _stop_on_signals() as stop, bar:
+        bar = tqdm(total=self.total, initial=self.step, unit="it", desc="training", disable=not (cfg.progress and dist.is_main), dynamic_ncols=True, file=sys.stderr)
+        grace = _REPEAT_SIGNAL_GRACE_S if dist.enabled else 0.0
+        with _stop_on_signals(grace, announce=dist.is_main) as stop, bar, distributed.peer_guard():
+            self.stop = stop
             self.model.train()
             while self.step < self.total:
                 batch = next(batches)
@@ -430,28 +557,41 @@ class _Run:
                 terms = self.train_step(x)
                 if terms is None:
                     bad_steps += 1
-                    tqdm.write(f"warning: non-finite loss at step {self.step + 1}; step skipped", file=sys.stderr)
-                    if bad_steps >= MAX_BAD_STEPS:
-                        raise FastNSTError(
-                            f"the loss was not finite for {bad_steps} steps in a row; stopped. The last good checkpoint "
-                            f"is {self.ckpt_dir / 'last.pth'}; lower --lr or the loss weights and resume from it"
-                        )
+                    self._skipped_step(bad_steps)
                     continue
                 bad_steps = 0
                 self.step += 1
-                window.add(terms.items(), x.shape[0])
+                window.add(terms, x.shape[0] * dist.world_size)
                 bar.update(1)
                 window = self._periodic(window, bar)
-                if stop["signal"]:
-                    path = self.save_checkpoint()
-                    raise TrainingInterrupted(
-                        f"stopped by {stop['signal']} at step {self.step}/{self.total}; checkpoint saved to {path}. "
-                        f"Resume with: fastnst train --resume {path}"
-                    )
+                signal_name = self.agreed_stop if dist.enabled else stop["signal"]
+                if signal_name:
+                    self._interrupted(signal_name)
         return self._finish()
+
+    def _skipped_step(self, bad_steps: int) -> None:
+        if self.dist.is_main:
+            tqdm.write(f"warning: non-finite loss at step {self.step + 1}; step skipped", file=sys.stderr)
+        if bad_steps >= MAX_BAD_STEPS:
+            raise distributed.on_every_rank(FastNSTError(
+                f"the loss was not finite for {bad_steps} steps in a row; stopped. The last good checkpoint "
+                f"is {self.ckpt_dir / 'last.pth'}; lower --lr or the loss weights and resume from it"
+            ))  # fmt: skip
+
+    def _interrupted(self, signal_name: str) -> None:
+        """Every rank gets here after the same step; rank 0 saves."""
+        path = self.save_checkpoint() if self.dist.is_main else self.ckpt_dir / "last.pth"
+        distributed.barrier(self.dist)  # nobody exits before the checkpoint is written: torchrun would kill rank 0
+        how = " (under torchrun, as before)" if self.dist.enabled else ""
+        raise TrainingInterrupted(
+            f"stopped by {signal_name} at step {self.step}/{self.total}; checkpoint saved to {path}. "
+            f"Resume with: fastnst train --resume {path}{how}"
+        )
 
     def _periodic(self, window: _Window, bar: tqdm) -> _Window:
         cfg, step = self.cfg, self.step
+        if not self.dist.is_main:  # rank 0 logs, samples and checkpoints for the whole job
+            return window
         if step % min(10, cfg.log_interval) == 0 or step == self.total:
             s = window.summary()
             bar.set_postfix(content=f"{s['content']:.3g}", style=f"{s['style']:.3g}", tv=f"{s['tv']:.3g}", img_s=f"{s['images_per_s']:.1f}")
@@ -466,24 +606,32 @@ class _Run:
         return window
 
     def _announce(self) -> None:
-        cfg = self.cfg
+        cfg, dist = self.cfg, self.dist
+        if not dist.is_main:
+            return
         verb = f"resuming at step {self.step}" if self.step else "training"
+        where, batch = f"{self.device}", f"batch {cfg.batch_size}"
+        if dist.enabled:
+            where = f"{dist.world_size} processes ({self.device.type})"
+            batch = f"batch {cfg.batch_size} per process (global {cfg.batch_size * dist.world_size})"
         tqdm.write(
-            f"{verb} on {self.device}{' (bf16 autocast)' if self.amp else ''}: {len(self.files)} images from {cfg.dataset}, "
-            f"style {cfg.style_image}, {self.total} iterations of batch {cfg.batch_size} at {cfg.image_size} px; "
+            f"{verb} on {where}{' (bf16 autocast)' if self.amp else ''}: {len(self.files)} images from {cfg.dataset}, "
+            f"style {cfg.style_image}, {self.total} iterations of {batch} at {cfg.image_size} px; "
             f"checkpoints in {self.ckpt_dir}",
             file=sys.stderr,
         )
 
     def _finish(self) -> Path:
-        if self.step % self.cfg.checkpoint_interval:
-            self.save_checkpoint()
-        if self.step % self.cfg.sample_interval:
-            self.save_sample()
-        save_model(self.model, self.cfg.save_model, self.train_config())
-        if self.skipped:
-            tqdm.write(f"skipped {len(self.skipped)} unreadable or too-small image(s) (listed above)", file=sys.stderr)
-        tqdm.write(f"saved {self.cfg.save_model}", file=sys.stderr)
+        if self.dist.is_main:
+            if self.step % self.cfg.checkpoint_interval:
+                self.save_checkpoint()
+            if self.step % self.cfg.sample_interval:
+                self.save_sample()
+            save_model(self.model, self.cfg.save_model, self.train_config())
+            if self.skipped:
+                tqdm.write(f"skipped {len(self.skipped)} unreadable or too-small image(s) (listed above)", file=sys.stderr)
+            tqdm.write(f"saved {self.cfg.save_model}", file=sys.stderr)
+        distributed.barrier(self.dist)  # every rank returns once the model file exists
         return Path(self.cfg.save_model)
 
 
@@ -492,9 +640,16 @@ def train(cfg: TrainConfig, explicit: set[str] | None = None) -> Path:
 
     ``explicit`` names the settings the user gave; on resume the others come
     from the checkpoint. Raises FastNSTError for user mistakes and
-    TrainingInterrupted after a clean stop on a signal.
+    TrainingInterrupted after a clean stop on a signal. Launched by torchrun,
+    every process calls this and they train one model together.
     """
     if explicit is None:  # Python API: whatever differs from the defaults was chosen
         explicit = {f.name for f in fields(TrainConfig) if getattr(cfg, f.name) != f.default}
-    cfg, ckpt = _resolve_config(cfg, explicit)
-    return _Run(cfg, ckpt).run()
+    if not cfg.dist_timeout > 0:
+        raise FastNSTError(f"--dist-timeout: invalid value {cfg.dist_timeout}")
+    dist = distributed.from_env()
+    device = distributed.pick_device(cfg.device, dist)
+    with distributed.process_group(dist, device, cfg.dist_timeout):
+        plan = distributed.run_on_main(dist, lambda: _prepare(cfg, explicit, dist.world_size))
+        run = distributed.run_everywhere(dist, lambda: _Run(plan, dist, device))
+        return run.run()
