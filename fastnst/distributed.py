@@ -46,12 +46,14 @@ __all__ = [
     "barrier",
     "from_env",
     "is_rank_zero",
+    "job_id",
     "on_every_rank",
     "peer_guard",
     "pick_device",
     "process_group",
     "report_prefix",
     "reported_here",
+    "restarted",
     "run_everywhere",
     "run_on_main",
     "wrap_model",
@@ -125,6 +127,19 @@ def from_env(environ: os._Environ | dict[str, str] | None = None) -> Dist:
     if world < 1 or not 0 <= rank < world or not 0 <= local_rank < max(1, local_world):
         raise FastNSTError(f"inconsistent torchrun environment: WORLD_SIZE={world} RANK={rank} LOCAL_RANK={local_rank}")
     return Dist(world, rank, local_rank, local_world)
+
+
+def job_id() -> str | None:
+    """torchrun's id of this job (--rdzv-id; a fresh one with --standalone), kept in checkpoints."""
+    return os.environ.get("TORCHELASTIC_RUN_ID")
+
+
+def restarted() -> bool:
+    """Whether torchrun (--max-restarts) restarted the workers after a failure."""
+    try:
+        return int(os.environ.get("TORCHELASTIC_RESTART_COUNT", 0)) > 0
+    except ValueError:
+        return False
 
 
 def pick_device(choice: str, d: Dist) -> torch.device:

@@ -156,10 +156,26 @@ def _resolve_config(cfg: TrainConfig, explicit: set[str], world_size: int = 1) -
     cfg.content_layers = format_layers(parse_layers(cfg.content_layers, "content-layers"))
     cfg.style_layers = format_layers(parse_layers(cfg.style_layers, "style-layers"))
     if cfg.checkpoint_dir is None:
-        cfg.checkpoint_dir = str(Path(cfg.save_model).with_suffix("")) + "_run"
+        cfg.checkpoint_dir = _default_checkpoint_dir(cfg.save_model)
     if cfg.sample_interval is None:
         cfg.sample_interval = cfg.checkpoint_interval
     return cfg, ckpt
+
+
+def _default_checkpoint_dir(save_model: str) -> str:
+    return str(Path(save_model).with_suffix("")) + "_run"
+
+
+def _resume_after_restart(cfg: TrainConfig) -> None:
+    """torchrun --max-restarts reruns the same command after a failure: continue
+    from the checkpoint this job wrote (same torchrun job id) instead of
+    refusing the occupied checkpoint dir, or starting over with --overwrite."""
+    if cfg.resume or not cfg.save_model or not distributed.restarted():
+        return
+    last = Path(cfg.checkpoint_dir or _default_checkpoint_dir(cfg.save_model)) / "last.pth"
+    if last.is_file() and read_checkpoint(last).get("job_id") == distributed.job_id():
+        cfg.resume = str(last)
+        tqdm.write(f"torchrun restarted the workers: resuming from {last}", file=sys.stderr)
 
 
 def _check_global_batch(cfg: TrainConfig, old: dict[str, Any], world_size: int) -> None:
@@ -250,6 +266,7 @@ class _Plan:
 def _prepare(cfg: TrainConfig, explicit: set[str], world_size: int) -> _Plan:
     """Settings, output checks, the photo list and the step count: every cheap check
     that can fail, before anything slow (VGG) is loaded."""
+    _resume_after_restart(cfg)
     cfg, ckpt = _resolve_config(cfg, explicit, world_size)
     _check_outputs(cfg)
     files, empty = find_images(cfg.dataset)
@@ -453,6 +470,8 @@ class _Run:
     def save_checkpoint(self) -> Path:
         payload = model_payload(self.model, self.train_config())
         payload.update(step=self.step, optimizer=self.opt.state_dict(), rng={"torch": torch.get_rng_state()})
+        if distributed.job_id():  # lets a torchrun restart of this job find its own checkpoint
+            payload["job_id"] = distributed.job_id()
         path = self.ckpt_dir / "last.pth"
         write_checkpoint(payload, path)
         return path

@@ -290,3 +290,20 @@ def test_errors_are_printed_by_one_rank(monkeypatch) -> None:
     monkeypatch.setenv("RANK", "3")
     assert [distributed.reported_here(e) for e in (everyone, alone, quiet)] == [False, True, False]
     assert distributed.report_prefix() == "[rank 3] "
+
+
+def test_a_torchrun_restart_resumes_its_own_checkpoint(tmp_path: Path, photo_dir: Path, style_file: Path, vgg_file: Path, monkeypatch, capsys) -> None:
+    """torchrun --max-restarts reruns the same command line: it must continue, not refuse or start over."""
+    out = tmp_path / "m.pth"
+    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "job-a")
+    assert main(["train", *tiny_train_args(photo_dir, style_file, vgg_file, out, iterations=2)]) == 0
+    assert torch.load(tmp_path / "m_run" / "last.pth", weights_only=True)["job_id"] == "job-a"
+    again = tiny_train_args(photo_dir, style_file, vgg_file, out, iterations=4) + ["--overwrite"]
+    monkeypatch.setenv("TORCHELASTIC_RESTART_COUNT", "1")
+    capsys.readouterr()
+    assert main(["train", *again]) == 0
+    assert "torchrun restarted the workers: resuming from" in capsys.readouterr().err
+    assert _steps(tmp_path / "m_run") == [1, 2, 3, 4]
+    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "job-b")  # another job's checkpoint: the command line decides
+    assert main(["train", *again[:-1]]) == 2
+    assert "holds an earlier run" in capsys.readouterr().err
