@@ -137,7 +137,7 @@ def job_id() -> str | None:
 def restarted() -> bool:
     """Whether torchrun (--max-restarts) restarted the workers after a failure."""
     try:
-        return int(os.environ.get("TORCHELASTIC_RESTART_COUNT", 0)) > 0
+        return int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")) > 0
     except ValueError:
         return False
 
@@ -233,7 +233,7 @@ def run_on_main(d: Dist, fn: Callable[[], T]) -> T:
     if d.is_main:
         try:
             box[0] = ("ok", fn())
-        except Exception as e:
+        except Exception as e:  # any failure: the others must hear of it or wait forever
             error, box[0] = e, ("failed", None)
     with peer_guard():
         dist.broadcast_object_list(box, src=0)
@@ -252,7 +252,7 @@ def run_everywhere(d: Dist, fn: Callable[[], T]) -> T:
     error: Exception | None = None
     try:
         result = fn()
-    except Exception as e:
+    except Exception as e:  # any failure: the others must hear of it or wait forever
         error = e
     first = torch.tensor([d.rank if error is not None else d.world_size], device=_flag_device())
     with peer_guard():
@@ -308,7 +308,7 @@ def _env_rank() -> int:
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank()
     try:
-        return int(os.environ.get("RANK", 0))
+        return int(os.environ.get("RANK", "0"))
     except ValueError:
         return 0
 

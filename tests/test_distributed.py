@@ -71,7 +71,7 @@ def _torchrun(args: list[str]) -> list[str]:
 
 
 def _run2(args: list[str], record: Path | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(_torchrun(args), env=_env(record), capture_output=True, text=True, timeout=300)
+    return subprocess.run(_torchrun(args), env=_env(record), capture_output=True, text=True, timeout=300, check=False)
 
 
 def _steps(run_dir: Path) -> list[int]:
@@ -206,11 +206,11 @@ def _child(rank: int, store: str, data: str, style: str, vgg: str, out: str) -> 
     torch.set_num_threads(1)
     torch.distributed.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=2, timeout=timedelta(seconds=60))
     result = {"cli_exit": main(["train", *_args(Path(data), Path(out, "missing.png"), Path(vgg), Path(out, "e.pth"), 3, 2)])}
-    cfg = dict(
-        dataset=data, style_image=style, vgg_weights=vgg, vgg_preprocess="caffe", style_layers="relu1_1,relu2_1,relu3_1",
-        content_layers="relu2_2", image_size=32, style_size=32, batch_size=2, width=0.25, iterations=3, workers=0,
-        device="cpu", progress=False, log_interval=1,
-    )  # fmt: skip
+    cfg = {
+        "dataset": data, "style_image": style, "vgg_weights": vgg, "vgg_preprocess": "caffe", "style_layers": "relu1_1,relu2_1,relu3_1",
+        "content_layers": "relu2_2", "image_size": 32, "style_size": 32, "batch_size": 2, "width": 0.25, "iterations": 3,
+        "workers": 0, "device": "cpu", "progress": False, "log_interval": 1,
+    }  # fmt: skip
     calls = {"n": 0}
     forward = losses.PerceptualLoss.forward
 
