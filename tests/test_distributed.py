@@ -1,10 +1,11 @@
 """Multi-process training on CPU with gloo: two ranks, tiny images.
 
-torchrun start-up costs seconds, so two launches check a lot: a 2-rank
-run compared with a single process with the same global batch, then a
-2-rank resume stopped by a signal that only rank 1 receives. A spawned
-pair of processes checks faults of one rank that torchrun cannot inject from
-outside: a user error, a non-finite loss, a rank that dies mid-run.
+torchrun start-up costs seconds, so one torchrun launch checks the real
+entry point: 2 ranks against a single process with the same global batch,
+one checkpoint, disjoint shards, a bad photo. A spawned pair of processes
+(which start once) goes through what needs a hand inside the ranks: a user
+error, a 2-rank resume stopped by a signal that only rank 1 receives, a NaN
+loss on one rank, a rank that dies mid-run.
 """
 
 from __future__ import annotations
@@ -109,34 +110,6 @@ def _same_losses(a: Path, b: Path, rel: float) -> None:
         assert json.loads(la)["total"] == pytest.approx(json.loads(lb)["total"], rel=rel)
 
 
-def _children(pid: int) -> list[int]:
-    return [int(c) for task in Path(f"/proc/{pid}/task").iterdir() for c in (task / "children").read_text().split()]
-
-
-def _rank_pid(torchrun_pid: int, rank: int) -> int | None:
-    for child in _children(torchrun_pid):
-        try:
-            env = Path(f"/proc/{child}/environ").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if f"RANK={rank}".encode() in env:
-            return child
-    return None
-
-
-def _stop_rank1_after(proc: subprocess.Popen, metrics: Path, steps: int) -> None:
-    """SIGTERM to rank 1 alone (found through /proc), once rank 0 has logged ``steps`` steps."""
-    deadline = time.time() + 180
-    while time.time() < deadline and proc.poll() is None and not (metrics.exists() and len(metrics.read_text().splitlines()) >= steps):
-        time.sleep(0.2)
-    if not Path("/proc/self/task").exists():  # not Linux: torchrun passes the signal to both ranks
-        proc.send_signal(signal.SIGTERM)
-        return
-    rank1 = _rank_pid(proc.pid, 1)
-    assert rank1 is not None, "rank 1 not found"
-    os.kill(rank1, signal.SIGTERM)
-
-
 def test_two_ranks_train_like_one_process(tmp_path: Path, ddp_data: Path, style_file: Path, vgg_file: Path, capsys) -> None:
     rec, two, run_dir = tmp_path / "batches", tmp_path / "two.pth", tmp_path / "two_run"
     done = _run2(_args(ddp_data, style_file, vgg_file, two, 3, 2), rec)
@@ -177,35 +150,25 @@ def test_two_ranks_train_like_one_process(tmp_path: Path, ddp_data: Path, style_
     assert main(["train", "--resume", str(tmp_path / "one_run"), "--iterations", "5", "--device", "cpu", "--workers", "0", "--quiet"]) == 0
     assert_same_network(tmp_path / "copy.pth", one, atol=1e-5)
 
-    # Two ranks resume (data position included), then a SIGTERM to rank 1 alone stops both after the same step.
-    proc = subprocess.Popen(
-        _torchrun(["--resume", str(run_dir), "--iterations", "100000", "--workers", "0", "--device", "cpu", "--quiet"]),
-        env=_env(rec), stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
-    )  # fmt: skip
-    _stop_rank1_after(proc, run_dir / "metrics.jsonl", 5)
-    _, err = proc.communicate(timeout=180)
-    assert proc.returncode != 0 and err.count("stopped by SIGTERM") == 1, err[-3000:]
-    k = torch.load(run_dir / "last.pth", weights_only=True)["step"]
-    assert f"at step {k}/" in err and k >= 5 and _steps(run_dir) == list(range(1, k + 1))
-    r0, r1 = _records(rec, 0), _records(rec, 1)
-    assert max(r0) == max(r1) == k, "both ranks stopped after the same step"
-    for step in range(4, k + 1):
-        assert r0[step] + r1[step] == _global_batch(step)
-    assert main(["train", "--resume", str(tmp_path / "one_run"), "--iterations", str(k), "--device", "cpu", "--workers", "0", "--quiet"]) == 0
-    _same_losses(run_dir / "metrics.jsonl", tmp_path / "one_run" / "metrics.jsonl", rel=1e-3)
-    assert_same_network(run_dir / "last.pth", one, atol=1e-3)
-
 
 # ---- spawned ranks: faults inside the run ---------------------------------------------------------
 
 
 def _child(rank: int, store: str, data: str, style: str, vgg: str, out: str) -> None:
-    """One rank of three runs: a user error, a NaN loss on rank 1 only, rank 1 dying."""
+    """One rank of four runs: a user error; 3 steps resumed and stopped by a SIGTERM
+    that the test sends to rank 1 only; a NaN loss on rank 1 only; rank 1 dying."""
     from fastnst import losses, training
 
     torch.set_num_threads(1)
     torch.distributed.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=2, timeout=timedelta(seconds=60))
     result = {"cli_exit": main(["train", *_args(Path(data), Path(out, "missing.png"), Path(vgg), Path(out, "e.pth"), 3, 2)])}
+
+    os.environ["FASTNST_DEBUG_BATCHES"] = str(Path(out, "batches"))
+    assert main(["train", *_args(Path(data), Path(style), Path(vgg), Path(out, "s.pth"), 3, 2)]) == 0
+    resume = ["--resume", f"{out}/s_run", "--iterations", "100000", "--device", "cpu", "--workers", "0", "--quiet"]
+    result["stop_exit"] = main(["train", *resume])
+    del os.environ["FASTNST_DEBUG_BATCHES"]
+
     cfg = {
         "dataset": data, "style_image": style, "vgg_weights": vgg, "vgg_preprocess": "caffe", "style_layers": "relu1_1,relu2_1,relu3_1",
         "content_layers": "relu2_2", "image_size": 32, "style_size": 32, "batch_size": 2, "width": 0.25, "iterations": 3,
@@ -240,27 +203,57 @@ def _child(rank: int, store: str, data: str, style: str, vgg: str, out: str) -> 
     Path(out, f"rank{rank}.json").write_text(json.dumps(result))
 
 
+def _sigterm_rank1_at(procs: list, metrics: Path, steps: int) -> None:
+    deadline = time.time() + 240
+    while time.time() < deadline and all(p.is_alive() for p in procs):
+        if metrics.exists() and len(metrics.read_text().splitlines()) >= steps:
+            os.kill(procs[1].pid, signal.SIGTERM)  # rank 0 gets no signal
+            return
+        time.sleep(0.1)
+    pytest.fail("the resumed run did not get going")
+
+
 def test_faults_on_one_rank(tmp_path: Path, ddp_data: Path, style_file: Path, vgg_file: Path, capfd) -> None:
     ctx = multiprocessing.get_context("spawn")
     args = (str(tmp_path / "store"), str(ddp_data), str(style_file), str(vgg_file), str(tmp_path))
     procs = [ctx.Process(target=_child, args=(rank, *args)) for rank in (0, 1)]
     for p in procs:
         p.start()
-    for p in procs:
-        p.join(timeout=240)
-    codes = [p.exitcode for p in procs]
-    for p in procs:
-        if p.is_alive():
-            p.kill()
-    assert codes == [0, 3], codes
+    try:
+        _sigterm_rank1_at(procs, tmp_path / "s_run" / "metrics.jsonl", 5)
+        for p in procs:
+            p.join(timeout=240)
+    finally:
+        for p in procs:
+            if p.is_alive():
+                p.kill()
+    assert [p.exitcode for p in procs] == [0, 3]
     err = capfd.readouterr().err
     r0 = json.loads((tmp_path / "rank0.json").read_text())
+
     # A user error stops both ranks and is printed once.
     assert r0["cli_exit"] == 2 and err.count("fastnst: error:") == 1 and "missing.png" in err, err
+
+    # Two ranks resumed at step 3 (data position included); rank 0 got no signal, yet both
+    # stopped after the same step, rank 0 saved it and reported it once.
+    run_dir = tmp_path / "s_run"
+    k = torch.load(run_dir / "last.pth", weights_only=True)["step"]
+    assert r0["stop_exit"] == 130 and err.count("stopped by SIGTERM") == 1 and f"at step {k}/" in err
+    assert k >= 5 and _steps(run_dir) == list(range(1, k + 1))
+    r0_batches, r1_batches = _records(tmp_path / "batches", 0), _records(tmp_path / "batches", 1)
+    assert max(r0_batches) == max(r1_batches) == k, "both ranks stopped after the same step"
+    for step in range(1, k + 1):
+        assert r0_batches[step] + r1_batches[step] == _global_batch(step)
+    one = tmp_path / "one.pth"
+    assert main(["train", *_args(ddp_data, style_file, vgg_file, one, k, GLOBAL_BATCH)]) == 0
+    _same_losses(run_dir / "metrics.jsonl", tmp_path / "one_run" / "metrics.jsonl", rel=1e-3)
+    assert_same_network(run_dir / "last.pth", one, atol=1e-3)
+
     # The NaN on rank 1 made both ranks skip that step (4 forward passes for 3 steps) instead of hanging.
     assert r0["nan_run_calls"] == 4 and err.count("non-finite loss at step 2") == 1
     assert _steps(tmp_path / "nan_run") == [1, 2, 3]
     assert torch.load(tmp_path / "nan_run" / "last.pth", weights_only=True)["step"] == 3
+
     # Rank 1 vanished mid-run: rank 0 stops with one clear line instead of hanging.
     assert r0["error"] == "PeerLost" and "lost contact with another process" in r0["message"] and r0["reported"]
 
