@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -28,11 +28,13 @@ from tqdm import tqdm
 
 from .atomic import atomic_path
 from .errors import FastNSTError
+from .files import MediaKind
 from .optional import import_av
 from .pipeline import Background, batched
 from .stylizer import Stylizer
 
 __all__ = [
+    "VIDEOS",
     "VIDEO_SUFFIXES",
     "VideoInfo",
     "VideoStats",
@@ -92,6 +94,9 @@ def check_video_suffix(path: str | Path) -> str:
     if suffix not in _FORMATS:
         raise FastNSTError(f"{path}: cannot write videos with suffix '{suffix}'; use {', '.join(VIDEO_SUFFIXES)}")
     return _FORMATS[suffix][0]
+
+
+VIDEOS = MediaKind("videos", VIDEO_SUFFIXES, check_video_suffix)
 
 
 def fit_size(width: int, height: int, max_size: int | None) -> tuple[int, int]:
@@ -343,10 +348,10 @@ def stylize_frames(stylizer: Stylizer, frames: list[Frame]) -> list[Frame]:
     return tensor_to_frames(stylizer.stylize_tensor(frames_to_tensor(frames)))
 
 
-def _stylize_stream(stylizer: Stylizer, frames: Iterable[Frame], post: FrameFilter | None) -> Iterator[Frame]:
+def _stylize_pairs(stylizer: Stylizer, frames: Iterable[Frame]) -> Iterator[tuple[Frame, Frame]]:
+    """(content, stylized) for every frame, batch_size frames per network call."""
     for batch in batched(frames, stylizer.batch_size):
-        out = stylize_frames(stylizer, batch)
-        yield from (out if post is None else (post(c, s) for c, s in zip(batch, out)))
+        yield from zip(batch, stylize_frames(stylizer, batch))
 
 
 @dataclass(frozen=True)
@@ -379,12 +384,17 @@ def stylize_video(
     depth = 2 * stylizer.batch_size
     start = time.perf_counter()
     bar = tqdm(total=info.frames or None, desc=Path(src).name, unit="frame", disable=not progress, dynamic_ncols=True)
-    with Background(read_frames(src, size), depth, "fastnst-decode") as frames:
-        with Background(_stylize_stream(stylizer, frames, post), depth, "fastnst-stylize") as styled:
-            with bar, open_writer(dst, *size, info.fps, audio_from=Path(src) if keep_audio and info.audio else None) as writer:
-                for frame in styled:
-                    writer.write(frame)
-                    bar.update(1)
-                if writer.frames == 0:
-                    raise FastNSTError(f"{src}: no frame could be decoded")
+    with ExitStack() as stages:  # closed last-in first-out: each consumer stops before its producer
+        frames = stages.enter_context(Background(read_frames(src, size), depth, "fastnst-decode"))
+        pairs = stages.enter_context(Background(_stylize_pairs(stylizer, frames), depth, "fastnst-stylize"))
+        if post is None:
+            styled: Iterable[Frame] = (s for _, s in pairs)
+        else:  # its own thread: optical flow on the CPU overlaps the network
+            styled = stages.enter_context(Background((post(c, s) for c, s in pairs), depth, "fastnst-post"))
+        with bar, open_writer(dst, *size, info.fps, audio_from=Path(src) if keep_audio and info.audio else None) as writer:
+            for frame in styled:
+                writer.write(frame)
+                bar.update(1)
+            if writer.frames == 0:
+                raise FastNSTError(f"{src}: no frame could be decoded")
     return VideoStats(writer.frames, time.perf_counter() - start)
