@@ -26,7 +26,16 @@ def _import(module: str, package: str, needed_for: str) -> ModuleType:
 
 
 def import_av() -> ModuleType:
-    """PyAV (FFmpeg): video decoding, encoding and audio passthrough."""
+    """PyAV (FFmpeg): video decoding, encoding and audio passthrough.
+
+    OpenCV, when installed, is loaded first: PyAV's wheels bundle their own
+    libxcb, and once that is loaded OpenCV's Qt window hangs at 100 % CPU on
+    Linux (PyAV issues #978 and #1050); in the other order both work.
+    """
+    try:
+        importlib.import_module("cv2")
+    except ImportError:
+        pass
     return _import("av", "av", "reading and writing video files")
 
 
