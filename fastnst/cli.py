@@ -287,6 +287,8 @@ def cmd_webcam(args: argparse.Namespace) -> int:
     strength = _stabilize_strength(args)
     if args.record:
         check_video_suffix(args.record)
+        if Path(args.record).resolve() == Path(args.webcam).resolve():
+            raise FastNSTError(f"{args.record}: --record would overwrite the video given to --webcam; choose another path")
         if Path(args.record).exists() and not args.overwrite:
             raise FastNSTError(f"{args.record}: already exists; pass --overwrite to replace it")
     models = [(Path(m).stem, _stylizer(args, m)) for m in args.model]

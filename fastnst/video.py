@@ -381,7 +381,7 @@ def stylize_video(
     """
     info = probe(src)
     size = fit_size(info.width, info.height, stylizer.max_size)
-    depth = 2 * stylizer.batch_size
+    depth = stylizer.batch_size + 2  # the next batch is ready when the network wants it; no more is held
     start = time.perf_counter()
     bar = tqdm(total=info.frames or None, desc=Path(src).name, unit="frame", disable=not progress, dynamic_ncols=True)
     with ExitStack() as stages:  # closed last-in first-out: each consumer stops before its producer

@@ -7,6 +7,7 @@ a file standing in for the camera; keys come from a scripted display.
 
 from __future__ import annotations
 
+import subprocess
 import sys
 from fractions import Fraction
 from pathlib import Path
@@ -221,6 +222,13 @@ def test_missing_video_library_says_what_to_install(module, args, clip, models, 
     assert "pip install 'fastnst[video]'" in err and "Traceback" not in err
 
 
+def test_opencv_is_loaded_before_pyav() -> None:
+    """PyAV's bundled libxcb, loaded first, makes OpenCV's window hang (PyAV #978)."""
+    code = "import sys; from fastnst.optional import import_av; import_av(); m = list(sys.modules); print(m.index('cv2') < m.index('av'))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=Path(__file__).resolve().parents[1])
+    assert done.stdout.strip() == "True", done.stderr
+
+
 # ---------------------------------------------------------------- --stabilize
 
 
@@ -269,6 +277,8 @@ def test_webcam_headless_on_a_file_records(clip: Path, models: list[Path], tmp_p
     assert abs(float(info.fps) - FPS) < 1  # recorded at the frames' times, not at the model's speed
     assert stylize(*args, "--record", rec) == 2  # an existing recording is kept
     assert "already exists" in capsys.readouterr().err
+    assert stylize(*args, "--record", clip, "--overwrite") == 2
+    assert "would overwrite the video given to --webcam" in capsys.readouterr().err
 
 
 def test_webcam_onnx_backend(clip: Path, onnx_model: Path) -> None:
