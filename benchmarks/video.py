@@ -29,11 +29,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from fastnst.checkpoint import save_model  # noqa: E402
-from fastnst.model import ModelConfig, TransformerNet  # noqa: E402
-from fastnst.stabilize import Stabilizer, flicker_score  # noqa: E402
-from fastnst.stylizer import Stylizer  # noqa: E402
-from fastnst.video import open_writer, read_frames, stylize_frames, stylize_video  # noqa: E402
+from fastnst.checkpoint import save_model
+from fastnst.model import ModelConfig, TransformerNet
+from fastnst.stabilize import Stabilizer, flicker_score
+from fastnst.stylizer import Stylizer
+from fastnst.video import open_writer, read_frames, stylize_frames, stylize_video
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -64,7 +64,7 @@ def panned_frames(image: Path, width: int, height: int, n: int, seed: int = 0) -
     step = (photo.shape[1] - width) / max(1, n - 1)
     frames = []
     for t in range(n):
-        x0 = int(round(t * step))
+        x0 = round(t * step)
         crop = photo[:height, x0 : x0 + width].astype(np.float32)
         frames.append(np.clip(crop + rng.normal(0, 3, crop.shape), 0, 255).astype(np.uint8))
     return frames
@@ -144,10 +144,17 @@ def measure_flicker(args: argparse.Namespace, model: Path, tmp: Path) -> dict:
 def machine() -> dict:
     cpu = platform.processor()
     try:
-        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
-    info = {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__, "python": platform.python_version()}
+    info = {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+    }
     if hasattr(os, "getloadavg"):
         info["load_average_1min_at_start"] = round(os.getloadavg()[0], 2)
     if torch.cuda.is_available():
@@ -162,9 +169,11 @@ def markdown(report: dict) -> str:
         "",
         f"`{report['command']}`",
         "",
-        f"{m['cpu']}, {m['cores']} cores, torch {m['torch']} ({m['torch_threads']} threads), "
-        f"load average {m.get('load_average_1min_at_start', '?')} at start{', GPU ' + m['gpu'] if 'gpu' in m else ''}; "
-        f"model: {report['model']}.",
+        (
+            f"{m['cpu']}, {m['cores']} cores, torch {m['torch']} ({m['torch_threads']} threads), "
+            f"load average {m.get('load_average_1min_at_start', '?')} at start{', GPU ' + m['gpu'] if 'gpu' in m else ''}; "
+            f"model: {report['model']}."
+        ),
         "",
         "| size | backend | network only (frames/s) | decode+stylize+encode (frames/s) | same with --stabilize (frames/s) |",
         "|---|---|---|---|---|",
@@ -177,8 +186,10 @@ def markdown(report: dict) -> str:
     if f:
         lines += [
             "",
-            f"Flicker score (mean |output[t] - output[t-1]| / mean |input[t] - input[t-1]|) on {f['clip']} "
-            f"({f['size']}, {f['frames']} frames): {f['flicker_plain']:.3f} without --stabilize, {f['flicker_stabilize']:.3f} with it.",
+            (
+                f"Flicker score (mean |output[t] - output[t-1]| / mean |input[t] - input[t-1]|) on {f['clip']} "
+                f"({f['size']}, {f['frames']} frames): {f['flicker_plain']:.3f} without --stabilize, {f['flicker_stabilize']:.3f} with it."
+            ),
         ]
     return "\n".join(lines) + "\n"
 

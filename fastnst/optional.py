@@ -22,7 +22,9 @@ def _import(module: str, package: str, needed_for: str) -> ModuleType:
     try:
         return importlib.import_module(module)
     except ImportError as e:
-        raise FastNSTError(f"{needed_for} needs the '{package}' package, which is not installed ({e}); install it with: {INSTALL_HINT}") from None
+        raise FastNSTError(
+            f"{needed_for} needs the '{package}' package, which is not installed ({e}); install it with: {INSTALL_HINT}"
+        ) from None
 
 
 def import_av() -> ModuleType:

@@ -53,7 +53,7 @@ class Background(Generic[T]):
                 if not self._put(_ITEM, item):
                     return
             self._put(_END, None)
-        except BaseException as e:  # handed to the consumer, re-raised there
+        except BaseException as e:  # noqa: BLE001 - handed to the consumer, re-raised there
             self._put(_ERROR, e)
         finally:
             close = getattr(it, "close", None)

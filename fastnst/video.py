@@ -103,7 +103,7 @@ def fit_size(width: int, height: int, max_size: int | None) -> tuple[int, int]:
     """Output size: shrunk to --max-size on the longer side, rounded down to
     even numbers because 4:2:0 video (what players expect) cannot be odd."""
     scale = min(1.0, max_size / max(width, height)) if max_size else 1.0
-    return max(2, int(round(width * scale)) // 2 * 2), max(2, int(round(height * scale)) // 2 * 2)
+    return max(2, round(width * scale) // 2 * 2), max(2, round(height * scale) // 2 * 2)
 
 
 # ---------------------------------------------------------------- reading
@@ -242,14 +242,18 @@ class VideoWriter:
 
     _AUDIO_LEAD_S = 0.5
 
-    def __init__(self, container: Any, path: Path, width: int, height: int, fps: Fraction, audio_from: Path | None = None, timed: bool = False) -> None:
+    def __init__(
+        self, container: Any, path: Path, width: int, height: int, fps: Fraction, audio_from: Path | None = None, timed: bool = False
+    ) -> None:
         av = import_av()
         self.path = path
         suffix = path.suffix.lower()
         container_format, codecs, audio_codec = _FORMATS[suffix]
         codec = next((c for c in codecs if c in av.codecs_available), None)
         if codec is None:
-            raise FastNSTError(f"this FFmpeg build cannot encode {suffix} video (no {' or '.join(codecs)} encoder); try another --output suffix such as .mp4")
+            raise FastNSTError(
+                f"this FFmpeg build cannot encode {suffix} video (no {' or '.join(codecs)} encoder); try another --output suffix such as .mp4"
+            )
         self._av, self._container, self.width, self.height = av, container, width, height
         self.stream = container.add_stream(codec, rate=fps)
         self.stream.width, self.stream.height, self.stream.pix_fmt = width, height, "yuv420p"
@@ -268,7 +272,7 @@ class VideoWriter:
         if frame.shape[:2] != (self.height, self.width):
             raise ValueError(f"frame of shape {frame.shape} in a {self.width}x{self.height} video")
         vf = self._av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
-        pts = self.frames if time_s is None else int(round(time_s / self._time_base))
+        pts = self.frames if time_s is None else round(time_s / self._time_base)
         vf.pts = self._last_pts = max(pts, self._last_pts + 1)
         vf.time_base = self._time_base
         with _write_errors(self.path, "write"):

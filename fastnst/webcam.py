@@ -35,11 +35,11 @@ from .stylizer import Stylizer
 from .video import fit_size, open_writer, probe, read_frames, stylize_frames
 
 __all__ = [
+    "KEYS",
     "CameraSource",
     "Display",
     "FileSource",
     "FrameSource",
-    "KEYS",
     "LatestFrame",
     "NoDisplay",
     "WebcamStats",
@@ -186,7 +186,7 @@ class LatestFrame:
                     self._slot = (item[0], item[1], time.perf_counter())
                     self.captured += 1
                     self._cond.notify_all()
-        except BaseException as e:  # re-raised in the consumer by get()
+        except BaseException as e:  # noqa: BLE001 - re-raised in the consumer by get()
             self._error = e
         finally:
             with self._cond:

@@ -26,9 +26,9 @@ from fastnst.stylizer import Stylizer
 av = pytest.importorskip("av", reason="video tests need PyAV: pip install 'fastnst[video]'")
 cv2 = pytest.importorskip("cv2", reason="webcam and --stabilize tests need OpenCV: pip install 'fastnst[video]'")
 
-from fastnst.stabilize import Stabilizer, flicker_score  # noqa: E402
-from fastnst.video import probe, read_frames  # noqa: E402
-from fastnst.webcam import FileSource, LatestFrame, run_webcam  # noqa: E402
+from fastnst.stabilize import Stabilizer, flicker_score
+from fastnst.video import probe, read_frames
+from fastnst.webcam import FileSource, LatestFrame, run_webcam
 
 W, H, FPS, N = 64, 48, 24, 12
 
@@ -159,7 +159,10 @@ def test_video_onnx_backend_matches_torch(clip: Path, models: list[Path], onnx_m
     assert stylize("--model", onnx_model, clip, "--output", b) == 0
     fa, fb = list(read_frames(a)), list(read_frames(b))
     assert len(fa) == len(fb) == N
-    assert max(np.abs(x.astype(int) - y.astype(int)).mean() for x, y in zip(fa, fb)) < 3.0
+    diffs = [np.abs(x.astype(int) - y.astype(int)).mean() for x, y in zip(fa, fb)]
+    # The networks agree to 1e-5, but H.264 encodes two near-identical noisy frames a few levels
+    # apart (up to ~4 seen); a backend with a wrong range or channel order is off by tens.
+    assert max(diffs) < 10.0, diffs
 
 
 def test_video_output_safety(clip: Path, models: list[Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -213,7 +216,11 @@ def test_video_user_errors(make, args, message, models: list[Path], tmp_path: Pa
 
 @pytest.mark.parametrize(
     "module, args",
-    [("av", ["{clip}", "--output", "{tmp}/o.mp4"]), ("cv2", ["{clip}", "--output", "{tmp}/o.mp4", "--stabilize"]), ("cv2", ["--webcam", "0"])],
+    [
+        ("av", ["{clip}", "--output", "{tmp}/o.mp4"]),
+        ("cv2", ["{clip}", "--output", "{tmp}/o.mp4", "--stabilize"]),
+        ("cv2", ["--webcam", "0"]),
+    ],
 )
 def test_missing_video_library_says_what_to_install(module, args, clip, models, tmp_path, monkeypatch, capsys) -> None:
     monkeypatch.setitem(sys.modules, module, None)  # import fails as if not installed
@@ -225,7 +232,9 @@ def test_missing_video_library_says_what_to_install(module, args, clip, models, 
 def test_opencv_is_loaded_before_pyav() -> None:
     """PyAV's bundled libxcb, loaded first, makes OpenCV's window hang (PyAV #978)."""
     code = "import sys; from fastnst.optional import import_av; import_av(); m = list(sys.modules); print(m.index('cv2') < m.index('av'))"
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=Path(__file__).resolve().parents[1])
+    done = subprocess.run(
+        [sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=120, cwd=Path(__file__).resolve().parents[1]
+    )
     assert done.stdout.strip() == "True", done.stderr
 
 
