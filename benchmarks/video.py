@@ -111,11 +111,12 @@ def backends(model: Path, tmp: Path, device: str, wanted: list[str]) -> list[tup
 
 def measure_speed(args: argparse.Namespace, model: Path, tmp: Path) -> list[dict]:
     rows = []
+    models = backends(model, tmp, args.device, args.backends) if args.sizes else []  # exported once
     for size in args.sizes:
         w, h = map(int, size.split("x"))
         frames = synthetic_frames(w, h, args.frames)
         clip = write_clip(tmp / f"clip_{size}.mp4", frames)
-        for name, path in backends(model, tmp, args.device, args.backends):
+        for name, path in models:
             stylizer = Stylizer.from_file(path, device=args.device, batch_size=args.batch_size)
             row = {"size": size, "backend": name, "device": args.device, "batch_size": args.batch_size, "frames": args.frames}
             row["network_fps"] = round(network_fps(stylizer, frames), 3)
