@@ -10,10 +10,15 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import __version__, distributed
 from .errors import FastNSTError
 from .losses import DEFAULT_CONTENT_LAYERS, DEFAULT_STYLE_LAYERS
+
+if TYPE_CHECKING:
+    from .stylizer import Stylizer
 
 __all__ = ["build_parser", "main"]
 
@@ -129,6 +134,10 @@ STYLIZE_EPILOG = """\
 examples:
   fastnst stylize --model models/candy.pth photo.jpg --output photo_candy.jpg
   fastnst stylize --model models/candy.pth photos/ 'more/*.png' --output out/ --max-size 1024
+  fastnst stylize --model models/candy.pth clip.mp4 --output clip_candy.mp4 --stabilize
+  fastnst stylize --model models/candy.pth --model models/mosaic.pth --webcam --record live.mp4
+
+webcam keys: {keys}
 """
 
 
@@ -136,13 +145,13 @@ def add_stylize_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "stylize",
         help="stylize images with a trained model",
-        description="Stylize images, folders (recursively) and glob patterns with a trained network.",
-        epilog=STYLIZE_EPILOG,
+        description="Stylize images, videos (audio kept), folders (recursively) and glob patterns, or a live webcam, with a trained network.",
+        epilog=STYLIZE_EPILOG.format(keys=_webcam_keys()),
         formatter_class=_Formatter,
     )
-    p.add_argument("inputs", nargs="*", metavar="INPUT", help="image files, folders or glob patterns")
-    p.add_argument("--model", metavar="PATH", help="trained model: fastnst .pth, a training checkpoint, a pytorch/examples fast_neural_style .pth, or a .onnx from 'fastnst export' (runs on ONNX Runtime)")
-    p.add_argument("--output", "-o", metavar="PATH", required=True, help="output file (one input) or folder (mirrors input folders; keeps each input's format)")
+    p.add_argument("inputs", nargs="*", metavar="INPUT", help="image or video files, folders or glob patterns (videos are recognised by suffix: see --video)")
+    p.add_argument("--model", metavar="PATH", action="append", help="trained model: fastnst .pth, a training checkpoint, a pytorch/examples fast_neural_style .pth, or a .onnx from 'fastnst export' (runs on ONNX Runtime); with --webcam, repeat it to switch models live")
+    p.add_argument("--output", "-o", metavar="PATH", help="output file (one input) or folder (mirrors input folders; keeps each input's format); not used with --webcam")
     p.add_argument("--max-size", type=_positive_int, metavar="PX", help="shrink inputs so the longer side is at most PX (default: keep the input size)")
     p.add_argument("--preserve-color", action="store_true", help="keep the photo's colours, take only the luminance of the style")
     p.add_argument("--strength", type=float, default=1.0, metavar="S", help="blend with the photo: 1 = fully stylized, 0 = unchanged (default: 1)")
@@ -152,30 +161,63 @@ def add_stylize_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.add_argument("--max-pixels", type=_positive_int, metavar="N", help="refuse images above N pixels, Pillow's decompression-bomb guard (default: 89478485)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_video_arguments(p)
     p.set_defaults(func=cmd_stylize)
+
+
+def _webcam_keys() -> str:
+    from .webcam import KEY_HELP
+
+    return KEY_HELP
+
+
+def _add_video_arguments(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("video and webcam (pip install 'fastnst[video]')")
+    g.add_argument("--video", action="store_true", help=f"treat INPUTs as videos whatever their suffix, and search folders for videos (default: by suffix: {', '.join(_video_suffixes())})")
+    g.add_argument("--stabilize", action="store_true", help="reduce frame-to-frame flicker: blend with the previous output moved along the optical flow, where the flow is reliable")
+    g.add_argument("--stabilize-strength", type=float, metavar="S", help="with --stabilize: share of the previous output kept, 0 to below 1; higher is steadier but lags fast changes (default: 0.7)")
+    g.add_argument("--no-audio", action="store_true", help="leave the audio track out of stylized videos (default: copy it)")
+    g.add_argument("--webcam", nargs="?", const="0", metavar="SOURCE", help="stylize a live camera in a window: a camera index (default 0), or a video file played as if it were a camera")
+    g.add_argument("--record", metavar="PATH", help="with --webcam: save the stylized feed to this video file (.mp4, .mkv, .webm, .mov, .avi)")
+    g.add_argument("--no-display", action="store_true", help="with --webcam: open no window (headless use, e.g. with --record); stop with Ctrl-C")
+    g.add_argument("--side-by-side", action="store_true", help="with --webcam: start with the camera image next to the stylized one (key s toggles)")
+    g.add_argument("--max-frames", type=_positive_int, metavar="N", help="with --webcam: stop after N stylized frames")
+    g.add_argument("--all-frames", action="store_true", help="with --webcam FILE: stylize every frame of the file instead of dropping those a slow model misses")
+
+
+def _video_suffixes() -> tuple[str, ...]:
+    from .video import VIDEO_SUFFIXES
+
+    return VIDEO_SUFFIXES
 
 
 def cmd_stylize(args: argparse.Namespace) -> int:
     from .files import plan_outputs, process_files
     from .images import set_max_pixels
-    from .stylizer import Stylizer
+    from .video import is_video
 
     if not args.model:
         raise FastNSTError("--model is required: a trained .pth (train one with 'fastnst train')")
+    if args.webcam is not None:
+        return cmd_webcam(args)
+    _reject(args, WEBCAM_ONLY, "--webcam")
+    if len(args.model) > 1:
+        raise FastNSTError("give one --model; several are only for --webcam, where the m key switches between them")
     if not args.inputs:
-        raise FastNSTError("give at least one INPUT image, folder or pattern")
+        raise FastNSTError("give at least one INPUT image, video, folder or pattern")
+    if not args.output:
+        raise FastNSTError("--output is required: a file for one input, else a folder")
+    videos = [is_video(i) for i in args.inputs]
+    if args.video or all(videos):
+        return cmd_stylize_videos(args)
+    if any(videos):
+        raise FastNSTError("images and videos cannot be mixed in one command; stylize them separately")
+    _reject(args, VIDEO_ONLY, "videos (and --stabilize for --webcam)")
+    args.model = args.model[0]
     if args.max_pixels:
         set_max_pixels(args.max_pixels)
     pairs = plan_outputs(args.inputs, args.output, overwrite=args.overwrite)
-    stylizer = Stylizer.from_file(
-        args.model,
-        device=args.device,
-        backend_options=_backend_options(args),
-        preserve_color=args.preserve_color,
-        strength=args.strength,
-        max_size=args.max_size,
-        batch_size=args.batch_size,
-    )
+    stylizer = _stylizer(args, args.model)
     failed = process_files(stylizer.stylize_many, pairs, progress=not args.quiet)
     done = len(pairs) - failed
     print(f"wrote {done} image(s){' to ' + str(pairs[0][1]) if len(pairs) == 1 and done else ''}", file=sys.stderr)
@@ -230,6 +272,86 @@ def cmd_export(args: argparse.Namespace) -> int:
     print(
         f"wrote {result.path} ({result.precision}, opset {result.opset}, {result.bytes / 1e6:.1f} MB); "
         f"ONNX Runtime matches PyTorch at {sizes} (max difference {worst:.1e}, tolerance {TOLERANCE[result.precision][0]:.1e})",
+        file=sys.stderr,
+    )
+    return 0
+
+
+# Flags that make no sense outside their mode are refused rather than ignored.
+VIDEO_ONLY = ("stabilize", "stabilize_strength", "no_audio")
+WEBCAM_ONLY = ("record", "no_display", "side_by_side", "max_frames", "all_frames")
+
+
+def _reject(args: argparse.Namespace, names: Sequence[str], scope: str) -> None:
+    given = ["--" + n.replace("_", "-") for n in names if getattr(args, n, None) not in (None, False)]
+    if given:
+        raise FastNSTError(f"{', '.join(given)}: only for {scope}")
+
+
+def _stylizer(args: argparse.Namespace, model: str) -> Stylizer:
+    from .stylizer import Stylizer
+
+    return Stylizer.from_file(
+        model,
+        device=args.device,
+        backend_options=_backend_options(args),
+        preserve_color=args.preserve_color,
+        strength=args.strength,
+        max_size=args.max_size,
+        batch_size=args.batch_size,
+    )
+
+
+def _stabilize_strength(args: argparse.Namespace) -> float | None:
+    from .stabilize import DEFAULT_STRENGTH
+
+    if args.stabilize_strength is not None and not args.stabilize:
+        raise FastNSTError("--stabilize-strength needs --stabilize")
+    if not args.stabilize:
+        return None
+    return DEFAULT_STRENGTH if args.stabilize_strength is None else args.stabilize_strength
+
+
+def cmd_stylize_videos(args: argparse.Namespace) -> int:
+    """Each INPUT video to its output, one after the other (each one is batched)."""
+    from .files import plan_outputs
+    from .stabilize import Stabilizer
+    from .video import VIDEOS, stylize_video
+
+    strength = _stabilize_strength(args)
+    pairs = plan_outputs(args.inputs, args.output, overwrite=args.overwrite, kind=VIDEOS)
+    stylizer = _stylizer(args, args.model[0])
+    for src, dst in pairs:
+        post = Stabilizer(strength) if strength is not None else None  # fresh per video: no flow across files
+        stats = stylize_video(stylizer, src, dst, post=post, progress=not args.quiet, keep_audio=not args.no_audio)
+        print(f"wrote {dst}: {stats.frames} frames in {stats.seconds:.1f} s ({stats.fps:.1f} frames/s)", file=sys.stderr)
+    return 0
+
+
+def cmd_webcam(args: argparse.Namespace) -> int:
+    from .video import check_video_suffix
+    from .webcam import NoDisplay, WindowDisplay, open_source, run_webcam
+
+    _reject(args, ("no_audio",), "video files (the webcam records no sound)")
+    if args.inputs or args.output:
+        raise FastNSTError("--webcam takes no INPUT and no --output; save the stylized feed with --record PATH")
+    strength = _stabilize_strength(args)
+    if args.record:
+        check_video_suffix(args.record)
+        if Path(args.record).resolve() == Path(args.webcam).resolve():
+            raise FastNSTError(f"{args.record}: --record would overwrite the video given to --webcam; choose another path")
+        if Path(args.record).exists() and not args.overwrite:
+            raise FastNSTError(f"{args.record}: already exists; pass --overwrite to replace it")
+    models = [(Path(m).stem, _stylizer(args, m)) for m in args.model]
+    source = open_source(args.webcam, realtime=not args.all_frames)
+    display = NoDisplay() if args.no_display else WindowDisplay(f"fastnst: {source.name}")
+    stats = run_webcam(
+        models, source, display=display, record=args.record, max_frames=args.max_frames, stabilize=strength,
+        keep_all=args.all_frames, side_by_side_view=args.side_by_side, progress=not args.quiet,
+    )  # fmt: skip
+    print(
+        f"{stats.frames} frames in {stats.seconds:.1f} s: {stats.fps:.1f} frames/s, mean latency {stats.mean_latency_s * 1000:.0f} ms, "
+        f"{stats.dropped} dropped{f'; recorded {args.record}' if args.record and stats.frames else ''}",
         file=sys.stderr,
     )
     return 0

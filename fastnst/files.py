@@ -13,7 +13,7 @@ import os
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from PIL import Image
 from tqdm import tqdm
@@ -21,7 +21,7 @@ from tqdm import tqdm
 from .errors import FastNSTError
 from .images import READ_SUFFIXES, check_output_suffix, open_image, save_image
 
-__all__ = ["Source", "expand_inputs", "plan_outputs", "process_files"]
+__all__ = ["IMAGES", "MediaKind", "Source", "expand_inputs", "plan_outputs", "process_files"]
 
 # Outputs keep the input's format unless Pillow cannot write it well.
 _OUTPUT_SUFFIX = {".gif": ".png"}
@@ -32,21 +32,32 @@ Source = tuple[Path, Path]  # (file, the root it was found under, for relative o
 ProcessFn = Callable[[Iterable[tuple[Any, Image.Image]]], Iterator[tuple[Any, Image.Image, "Image.Image | None"]]]
 
 
-def _images_in(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in READ_SUFFIXES and not p.name.startswith("."))
+class MediaKind(NamedTuple):
+    """What a folder is searched for, and how an output suffix is checked."""
+
+    name: str  # plural, for messages: "images", "videos"
+    suffixes: tuple[str, ...]
+    check_suffix: Callable[[Path], object]  # raises FastNSTError for a suffix it cannot write
 
 
-def expand_inputs(inputs: list[str]) -> list[Source]:
+IMAGES = MediaKind("images", READ_SUFFIXES, check_output_suffix)
+
+
+def _files_in(folder: Path, suffixes: tuple[str, ...]) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in suffixes and not p.name.startswith("."))
+
+
+def expand_inputs(inputs: list[str], kind: MediaKind = IMAGES) -> list[Source]:
     """Files, folders (recursive) and glob patterns -> (file, root) pairs."""
     if not inputs:
-        raise FastNSTError("no input images given")
+        raise FastNSTError(f"no input {kind.name} given")
     found: list[Source] = []
     for arg in inputs:
         p = Path(arg)
         if p.is_dir():
-            files = _images_in(p)
+            files = _files_in(p, kind.suffixes)
             if not files:
-                raise FastNSTError(f"{p}: no images in this folder ({', '.join(READ_SUFFIXES)})")
+                raise FastNSTError(f"{p}: no {kind.name} in this folder ({', '.join(kind.suffixes)})")
             found += [(f, p) for f in files]
         elif p.is_file():
             found.append((p, p.parent))
@@ -65,16 +76,18 @@ def _is_file_output(output: Path, sources: list[Source], inputs: list[str]) -> b
     return single_file and not output.is_dir() and output.suffix != ""
 
 
-def plan_outputs(inputs: list[str], output: str | os.PathLike, overwrite: bool = False, suffix: str | None = None) -> list[tuple[Path, Path]]:
+def plan_outputs(
+    inputs: list[str], output: str | os.PathLike, overwrite: bool = False, suffix: str | None = None, kind: MediaKind = IMAGES
+) -> list[tuple[Path, Path]]:
     """(source, destination) pairs; raises before any work if a pair is unsafe.
 
     ``--output`` is a file when there is exactly one input file and it has a
     suffix; otherwise a folder that mirrors the inputs' sub-folders.
     """
-    sources = expand_inputs(inputs)
+    sources = expand_inputs(inputs, kind)
     out = Path(output)
     if _is_file_output(out, sources, inputs):
-        check_output_suffix(out)
+        kind.check_suffix(out)
         pairs = [(sources[0][0], out)]
     else:
         if out.exists() and not out.is_dir():

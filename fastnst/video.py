@@ -1,0 +1,404 @@
+"""Video files: decode, stylize every frame, encode, carry the audio over.
+
+PyAV (FFmpeg) does the coding: it reads every common container, writes
+H.264, VP9 and MPEG-4 with the matching audio codecs, and copies audio
+packets without re-encoding them, so none of that is written here.
+Frames travel as HxWx3 uint8 RGB numpy arrays; the network sees them through
+:meth:`Stylizer.stylize_tensor`, so any backend works and --preserve-color and
+--strength mean what they mean for images.
+
+The three stages overlap (:class:`fastnst.pipeline.Background`): FFmpeg
+decodes the next frames and encodes the previous ones while the network runs
+on a batch, and at most a few batches are in memory at any time.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from .atomic import atomic_path
+from .errors import FastNSTError
+from .files import MediaKind
+from .optional import import_av
+from .pipeline import Background, batched
+from .stylizer import Stylizer
+
+__all__ = [
+    "VIDEOS",
+    "VIDEO_SUFFIXES",
+    "VideoInfo",
+    "VideoStats",
+    "VideoWriter",
+    "check_video_suffix",
+    "fit_size",
+    "frames_to_tensor",
+    "is_video",
+    "open_writer",
+    "probe",
+    "read_frames",
+    "stylize_frames",
+    "stylize_video",
+    "tensor_to_frames",
+]
+
+Frame = np.ndarray  # (H, W, 3) uint8 RGB
+FrameFilter = Callable[[Frame, Frame], Frame]  # (content, stylized) -> output, e.g. the stabilizer
+
+# suffix -> (FFmpeg container, video encoders in order of preference, audio encoder)
+_FORMATS: dict[str, tuple[str, tuple[str, ...], str]] = {
+    ".mp4": ("mp4", ("libx264", "h264", "mpeg4"), "aac"),
+    ".m4v": ("mp4", ("libx264", "h264", "mpeg4"), "aac"),
+    ".mov": ("mov", ("libx264", "h264", "mpeg4"), "aac"),
+    ".mkv": ("matroska", ("libx264", "h264", "mpeg4"), "aac"),
+    ".webm": ("webm", ("libvpx-vp9", "libvpx"), "libopus"),
+    ".avi": ("avi", ("mpeg4",), "libmp3lame"),
+}
+VIDEO_SUFFIXES = tuple(_FORMATS)
+
+# Audio codecs each container takes as they are (copied, not re-encoded).
+_COPY_AUDIO: dict[str, set[str] | None] = {
+    "mp4": {"aac", "mp3", "alac", "ac3", "eac3"},
+    "mov": {"aac", "mp3", "alac", "ac3", "eac3", "pcm_s16le"},
+    "matroska": None,  # anything
+    "webm": {"opus", "vorbis"},
+    "avi": {"mp3", "ac3", "pcm_s16le", "pcm_u8"},
+}
+
+# Stylized frames are full of fine strokes: a constant-quality setting keeps
+# them instead of smearing them at a default bitrate.
+_ENCODER_OPTIONS: dict[str, dict[str, str]] = {
+    "libx264": {"crf": "18", "preset": "fast"},
+    "libvpx-vp9": {"crf": "30", "b": "0", "deadline": "good", "cpu-used": "4", "row-mt": "1"},
+    "libvpx": {"crf": "10", "b": "2M", "deadline": "good", "cpu-used": "4"},
+}
+
+
+def is_video(path: str | Path) -> bool:
+    """Decided by the suffix, like images: cheap, and what users expect."""
+    return Path(path).suffix.lower() in VIDEO_SUFFIXES
+
+
+def check_video_suffix(path: str | Path) -> str:
+    """The FFmpeg container for an output path, or a clear error."""
+    suffix = Path(path).suffix.lower()
+    if suffix not in _FORMATS:
+        raise FastNSTError(f"{path}: cannot write videos with suffix '{suffix}'; use {', '.join(VIDEO_SUFFIXES)}")
+    return _FORMATS[suffix][0]
+
+
+VIDEOS = MediaKind("videos", VIDEO_SUFFIXES, check_video_suffix)
+
+
+def fit_size(width: int, height: int, max_size: int | None) -> tuple[int, int]:
+    """Output size: shrunk to --max-size on the longer side, rounded down to
+    even numbers because 4:2:0 video (what players expect) cannot be odd."""
+    scale = min(1.0, max_size / max(width, height)) if max_size else 1.0
+    return max(2, round(width * scale) // 2 * 2), max(2, round(height * scale) // 2 * 2)
+
+
+# ---------------------------------------------------------------- reading
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    path: Path
+    width: int
+    height: int
+    fps: Fraction
+    frames: int  # from the container's header; 0 when it does not say
+    audio: str | None  # codec name of the first audio track
+
+
+def _av_errors() -> tuple[type[BaseException], ...]:
+    av = import_av()
+    return (av.FFmpegError, OSError, ValueError)
+
+
+@contextmanager
+def _open_input(path: str | Path) -> Iterator[Any]:
+    """av.open with one-line errors that name the file."""
+    p = Path(path)
+    if not p.is_file():
+        raise FastNSTError(f"{p}: no such file")
+    if p.stat().st_size == 0:
+        raise FastNSTError(f"{p}: the file is empty (0 bytes)")
+    av = import_av()
+    try:
+        container = av.open(str(p))
+    except _av_errors() as e:
+        raise FastNSTError(f"{p}: cannot read this video ({e}); is the file complete and a video?") from None
+    try:
+        if not container.streams.video:
+            raise FastNSTError(f"{p}: the file has no video track")
+        yield container
+    finally:
+        container.close()
+
+
+def _frame_rate(stream: Any) -> Fraction:
+    rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+    return Fraction(rate) if rate else Fraction(30)
+
+
+def probe(path: str | Path) -> VideoInfo:
+    """Size, frame rate, frame count and audio of a video, without decoding it."""
+    with _open_input(path) as c:
+        v = c.streams.video[0]
+        audio = c.streams.audio[0].codec_context.name if c.streams.audio else None
+        seconds = float(v.duration * v.time_base) if v.duration else (c.duration or 0) / 1e6  # mkv/webm: container only
+        frames = v.frames or int(seconds * _frame_rate(v) + 0.5)
+        return VideoInfo(Path(path), v.codec_context.width, v.codec_context.height, _frame_rate(v), frames, audio)
+
+
+def read_frames(path: str | Path, size: tuple[int, int] | None = None) -> Iterator[Frame]:
+    """Every frame as (H, W, 3) uint8 RGB, scaled to ``size`` (w, h) by FFmpeg."""
+    with _open_input(path) as c:
+        stream = c.streams.video[0]
+        stream.thread_type = "AUTO"  # FFmpeg's own frame threads: decoding keeps up with the network
+        index = 0
+        try:
+            for frame in c.decode(stream):
+                if size is not None and (frame.width, frame.height) != size:
+                    frame = frame.reformat(width=size[0], height=size[1], interpolation="AREA")
+                yield frame.to_ndarray(format="rgb24")
+                index += 1
+        except _av_errors() as e:
+            raise FastNSTError(f"{path}: cannot decode frame {index} ({e}); the file may be damaged or truncated") from None
+
+
+# ---------------------------------------------------------------- writing
+
+
+class _AudioTrack:
+    """The input's first audio track, muxed into the output as the video advances.
+
+    Packets are copied when the output container accepts the codec, and
+    re-encoded (FFmpeg resamples) otherwise. They are pulled from a second
+    reader of the input, a little ahead of the video, so nothing piles up in
+    memory and players see the two interleaved.
+    """
+
+    def __init__(self, src: Path, out: Any, container_format: str, codec: str) -> None:
+        av = import_av()
+        self._out = out
+        self._input = av.open(str(src))
+        stream = self._input.streams.audio[0]
+        allowed = _COPY_AUDIO[container_format]
+        self.copy = allowed is None or stream.codec_context.name in allowed
+        if self.copy:
+            self.stream = out.add_stream_from_template(stream)
+        else:
+            rates = av.Codec(codec, "w").audio_rates
+            self.stream = out.add_stream(codec, rate=stream.rate if not rates or stream.rate in rates else 48000)
+        self._packets = self._input.demux(stream)
+        self._finished = False
+
+    def advance(self, until: float | None) -> None:
+        """Mux audio up to ``until`` seconds (everything left when None)."""
+        if self._finished:
+            return
+        for packet in self._packets:
+            if packet.dts is None:
+                continue
+            self._mux(packet)
+            if until is not None and packet.pts is not None and packet.pts * packet.time_base > until:
+                return
+        self._finished = True
+        if not self.copy:
+            for p in self.stream.encode(None):
+                self._out.mux(p)
+
+    def _mux(self, packet: Any) -> None:
+        if self.copy:
+            packet.stream = self.stream
+            self._out.mux(packet)
+            return
+        for frame in packet.decode():
+            frame.pts = None  # the encoder counts samples itself
+            for p in self.stream.encode(frame):
+                self._out.mux(p)
+
+    def close(self) -> None:
+        self._input.close()
+
+
+class VideoWriter:
+    """Encodes RGB frames into an open output container.
+
+    Constant frame rate by default (frame i at i / fps), so a stylized video
+    has exactly the input's frame count and rate. Recordings of a live feed
+    pass each frame's time instead, so a slow model does not play back fast.
+    """
+
+    _AUDIO_LEAD_S = 0.5
+
+    def __init__(
+        self, container: Any, path: Path, width: int, height: int, fps: Fraction, audio_from: Path | None = None, timed: bool = False
+    ) -> None:
+        av = import_av()
+        self.path = path
+        suffix = path.suffix.lower()
+        container_format, codecs, audio_codec = _FORMATS[suffix]
+        codec = next((c for c in codecs if c in av.codecs_available), None)
+        if codec is None:
+            raise FastNSTError(
+                f"this FFmpeg build cannot encode {suffix} video (no {' or '.join(codecs)} encoder); try another --output suffix such as .mp4"
+            )
+        self._av, self._container, self.width, self.height = av, container, width, height
+        self.stream = container.add_stream(codec, rate=fps)
+        self.stream.width, self.stream.height, self.stream.pix_fmt = width, height, "yuv420p"
+        self.stream.options = _ENCODER_OPTIONS.get(codec, {})
+        if codec == "mpeg4":  # its default 200 kb/s is a smear
+            self.stream.bit_rate = int(width * height * float(fps) * 0.25)
+        self._time_base = Fraction(1, 1000) if timed else Fraction(1) / fps
+        if timed:
+            self.stream.codec_context.time_base = self._time_base
+        self._audio = _AudioTrack(audio_from, container, container_format, audio_codec) if audio_from else None
+        self.frames = 0
+        self._last_pts = -1
+
+    def write(self, frame: Frame, time_s: float | None = None) -> None:
+        """One (H, W, 3) uint8 RGB frame; ``time_s`` only for timed writers."""
+        if frame.shape[:2] != (self.height, self.width):
+            raise ValueError(f"frame of shape {frame.shape} in a {self.width}x{self.height} video")
+        vf = self._av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
+        pts = self.frames if time_s is None else round(time_s / self._time_base)
+        vf.pts = self._last_pts = max(pts, self._last_pts + 1)
+        vf.time_base = self._time_base
+        with _write_errors(self.path, "write"):
+            self._encode(vf)
+            if self._audio is not None:
+                self._audio.advance(float(vf.pts * self._time_base) + self._AUDIO_LEAD_S)
+        self.frames += 1
+
+    def _encode(self, frame: Any) -> None:
+        for packet in self.stream.encode(frame):
+            self._container.mux(packet)
+
+    def finish(self) -> None:
+        """Flush the encoder and the rest of the audio."""
+        self._encode(None)
+        if self._audio is not None:
+            self._audio.advance(None)
+
+    def close(self) -> None:
+        if self._audio is not None:
+            self._audio.close()
+
+
+@contextmanager
+def open_writer(
+    path: str | Path, width: int, height: int, fps: Fraction | float, audio_from: Path | None = None, timed: bool = False
+) -> Iterator[VideoWriter]:
+    """A :class:`VideoWriter` whose file appears under ``path`` only when complete.
+
+    FFmpeg writes a hidden temporary file next to ``path``; it is renamed on
+    success and removed on any error or Ctrl-C, so a half-written video never
+    takes the place of a good one.
+    """
+    av = import_av()
+    path = Path(path)
+    container_format = check_video_suffix(path)
+    with atomic_path(path) as tmp:
+        with _write_errors(path, "create"):
+            container = av.open(str(tmp), mode="w", format=container_format)
+        writer = None
+        try:
+            writer = VideoWriter(container, path, width, height, Fraction(fps).limit_denominator(100000), audio_from, timed)
+            yield writer
+            with _write_errors(path, "finish"):
+                writer.finish()
+                container.close()
+        finally:
+            if writer is not None:
+                writer.close()
+            container.close()
+
+
+@contextmanager
+def _write_errors(path: Path, what: str) -> Iterator[None]:
+    """FFmpeg's write errors (disk full, bad parameters) as one-line errors."""
+    try:
+        yield
+    except _av_errors() as e:
+        raise FastNSTError(f"{path}: cannot {what} the video ({e}); check free space and permissions") from None
+
+
+# ---------------------------------------------------------------- stylizing
+
+
+def frames_to_tensor(frames: list[Frame]) -> torch.Tensor:
+    """Frames -> (B, 3, H, W) float32 RGB in [0, 1], what every backend takes."""
+    return torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2).float().div_(255.0)
+
+
+def tensor_to_frames(batch: torch.Tensor) -> list[Frame]:
+    arr = batch.clamp(0, 1).mul(255.0).round_().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    return [np.ascontiguousarray(a) for a in arr]
+
+
+def stylize_frames(stylizer: Stylizer, frames: list[Frame]) -> list[Frame]:
+    """One network call for a batch of equal-size frames."""
+    return tensor_to_frames(stylizer.stylize_tensor(frames_to_tensor(frames)))
+
+
+def _stylize_pairs(stylizer: Stylizer, frames: Iterable[Frame]) -> Iterator[tuple[Frame, Frame]]:
+    """(content, stylized) for every frame, batch_size frames per network call."""
+    for batch in batched(frames, stylizer.batch_size):
+        yield from zip(batch, stylize_frames(stylizer, batch))
+
+
+@dataclass(frozen=True)
+class VideoStats:
+    frames: int
+    seconds: float
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.seconds if self.seconds > 0 else 0.0
+
+
+def stylize_video(
+    stylizer: Stylizer,
+    src: str | Path,
+    dst: str | Path,
+    *,
+    post: FrameFilter | None = None,
+    progress: bool = True,
+    keep_audio: bool = True,
+) -> VideoStats:
+    """Stylize every frame of ``src`` into ``dst`` (same frame count and rate).
+
+    ``post(content, stylized)`` runs on each frame in order after the network
+    (the --stabilize filter). Decode, network and encode run in three threads
+    with a couple of batches in flight between them.
+    """
+    info = probe(src)
+    size = fit_size(info.width, info.height, stylizer.max_size)
+    depth = stylizer.batch_size + 2  # the next batch is ready when the network wants it; no more is held
+    start = time.perf_counter()
+    bar = tqdm(total=info.frames or None, desc=Path(src).name, unit="frame", disable=not progress, dynamic_ncols=True)
+    with ExitStack() as stages:  # closed last-in first-out: each consumer stops before its producer
+        frames = stages.enter_context(Background(read_frames(src, size), depth, "fastnst-decode"))
+        pairs = stages.enter_context(Background(_stylize_pairs(stylizer, frames), depth, "fastnst-stylize"))
+        if post is None:
+            styled: Iterable[Frame] = (s for _, s in pairs)
+        else:  # its own thread: optical flow on the CPU overlaps the network
+            styled = stages.enter_context(Background((post(c, s) for c, s in pairs), depth, "fastnst-post"))
+        with bar, open_writer(dst, *size, info.fps, audio_from=Path(src) if keep_audio and info.audio else None) as writer:
+            for frame in styled:
+                writer.write(frame)
+                bar.update(1)
+            if writer.frames == 0:
+                raise FastNSTError(f"{src}: no frame could be decoded")
+    return VideoStats(writer.frames, time.perf_counter() - start)

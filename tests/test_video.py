@@ -1,0 +1,395 @@
+"""Video files, --stabilize and the webcam loop, on tiny clips the tests write themselves.
+
+Clips are 64x48, a dozen frames, written with PyAV directly (H.264 + AAC) so
+the reader is not tested against its own writer. The webcam runs headless on
+a file standing in for the camera; keys come from a scripted display.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from fastnst.checkpoint import save_model
+from fastnst.cli import main
+from fastnst.errors import FastNSTError
+from fastnst.model import ModelConfig, TransformerNet
+from fastnst.pipeline import Background
+from fastnst.stylizer import Stylizer
+
+av = pytest.importorskip("av", reason="video tests need PyAV: pip install 'fastnst[video]'")
+cv2 = pytest.importorskip("cv2", reason="webcam and --stabilize tests need OpenCV: pip install 'fastnst[video]'")
+
+from fastnst.stabilize import Stabilizer, flicker_score
+from fastnst.video import probe, read_frames
+from fastnst.webcam import FileSource, LatestFrame, run_webcam
+
+W, H, FPS, N = 64, 48, 24, 12
+
+
+def clip_frames(n: int = N, noise: float = 0.04, seed: int = 0) -> list[np.ndarray]:
+    """A pattern drifting right by a pixel a frame, plus sensor-like noise."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:H, 0:W].astype(np.float32)
+    frames = []
+    for t in range(n):
+        base = 0.5 + 0.4 * np.sin(0.2 * (x - t)) * np.cos(0.15 * y)
+        rgb = np.stack([base, np.roll(base, 5, 1), 1 - base], -1) + rng.normal(0, noise, (H, W, 3))
+        frames.append((np.clip(rgb, 0, 1) * 255).astype(np.uint8))
+    return frames
+
+
+def write_clip(path: Path, frames: list[np.ndarray], fps: int = FPS, audio: bool = True) -> Path:
+    with av.open(str(path), "w") as out:
+        vs = out.add_stream("libx264", rate=fps)
+        vs.width, vs.height, vs.pix_fmt = W, H, "yuv420p"
+        vs.options = {"crf": "10"}
+        if audio:
+            aus = out.add_stream("aac", rate=16000)
+            seconds = len(frames) / fps
+            tone = 0.3 * np.sin(2 * np.pi * 440 * np.arange(int(16000 * seconds)) / 16000)
+            af = av.AudioFrame.from_ndarray(tone.astype(np.float32)[None], format="fltp", layout="mono")
+            af.sample_rate, af.pts = 16000, 0
+            for p in [*aus.encode(af), *aus.encode(None)]:
+                out.mux(p)
+        for i, f in enumerate(frames):
+            vf = av.VideoFrame.from_ndarray(f, format="rgb24")
+            vf.pts = i
+            for p in vs.encode(vf):
+                out.mux(p)
+        for p in vs.encode(None):
+            out.mux(p)
+    return path
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_clip(tmp_path_factory.mktemp("clip") / "clip.mp4", clip_frames())
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    """Two tiny random networks (different seeds, so their outputs differ)."""
+    root = tmp_path_factory.mktemp("models")
+    paths = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        paths.append(root / f"tiny{seed}.pth")
+        save_model(TransformerNet(ModelConfig(width=0.25)), paths[-1])
+    return paths
+
+
+@pytest.fixture(scope="module")
+def onnx_model(models: list[Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The first tiny model exported to ONNX, where that support is installed."""
+    export = pytest.importorskip("fastnst.export", reason="ONNX export is not in this fastnst yet")
+    pytest.importorskip("fastnst.runtime", reason="ONNX Runtime backend is not in this fastnst yet")
+    out = tmp_path_factory.mktemp("onnx") / "tiny0.onnx"
+    export.export_onnx(models[0], out)
+    return out
+
+
+def stylize(*args: str) -> int:
+    return main(["stylize", "--device", "cpu", "--quiet", *map(str, args)])
+
+
+def count_frames(path: Path) -> int:
+    return sum(1 for _ in read_frames(path))
+
+
+def streams(path: Path) -> dict[str, str]:
+    with av.open(str(path)) as c:
+        return {s.type: s.codec_context.name for s in c.streams}
+
+
+# ---------------------------------------------------------------- video files
+
+
+@pytest.mark.parametrize("suffix, audio", [(".mp4", "aac"), (".mov", "aac"), (".webm", "opus"), (".avi", "mp3float")])
+def test_video_keeps_frames_size_rate_and_audio(clip: Path, models: list[Path], tmp_path: Path, suffix: str, audio: str) -> None:
+    out = tmp_path / f"out{suffix}"
+    assert stylize("--model", models[0], clip, "--output", out) == 0
+    info = probe(out)
+    assert (info.width, info.height, info.fps) == (W, H, Fraction(FPS))
+    assert count_frames(out) == N
+    assert streams(out) == {"video": streams(out)["video"], "audio": audio}  # copied (aac) or re-encoded
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")], "temporary file left behind"
+
+
+def test_video_frames_are_stylized_in_order(clip: Path, models: list[Path], tmp_path: Path) -> None:
+    """Frame t of the output is the network applied to frame t of the input (batching keeps order)."""
+    out = tmp_path / "out.mkv"
+    assert stylize("--model", models[0], clip, "--output", out, "--batch-size", "5") == 0
+    stylizer = Stylizer.from_file(models[0], device="cpu")
+    from fastnst.video import stylize_frames
+
+    expected = stylize_frames(stylizer, list(read_frames(clip)))
+    got = list(read_frames(out))
+    diffs = [[np.abs(g.astype(int) - e.astype(int)).mean() for e in expected] for g in got]
+    assert [int(np.argmin(row)) for row in diffs] == list(range(N))
+
+
+def test_video_max_size_and_no_audio(clip: Path, models: list[Path], tmp_path: Path) -> None:
+    out = tmp_path / "small.mp4"
+    assert stylize("--model", models[0], clip, "--output", out, "--max-size", "33", "--no-audio") == 0
+    info = probe(out)
+    assert (info.width, info.height) == (32, 24)  # 33 x 24.75 rounded down to even: 4:2:0 needs it
+    assert info.audio is None and count_frames(out) == N
+
+
+def test_video_without_audio_and_folder_of_videos(models: list[Path], tmp_path: Path) -> None:
+    src = tmp_path / "in" / "sub"
+    src.mkdir(parents=True)
+    write_clip(src / "silent.mp4", clip_frames(5), audio=False)
+    (tmp_path / "in" / "notes.txt").write_text("not a video")
+    assert stylize("--model", models[0], "--video", tmp_path / "in", "--output", tmp_path / "out") == 0
+    out = tmp_path / "out" / "sub" / "silent.mp4"
+    assert count_frames(out) == 5 and probe(out).audio is None
+
+
+def test_video_onnx_backend_matches_torch(clip: Path, models: list[Path], onnx_model: Path, tmp_path: Path) -> None:
+    a, b = tmp_path / "torch.mp4", tmp_path / "onnx.mp4"
+    assert stylize("--model", models[0], clip, "--output", a) == 0
+    assert stylize("--model", onnx_model, clip, "--output", b) == 0
+    fa, fb = list(read_frames(a)), list(read_frames(b))
+    assert len(fa) == len(fb) == N
+    diffs = [np.abs(x.astype(int) - y.astype(int)).mean() for x, y in zip(fa, fb)]
+    # The networks agree to 1e-5, but H.264 encodes two near-identical noisy frames a few levels
+    # apart (up to ~4 seen); a backend with a wrong range or channel order is off by tens.
+    assert max(diffs) < 10.0, diffs
+
+
+def test_video_output_safety(clip: Path, models: list[Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "o.mp4"
+    assert stylize("--model", models[0], clip, "--output", clip) == 2
+    assert "would overwrite an input" in capsys.readouterr().err
+    assert stylize("--model", models[0], clip, "--output", out) == 0
+    before = out.read_bytes()
+    assert stylize("--model", models[0], clip, "--output", out, "--strength", "0.5") == 2
+    assert "already exists; pass --overwrite" in capsys.readouterr().err and out.read_bytes() == before
+    assert stylize("--model", models[0], clip, "--output", out, "--strength", "0.5", "--overwrite") == 0
+    assert out.read_bytes() != before
+
+
+def test_damaged_video_leaves_no_output(clip: Path, models: list[Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A video that breaks part-way raises a one-line error and no partial file appears."""
+    data = clip.read_bytes()
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[: len(data) // 2])  # the index (moov) is at the end: unreadable
+    assert stylize("--model", models[0], cut, "--output", tmp_path / "o.mp4") == 2
+    err = capsys.readouterr().err
+    assert err.startswith("fastnst: error:") and "cut.mp4" in err and "Traceback" not in err
+    assert list(tmp_path.iterdir()) == [cut]
+
+
+@pytest.mark.parametrize(
+    "make, args, message",
+    [
+        (lambda p: p.write_bytes(b"not a video at all"), [], "cannot read this video"),
+        (lambda p: p.write_bytes(b""), [], "the file is empty"),
+        (lambda p: None, [], "no such file"),
+        (lambda p: p.write_bytes(b"x"), ["--output", "{tmp}/o.gif"], "cannot write videos with suffix '.gif'"),
+        (lambda p: p.write_bytes(b"x"), ["--record", "{tmp}/r.mp4"], "--record: only for --webcam"),
+        (lambda p: p.write_bytes(b"x"), ["--model", "{model}"], "give one --model"),
+        (lambda p: p.write_bytes(b"x"), ["--stabilize-strength", "0.5"], "--stabilize-strength needs --stabilize"),
+        (lambda p: p.write_bytes(b"x"), ["--stabilize", "--stabilize-strength", "1"], "below 1"),
+        (lambda p: p.write_bytes(b"x"), ["{tmp}/photo.jpg"], "images and videos cannot be mixed"),
+    ],
+)
+def test_video_user_errors(make, args, message, models: list[Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    src = tmp_path / "in.mp4"
+    make(src)
+    (tmp_path / "photo.jpg").write_bytes(b"")
+    filled = [a.format(tmp=tmp_path, model=models[1]) for a in args]
+    if "--output" not in filled:
+        filled += ["--output", str(tmp_path / "o.mp4")]
+    assert stylize("--model", models[0], src, *filled) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.startswith("fastnst: error:") and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    "module, args",
+    [
+        ("av", ["{clip}", "--output", "{tmp}/o.mp4"]),
+        ("cv2", ["{clip}", "--output", "{tmp}/o.mp4", "--stabilize"]),
+        ("cv2", ["--webcam", "0"]),
+    ],
+)
+def test_missing_video_library_says_what_to_install(module, args, clip, models, tmp_path, monkeypatch, capsys) -> None:
+    monkeypatch.setitem(sys.modules, module, None)  # import fails as if not installed
+    assert stylize("--model", models[0], *[a.format(clip=clip, tmp=tmp_path) for a in args]) == 2
+    err = capsys.readouterr().err
+    assert "pip install 'fastnst[video]'" in err and "Traceback" not in err
+
+
+def test_opencv_is_loaded_before_pyav() -> None:
+    """PyAV's bundled libxcb, loaded first, makes OpenCV's window hang (PyAV #978)."""
+    code = "import sys; from fastnst.optional import import_av; import_av(); m = list(sys.modules); print(m.index('cv2') < m.index('av'))"
+    done = subprocess.run(
+        [sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=120, cwd=Path(__file__).resolve().parents[1]
+    )
+    assert done.stdout.strip() == "True", done.stderr
+
+
+# ---------------------------------------------------------------- --stabilize
+
+
+def test_stabilize_lowers_flicker(clip: Path, models: list[Path], tmp_path: Path) -> None:
+    plain, steady = tmp_path / "plain.mp4", tmp_path / "steady.mp4"
+    assert stylize("--model", models[0], clip, "--output", plain) == 0
+    assert stylize("--model", models[0], clip, "--output", steady, "--stabilize") == 0
+    before = flicker_score(read_frames(clip), read_frames(plain))
+    after = flicker_score(read_frames(clip), read_frames(steady))
+    assert after < 0.8 * before, (before, after)
+    assert count_frames(steady) == N
+
+
+def test_stabilizer_keeps_the_new_frame_where_the_flow_fails() -> None:
+    """After a cut nothing of the old frame may ghost into the new one."""
+    rng = np.random.default_rng(3)
+    a, b = clip_frames(1, seed=1)[0], rng.integers(0, 256, (H, W, 3), dtype=np.uint8)
+    sa, sb = np.full_like(a, 20), np.full_like(b, 230)
+    stab = Stabilizer(0.9)
+    assert np.array_equal(stab(a, sa), sa)  # first frame: nothing to blend with
+    out = stab(b, sb)
+    assert np.abs(out.astype(int) - sb).mean() < 10  # unrelated content: flow unreliable, new frame kept
+    still = stab(b, np.full_like(b, 100))  # same content again: the steady previous output dominates
+    assert np.abs(still.astype(int) - out.astype(int)).mean() < np.abs(still.astype(int) - 100).mean()
+
+
+def test_flicker_score() -> None:
+    frames = clip_frames(4)
+    assert flicker_score(frames, frames) == pytest.approx(1.0)
+    assert flicker_score(frames, [f // 2 for f in frames]) == pytest.approx(0.5, abs=0.05)  # half the change
+    assert flicker_score(frames, [frames[0]] * 4) == 0.0  # a frozen output does not flicker
+    with pytest.raises(ValueError):
+        flicker_score(frames, frames[:2])
+
+
+# ---------------------------------------------------------------- webcam
+
+
+def test_webcam_headless_on_a_file_records(clip: Path, models: list[Path], tmp_path: Path, capsys) -> None:
+    rec = tmp_path / "live.mp4"
+    args = ["--model", models[0], "--model", models[1], "--webcam", clip, "--no-display", "--all-frames", "--max-frames", "8"]
+    assert stylize(*args, "--record", rec, "--stabilize") == 0
+    assert "8 frames" in capsys.readouterr().err
+    info = probe(rec)
+    assert (info.width, info.height) == (W, H) and count_frames(rec) == 8
+    assert abs(float(info.fps) - FPS) < 1  # recorded at the frames' times, not at the model's speed
+    assert stylize(*args, "--record", rec) == 2  # an existing recording is kept
+    assert "already exists" in capsys.readouterr().err
+    assert stylize(*args, "--record", clip, "--overwrite") == 2
+    assert "would overwrite the video given to --webcam" in capsys.readouterr().err
+
+
+def test_webcam_onnx_backend(clip: Path, onnx_model: Path) -> None:
+    assert stylize("--model", onnx_model, "--webcam", clip, "--no-display", "--all-frames", "--max-frames", "3") == 0
+
+
+class ConstantBackend:
+    """A 'model' that paints everything one grey level: shows which model ran."""
+
+    def __init__(self, level: float) -> None:
+        self.info = {"backend": "test"}
+        self.level = level
+
+    def run(self, batch: torch.Tensor) -> torch.Tensor:
+        return torch.full_like(batch, self.level)
+
+
+class ScriptedDisplay:
+    """Presses the given keys, one per shown frame, and keeps what was shown."""
+
+    def __init__(self, keys: list[str | None]) -> None:
+        self.keys, self.shown, self.closed = list(keys), [], False
+
+    def show(self, image: np.ndarray) -> str | None:
+        self.shown.append(image)
+        return self.keys.pop(0) if self.keys else None
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_webcam_keys_switch_model_toggle_side_by_side_and_quit(clip: Path) -> None:
+    models = [("dark", Stylizer(ConstantBackend(0.0))), ("light", Stylizer(ConstantBackend(1.0)))]
+    display = ScriptedDisplay([None, "m", "s", "2", "m", "q", None])
+    stats = run_webcam(models, FileSource(clip, realtime=False), display=display, keep_all=True, progress=False)
+    assert stats.frames == 6 and display.closed  # q on the sixth frame ends the loop
+    widths = [img.shape[1] for img in display.shown]
+    assert widths == [W, W, W, 2 * W, 2 * W, 2 * W]
+    right = [img[:, -W:] for img in display.shown]  # the stylized half (the whole frame when not side by side)
+    levels = [int(np.median(r[30:, :])) for r in right]  # below the status text
+    assert levels == [0, 0, 255, 255, 255, 0]  # m after frame 2, 2 (already) , m back to the first
+
+
+def test_latest_frame_drops_what_a_slow_consumer_misses() -> None:
+    class Burst:
+        name, fps = "burst", 30.0
+
+        def __init__(self) -> None:
+            self.frames = [np.full((H, W, 3), i, np.uint8) for i in range(5)]
+            self.closed = False
+
+        def read(self):
+            return (self.frames.pop(0), 0.0) if self.frames else None
+
+        def close(self) -> None:
+            self.closed = True
+
+    source = Burst()
+    grabber = LatestFrame(source)
+    grabber._thread.join(10)  # the camera delivered all five before the model looked once
+    frame, _, _ = grabber.get()
+    assert frame[0, 0, 0] == 4 and grabber.dropped == 4 and grabber.get() is None
+    grabber.close()
+    assert source.closed
+
+
+def test_missing_camera_and_display_give_clear_errors(clip, models, monkeypatch, capsys) -> None:
+    assert stylize("--model", models[0], "--webcam", "99", "--no-display") == 2
+    assert "camera 99: cannot be opened" in capsys.readouterr().err
+    assert stylize("--model", models[0], "--webcam", "nowhere.mp4", "--no-display") == 2
+    assert "neither a camera index" in capsys.readouterr().err
+    if sys.platform.startswith("linux"):
+        monkeypatch.delenv("DISPLAY", raising=False)
+        monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+        assert stylize("--model", models[0], "--webcam", clip) == 2  # instead of Qt aborting the process
+        assert "use --no-display" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- pipeline
+
+
+def test_background_reraises_errors_and_stops_early() -> None:
+    def failing():
+        yield 1
+        raise FastNSTError("boom")
+
+    with Background(failing(), 2) as it:
+        assert next(it) == 1
+        with pytest.raises(FastNSTError, match="boom"):
+            next(it)
+
+    cleaned = []
+
+    def endless():
+        try:
+            i = 0
+            while True:
+                yield i
+                i += 1
+        finally:
+            cleaned.append(True)
+
+    with Background(endless(), 2) as it:
+        assert [next(it) for _ in range(3)] == [0, 1, 2]
+    assert cleaned == [True]  # the producer was stopped and its generator closed
