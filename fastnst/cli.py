@@ -94,7 +94,7 @@ def add_train_parser(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--content-layers", metavar="LAYERS", help=f"comma-separated layers, optionally NAME:WEIGHT (default: {DEFAULT_CONTENT_LAYERS})")
     g.add_argument("--style-layers", metavar="LAYERS", help=f"comma-separated layers, optionally NAME:WEIGHT (default: {DEFAULT_STYLE_LAYERS})")
     g.add_argument("--content-weight", type=_non_negative_float, metavar="W", help="weight of the content loss (default: 1e5 torchvision, 1 caffe)")
-    g.add_argument("--style-weight", type=_non_negative_float, metavar="W", help="weight of the style loss; higher = stronger style (default: 1e10 torchvision, 100 caffe)")
+    g.add_argument("--style-weight", type=_non_negative_float, metavar="W", help="weight of the style loss; higher = stronger style (default: 1e10 torchvision, 0.1 caffe)")
     g.add_argument("--tv-weight", type=_non_negative_float, metavar="W", help="weight of the total-variation smoothness loss (default: 100 torchvision, 1000 caffe)")
 
     g = p.add_argument_group("optimisation")

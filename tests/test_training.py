@@ -36,7 +36,7 @@ def test_loss_goes_down(tmp_path: Path, photo_dir: Path, style_file: Path, vgg_f
     cfg = model["train_config"]
     assert cfg["style_layers"] == TINY_STYLE_LAYERS and cfg["content_layers"] == TINY_CONTENT_LAYERS
     assert cfg["vgg_preprocess"] == "caffe" and cfg["image_size"] == 32 and cfg["style_name"] == "stripes"
-    assert cfg["style_weight"] == 100.0 and cfg["content_weight"] == 1.0  # the caffe defaults
+    assert cfg["style_weight"] == 0.1 and cfg["content_weight"] == 1.0  # the caffe defaults
     assert "optimizer" not in model, "the shared model file stays small"
     assert sorted(p.name for p in (tmp_path / "m_run" / "samples").iterdir()) == ["step_0000040.jpg"]
 
