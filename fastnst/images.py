@@ -38,9 +38,21 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 READ_SUFFIXES = IMAGE_SUFFIXES + (".tif", ".tiff", ".gif")
 
 
+_MAX_PIXELS_ENV = "FASTNST_MAX_PIXELS"
+
+
 def set_max_pixels(n: int) -> None:
-    """Raise or lower Pillow's decompression-bomb limit (pixels per image)."""
+    """Raise or lower Pillow's decompression-bomb limit (pixels per image).
+
+    Also exported in the environment: data-loader worker processes started
+    by spawn or forkserver re-import this module and pick it up from there.
+    """
     Image.MAX_IMAGE_PIXELS = int(n)
+    os.environ[_MAX_PIXELS_ENV] = str(int(n))
+
+
+if os.environ.get(_MAX_PIXELS_ENV, "").isdigit():
+    Image.MAX_IMAGE_PIXELS = int(os.environ[_MAX_PIXELS_ENV])
 
 
 def open_image(path: str | os.PathLike, draft: tuple[int, int] | None = None) -> Image.Image:
@@ -112,17 +124,32 @@ def load_rgb(path: str | os.PathLike, background: int = 255, draft: tuple[int, i
     return canvas
 
 
+_ROWS = 512  # rows per step when converting: a 50-megapixel image must not need several float copies
+
+
 def pil_to_tensor(img: Image.Image) -> torch.Tensor:
-    """PIL RGB -> float tensor (1, 3, H, W) in [0, 1]."""
-    arr = np.array(img.convert("RGB"), dtype=np.uint8)  # a writable copy
-    return torch.from_numpy(arr).permute(2, 0, 1).unsqueeze(0).float().div_(255.0).contiguous()
+    """PIL RGB -> float tensor (1, 3, H, W) in [0, 1], contiguous.
+
+    Converted into one preallocated tensor, so the peak is the picture plus
+    one float copy, not the two or three that ``.float().contiguous()`` makes.
+    """
+    arr = np.array(img if img.mode == "RGB" else img.convert("RGB"), dtype=np.uint8)  # a writable copy
+    out = torch.empty((1, 3, arr.shape[0], arr.shape[1]))
+    src = torch.from_numpy(arr).permute(2, 0, 1)
+    for top in range(0, arr.shape[0], _ROWS):
+        out[0, :, top : top + _ROWS].copy_(src[:, top : top + _ROWS]).div_(255.0)
+    return out
 
 
 def tensor_to_pil(t: torch.Tensor) -> Image.Image:
-    """(3, H, W) or (1, 3, H, W) tensor in [0, 1] -> PIL RGB."""
+    """(3, H, W) or (1, 3, H, W) tensor in [0, 1] -> PIL RGB, converted in strips of rows."""
     if t.dim() == 4:
         t = t[0]
-    arr = t.detach().float().clamp(0, 1).mul(255.0).round().byte().permute(1, 2, 0).cpu().numpy()
+    t = t.detach()
+    arr = np.empty((t.shape[1], t.shape[2], 3), np.uint8)
+    for top in range(0, t.shape[1], _ROWS):
+        strip = t[:, top : top + _ROWS].float().clamp(0, 1).mul_(255.0).round_().byte()
+        arr[top : top + _ROWS] = strip.permute(1, 2, 0).cpu().numpy()
     return Image.fromarray(arr, "RGB")
 
 
