@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 import os
 import tempfile
 from collections.abc import Iterator
@@ -9,13 +10,32 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
-__all__ = ["atomic_write"]
+__all__ = ["atomic_write", "remove_leftovers"]
 
 
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def remove_leftovers(path: str | os.PathLike) -> int:
+    """Delete temporary files that killed writes of ``path`` left behind.
+
+    A SIGKILL or power cut between mkstemp and the rename leaves a
+    ``.NAME.*.tmp`` beside the target: harmless, but as large as the file.
+    Only for targets with a single writer (a run's checkpoint), since another
+    writer's temporary file would vanish under it. Returns how many went.
+    """
+    path = Path(path)
+    removed = 0
+    for leftover in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        try:
+            leftover.unlink()
+            removed += 1
+        except OSError:
+            pass
+    return removed
 
 
 @contextmanager

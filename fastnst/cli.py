@@ -188,6 +188,7 @@ def cmd_stylize(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         max_memory=max_memory,
         tile_size=args.tile_size,
+        log=None if args.quiet else _note,
     )
     failed = process_files(stylizer.stylize_many, pairs, progress=not args.quiet)
     done = len(pairs) - failed
@@ -196,6 +197,12 @@ def cmd_stylize(args: argparse.Namespace) -> int:
         print(f"fastnst: {failed} input(s) could not be read (see warnings above)", file=sys.stderr)
         return 1
     return 0
+
+
+def _note(message: str) -> None:
+    from tqdm import tqdm
+
+    tqdm.write(message, file=sys.stderr)
 
 
 def _backend_options(args: argparse.Namespace) -> dict:

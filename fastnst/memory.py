@@ -25,25 +25,25 @@ __all__ = [
     "CALL_OVERHEAD",
     "IMAGE_BYTES_PER_PIXEL",
     "Budget",
+    "Footprint",
     "available_memory",
     "default_budget",
     "format_bytes",
     "images_per_call",
-    "network_bytes",
-    "network_bytes_per_pixel",
     "parse_bytes",
     "plan_tiling",
+    "process_rss",
     "stats_pixels",
 ]
 
-# Peak resident memory of one network call, measured on the CPU (PyTorch
-# eager and ONNX Runtime, float32, 256 to 2048 px squared): about 1000-1120
-# bytes per pixel at width 1.0 (32 first-layer channels) and 310-350 at
-# width 0.25 (8), i.e. roughly linear in the first layer's channels (the
-# decoder's full-resolution maps dominate). The constants below stay above
-# every measurement.
-_BASE_BYTES_PER_PIXEL = 160
-_BYTES_PER_PIXEL_PER_CHANNEL = 32
+# Peak resident memory of one network call on the CPU, float32, 1024 and
+# 2048 px squared (input and output included): PyTorch eager about 980-1000
+# bytes per pixel at width 1.0 (32 first-layer channels) and 350 at width
+# 0.25 (8); ONNX Runtime (CPU arena off, see fastnst.providers) 515 and 235.
+# Both grow about linearly with the first layer's channels (the decoder's
+# full-resolution maps dominate). The constants (base, per channel) stay
+# above every measurement; GPUs get PyTorch's.
+_BYTES_PER_PIXEL = {"torch": (160, 32), "onnxruntime": (160, 12)}
 CALL_OVERHEAD = 64 * 2**20  # allocator slack, workspaces, the weights
 # What one image costs outside the network: the decoded picture (uint8),
 # float32 input and output tensors, the uint8 result (measured in
@@ -57,13 +57,21 @@ GPU_SHARE = 0.7
 _UNITS = {"": 1, "b": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
 
 
-def network_bytes_per_pixel(config: ModelConfig) -> int:
-    return _BASE_BYTES_PER_PIXEL + _BYTES_PER_PIXEL_PER_CHANNEL * config.channels()[0]
+@dataclass(frozen=True)
+class Footprint:
+    """What one network needs: bytes per input pixel of a call, and the tile context margin."""
 
+    per_pixel: int
+    margin: int
 
-def network_bytes(config: ModelConfig, pixels: int) -> int:
-    """Estimated peak memory of one network call on ``pixels`` input pixels (all images of the batch)."""
-    return CALL_OVERHEAD + network_bytes_per_pixel(config) * pixels
+    @classmethod
+    def of(cls, config: ModelConfig, runtime: str = "torch") -> Footprint:
+        base, per_channel = _BYTES_PER_PIXEL.get(runtime, _BYTES_PER_PIXEL["torch"])
+        return cls(base + per_channel * config.channels()[0], receptive_radius(config))
+
+    def call_bytes(self, pixels: int) -> int:
+        """Estimated peak memory of one call on ``pixels`` input pixels (all images of the batch)."""
+        return CALL_OVERHEAD + self.per_pixel * pixels
 
 
 def parse_bytes(text: str) -> int:
@@ -114,6 +122,14 @@ def _cgroup_headroom() -> int | None:
     return None
 
 
+def process_rss() -> int:
+    """Resident memory of this process now (0 where /proc is missing)."""
+    try:
+        return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
 def available_memory(device: str = "cpu") -> int | None:
     """Free bytes for ``device`` (``cpu`` or ``cuda[:N]``); None when unknown."""
     if device.startswith("cuda"):
@@ -149,50 +165,56 @@ class Budget:
 
     total: int
     includes_images: bool = True
+    reserved: int = 0  # already in use (the process itself), counted against ``total``
 
     @classmethod
     def for_device(cls, max_memory: int | None, device: str) -> Budget:
-        gpu = device.startswith("cuda")
-        return cls(max_memory if max_memory is not None else default_budget(device), includes_images=not gpu)
+        """``--max-memory`` caps the whole process on the CPU, so what it already
+        holds (Python, torch, the weights) is reserved; the default is a share of
+        what is free, which that memory is not part of."""
+        if device.startswith("cuda"):
+            return cls(max_memory if max_memory is not None else default_budget(device), includes_images=False)
+        if max_memory is None:
+            return cls(default_budget(device))
+        return cls(max_memory, reserved=process_rss())
 
     def for_network(self, pixels: int) -> int:
         """What is left for network calls while an image of ``pixels`` is being stylized."""
-        return self.total - (IMAGE_BYTES_PER_PIXEL * pixels if self.includes_images else 0)
+        return self.total - self.reserved - (IMAGE_BYTES_PER_PIXEL * pixels if self.includes_images else 0)
 
-    def pixels_per_call(self, config: ModelConfig, image_pixels: int) -> int:
+    def pixels_per_call(self, net: Footprint, image_pixels: int) -> int:
         """How many input pixels one network call may take."""
-        return max(0, (self.for_network(image_pixels) - CALL_OVERHEAD) // network_bytes_per_pixel(config))
+        return max(0, (self.for_network(image_pixels) - CALL_OVERHEAD) // net.per_pixel)
 
 
-def plan_tiling(config: ModelConfig, height: int, width: int, budget: Budget, tile_size: int | None = None) -> TilePlan | None:
+def plan_tiling(net: Footprint, height: int, width: int, budget: Budget, tile_size: int | None = None) -> TilePlan | None:
     """None when the image fits the budget in one call (and no --tile-size forces tiles), else the tiles."""
     pixels = height * width
-    fit = budget.pixels_per_call(config, pixels)
-    margin = receptive_radius(config)
+    fit = budget.pixels_per_call(net, pixels)
     if tile_size is None:
         if pixels <= fit:
             return None
         tile_size = min(MAX_AUTO_TILE, math.isqrt(fit) // 4 * 4)
-        if tile_size < min_tile_size(margin):
-            need = budget.total - budget.for_network(pixels) + network_bytes(config, min_tile_size(margin) ** 2)
+        if tile_size < min_tile_size(net.margin):
+            need = budget.total - budget.for_network(pixels) + net.call_bytes(min_tile_size(net.margin) ** 2)  # images, process, a tile
             raise FastNSTError(
                 f"a {width}x{height} image needs at least {format_bytes(need)} to stylize with this model, more than "
                 f"the memory budget of {format_bytes(budget.total)}; raise --max-memory or shrink the image with --max-size"
             )
-    plan = plan_tiles(height, width, tile_size, margin)
+    plan = plan_tiles(height, width, tile_size, net.margin)
     per_call = max(1, min(MAX_TILES_PER_CALL, fit // (plan.rows.size * plan.cols.size)))
     return plan.with_per_call(per_call)
 
 
-def stats_pixels(config: ModelConfig, height: int, width: int, budget: Budget, plan: TilePlan) -> int:
+def stats_pixels(net: Footprint, height: int, width: int, budget: Budget, plan: TilePlan) -> int:
     """How large the image the shared statistics are measured on may be: the
     whole image if it fits one call, else as many pixels as do (at least one batch of tiles)."""
     tiles = plan.rows.size * plan.cols.size * plan.per_call
-    return min(height * width, max(budget.pixels_per_call(config, height * width), tiles))
+    return min(height * width, max(budget.pixels_per_call(net, height * width), tiles))
 
 
-def images_per_call(config: ModelConfig, height: int, width: int, budget: Budget, limit: int) -> int:
+def images_per_call(net: Footprint, height: int, width: int, budget: Budget, limit: int) -> int:
     """Same-size images per untiled call: up to ``limit``, as many as fit."""
     pixels = height * width
     room = budget.for_network(pixels * limit) - CALL_OVERHEAD
-    return max(1, min(limit, room // max(1, network_bytes_per_pixel(config) * pixels)))
+    return max(1, min(limit, room // max(1, net.per_pixel * pixels)))

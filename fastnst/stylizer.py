@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, Protocol
@@ -25,8 +25,8 @@ from .color import blend, preserve_color
 from .devices import resolve_device
 from .errors import FastNSTError
 from .images import pil_to_tensor, resize_max, split_alpha, tensor_to_pil
-from .memory import Budget, images_per_call, plan_tiling, stats_pixels
-from .model import MIN_SIZE, ModelConfig, NormStats, TransformerNet, receptive_radius
+from .memory import Budget, Footprint, format_bytes, images_per_call, plan_tiling, stats_pixels
+from .model import MIN_SIZE, ModelConfig, NormStats, TransformerNet
 from .tiling import TilePlan, check_tile_size, run_tiled, stats_sample
 
 __all__ = ["Backend", "Stylizer", "TorchBackend", "load_backend"]
@@ -154,6 +154,7 @@ class Stylizer:
         batch_size: int = 4,
         max_memory: int | None = None,
         tile_size: int | None = None,
+        log: Callable[[str], None] | None = None,
     ) -> None:
         if not 0.0 <= strength <= 1.0:
             raise FastNSTError(f"--strength must be between 0 and 1, not {strength}")
@@ -166,12 +167,15 @@ class Stylizer:
         self.strength = strength
         self.max_size = max_size
         self.batch_size = batch_size
-        self.config = _model_config(backend)
-        self.budget = Budget.for_device(max_memory, _device_of(backend))
+        device = _device_of(backend)
+        runtime = str(backend.info.get("backend", "torch")) if device == "cpu" else "torch"  # GPUs: the larger estimate
+        self.footprint = Footprint.of(_model_config(backend), runtime)
+        self.budget = Budget.for_device(max_memory, device)
         self.tile_size = tile_size
+        self.log = log  # told when an image is tiled
         self._warned_unshared = False
         if tile_size is not None:
-            check_tile_size(tile_size, receptive_radius(self.config))  # fail before the first image, not at it
+            check_tile_size(tile_size, self.footprint.margin)  # fail before the first image, not at it
 
     @classmethod
     def from_file(cls, path: str | os.PathLike, device: str = "auto", backend_options: dict | None = None, **options: Any) -> Stylizer:
@@ -185,7 +189,7 @@ class Stylizer:
         """The tiles for an image of this size, or None when it runs in one piece."""
         if height < MIN_SIZE or width < MIN_SIZE:
             return None
-        return plan_tiling(self.config, height, width, self.budget, self.tile_size)
+        return plan_tiling(self.footprint, height, width, self.budget, self.tile_size)
 
     def _run_network(self, x: torch.Tensor) -> torch.Tensor:
         """Backend on chunks that fit the memory budget, or tile by tile;
@@ -197,19 +201,25 @@ class Stylizer:
         ph, pw = max(0, MIN_SIZE - h), max(0, MIN_SIZE - w)
         if ph or pw:
             x = F.pad(x, (0, pw, 0, ph), mode="replicate")
-        per_call = images_per_call(self.config, h, w, self.budget, self.batch_size)
+        per_call = images_per_call(self.footprint, h, w, self.budget, self.batch_size)
         return _cat([self.backend.run(chunk) for chunk in x.split(per_call)])[..., :h, :w]
 
     def _run_tiled(self, x: torch.Tensor, plan: TilePlan) -> torch.Tensor:
         """One image, tile by tile, every tile normalised with the whole image's statistics."""
         h, w = x.shape[-2:]
+        if self.log is not None:
+            rows, cols = len(plan.rows.starts), len(plan.cols.starts)
+            self.log(
+                f"{w}x{h}: {cols}x{rows} tiles of {plan.cols.size}x{plan.rows.size}, {plan.per_call} per call "
+                f"(memory budget {format_bytes(self.budget.total)}{'' if self.tile_size is None else ', --tile-size'})"
+            )
         norm_stats = getattr(self.backend, "norm_stats", None)
         if norm_stats is None:  # a custom backend: tiles keep their own statistics
             if not self._warned_unshared:
                 warnings.warn("this backend cannot share instance-norm statistics between tiles; seams may show", stacklevel=3)
                 self._warned_unshared = True
             return run_tiled(lambda batch, _: self.backend.run(batch), x, plan, None)
-        stats = norm_stats(stats_sample(x, stats_pixels(self.config, h, w, self.budget, plan)))
+        stats = norm_stats(stats_sample(x, stats_pixels(self.footprint, h, w, self.budget, plan)))
         return run_tiled(self.backend.run, x, plan, stats)  # type: ignore[arg-type]
 
     @torch.inference_mode()

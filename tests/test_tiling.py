@@ -1,8 +1,8 @@
 """Tiled inference: geometry, shared instance-norm statistics, the memory switch.
 
-The network is a tiny random TransformerNet with non-trivial instance-norm
-affines and an output kept inside (0, 1), so clamping cannot hide
-differences; one ONNX export is shared by the module.
+The network is conftest's ``styled_net`` (width 0.25): non-trivial
+instance-norm affines and an output kept inside (0, 1), so clamping cannot
+hide differences; its ONNX export is shared by the session.
 """
 
 from __future__ import annotations
@@ -15,13 +15,12 @@ import pytest
 import torch
 from PIL import Image
 
-from fastnst.checkpoint import load_model, save_model
+from fastnst.checkpoint import load_model
 from fastnst.cli import main
 from fastnst.errors import FastNSTError
-from fastnst.export import export_onnx
 from fastnst.images import pil_to_tensor
-from fastnst.memory import Budget, network_bytes, parse_bytes, plan_tiling
-from fastnst.model import ModelConfig, TransformerNet, receptive_radius
+from fastnst.memory import Budget, Footprint, parse_bytes, plan_tiling
+from fastnst.model import ModelConfig, receptive_radius
 from fastnst.runtime import OnnxBackend
 from fastnst.stylizer import Stylizer, TorchBackend
 from fastnst.tiling import RAMP, min_tile_size, split_axis, stats_sample
@@ -35,34 +34,10 @@ TILE = min_tile_size(MARGIN)
 TIGHT = 1e-4
 
 
-def _net(seed: int = 0) -> TransformerNet:
-    torch.manual_seed(seed)
-    net = TransformerNet(CONFIG)
-    with torch.no_grad():
-        for layer in net.norm_layers():
-            layer.weight.uniform_(0.5, 1.5)
-            layer.bias.normal_(0, 0.2)
-        net.deconv3.conv2d.weight.mul_(0.2)
-        net.deconv3.conv2d.bias.fill_(0.5)
-    return net.eval()
-
-
 @pytest.fixture(scope="module")
-def model_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("tiling") / "net.pth"
-    save_model(_net(), path, {"style_image": "stripes.png"})
-    return path
-
-
-@pytest.fixture(scope="module")
-def onnx_file(model_file: Path) -> Path:
-    return export_onnx(model_file, model_file.with_suffix(".onnx")).path
-
-
-@pytest.fixture(scope="module")
-def backends(model_file: Path, onnx_file: Path) -> dict:
-    model, info = load_model(model_file)
-    return {"torch": TorchBackend(model, info, device="cpu"), "onnx": OnnxBackend(onnx_file, device="cpu")}
+def backends(styled_models: dict) -> dict:
+    model, info = load_model(styled_models["pth"])
+    return {"torch": TorchBackend(model, info, device="cpu"), "onnx": OnnxBackend(styled_models["onnx"], device="cpu")}
 
 
 @pytest.fixture(scope="module")
@@ -185,6 +160,13 @@ class _Recording:
         return self.inner.norm_stats(batch)
 
 
+@pytest.fixture
+def nothing_reserved(monkeypatch: pytest.MonkeyPatch) -> None:
+    """--max-memory counts the process's own memory; these budgets are for the images and network only."""
+    monkeypatch.setattr("fastnst.memory.process_rss", lambda: 0)
+
+
+@pytest.mark.usefixtures("nothing_reserved")
 def test_tiling_switches_on_when_the_image_would_not_fit(backends: dict, photo: torch.Tensor) -> None:
     h, w = photo.shape[-2:]
     recording = _Recording(backends["torch"])
@@ -193,7 +175,7 @@ def test_tiling_switches_on_when_the_image_would_not_fit(backends: dict, photo: 
     untiled = roomy.stylize_tensor(photo)
     assert recording.shapes == [(1, 3, h, w)]
 
-    budget = 40 * h * w + network_bytes(CONFIG, 300 * 300)  # the image, and one call of 300 x 300 pixels
+    budget = 40 * h * w + Footprint.of(CONFIG).call_bytes(300 * 300)  # the image, and one call of 300 x 300 pixels
     tight = Stylizer(recording, max_memory=budget)
     recording.shapes.clear()
     tiled = tight.stylize_tensor(photo)
@@ -205,23 +187,24 @@ def test_tiling_switches_on_when_the_image_would_not_fit(backends: dict, photo: 
         Stylizer(recording, max_memory=2**20).stylize_tensor(photo)
 
 
+@pytest.mark.usefixtures("nothing_reserved")
 def test_batches_are_split_to_fit_the_budget(backends: dict) -> None:
     recording = _Recording(backends["torch"])
     x = torch.rand(4, 3, 64, 64)
-    budget = 40 * 4 * 64 * 64 + network_bytes(CONFIG, 2 * 64 * 64)
+    budget = 40 * 4 * 64 * 64 + Footprint.of(CONFIG).call_bytes(2 * 64 * 64)
     Stylizer(recording, max_memory=budget, batch_size=4).stylize_tensor(x)
     assert recording.shapes == [(2, 3, 64, 64)] * 2
 
 
 def test_plan_uses_large_tiles_and_batches_them() -> None:
     budget = Budget(8 * 2**30)
-    plan = plan_tiling(ModelConfig(), 6000, 8000, budget)
+    plan = plan_tiling(Footprint.of(ModelConfig()), 6000, 8000, budget)
     assert plan is not None and plan.rows.size <= 2048 and plan.cols.size <= 2048
     covered = len(plan.rows.starts) * plan.rows.size * len(plan.cols.starts) * plan.cols.size
     assert covered < 1.25 * 6000 * 8000, "overlaps must not double the work"
-    assert plan_tiling(ModelConfig(), 1000, 1000, budget) is None
+    assert plan_tiling(Footprint.of(ModelConfig()), 1000, 1000, budget) is None
     gpu = Budget(8 * 2**30, includes_images=False)
-    assert plan_tiling(ModelConfig(), 2000, 3000, gpu) is None
+    assert plan_tiling(Footprint.of(ModelConfig()), 2000, 3000, gpu) is None
 
 
 @pytest.mark.parametrize("text, expected", [("8G", 8 * 2**30), ("512m", 512 * 2**20), ("1.5GiB", int(1.5 * 2**30)), ("2000", 2000), ("64 MB", 64 * 2**20)])
@@ -235,18 +218,18 @@ def test_memory_sizes_parse(text: str, expected: int) -> None:
     (["--tile-size", "100"], f"--tile-size must be at least {TILE} pixels"),
     (["--max-memory", "1M"], "raise --max-memory or shrink the image with --max-size"),
 ])  # fmt: skip
-def test_memory_flag_errors_are_one_line(args: list, message: str, model_file: Path, tmp_path: Path, capsys) -> None:
+def test_memory_flag_errors_are_one_line(args: list, message: str, styled_models: dict, tmp_path: Path, capsys) -> None:
     src = tmp_path / "in.png"
     synthetic_photo(421, 333).save(src)
-    assert main(["stylize", "--model", str(model_file), str(src), "-o", str(tmp_path / "o.png"), "--device", "cpu", "--quiet", *args]) == 2
+    assert main(["stylize", "--model", str(styled_models["pth"]), str(src), "-o", str(tmp_path / "o.png"), "--device", "cpu", "--quiet", *args]) == 2
     err = capsys.readouterr().err
     assert err.startswith("fastnst: error:") and message in err and err.count("\n") == 1
     assert not (tmp_path / "o.png").exists()
 
 
 @pytest.mark.parametrize("suffix", [".pth", ".onnx"])
-def test_cli_tiles_with_alpha_and_matches_untiled(suffix: str, model_file: Path, onnx_file: Path, tmp_path: Path) -> None:
-    model = model_file if suffix == ".pth" else onnx_file
+def test_cli_tiles_with_alpha_and_matches_untiled(suffix: str, styled_models: dict, tmp_path: Path) -> None:
+    model = styled_models[suffix[1:]]
     src = tmp_path / "in.png"
     img = synthetic_photo(421, 333, seed=5).convert("RGBA")
     img.putalpha(Image.linear_gradient("L").resize(img.size))
