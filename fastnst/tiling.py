@@ -7,7 +7,8 @@ overlaps blended. Three details make the seams vanish, not just blur:
 * **Shared statistics.** Each instance norm would otherwise normalise every
   tile with the tile's own mean and variance, giving each tile its own
   contrast and colour cast. The statistics of every layer are measured once
-  for the whole image (:func:`stats_sample`) and reused for every tile.
+  for the whole image (:func:`stats_sample`: on the image itself when it
+  fits one call, else on a sample of it) and reused for every tile.
 * **Context margins.** An output pixel sees :func:`~fastnst.model.receptive_radius`
   input pixels around it; within that distance of an inner tile edge the
   tile's reflection padding stands in for the real neighbours. Those pixels
@@ -37,6 +38,8 @@ __all__ = ["RAMP", "AxisTiles", "TilePlan", "check_tile_size", "min_tile_size", 
 
 RAMP = 32  # pixels of cross-fade between the two context margins of an overlap
 ALIGN = 4  # the network's total stride
+STATS_CROP = 128  # side of the crops the statistics of a huge image are measured on
+MIN_CROPS = 16  # fewer crops sample the content too coarsely; a shrunken copy does better
 
 
 def _align_down(n: int) -> int:
@@ -141,18 +144,44 @@ def plan_tiles(height: int, width: int, tile_size: int, margin: int, per_call: i
     return TilePlan(split_axis(height, tile_size, overlap), split_axis(width, tile_size, overlap), margin, max(1, per_call))
 
 
-def stats_sample(x: torch.Tensor, max_pixels: int) -> torch.Tensor:
-    """What the shared instance-norm statistics are measured on.
+def stats_sample(x: torch.Tensor, max_pixels: int, method: str = "auto") -> torch.Tensor:
+    """What the shared instance-norm statistics are measured on (a batch, pooled).
 
-    The whole image when it has at most ``max_pixels`` pixels; otherwise the
-    image shrunk to that many pixels (antialiased).
+    * The whole image when it has at most ``max_pixels`` pixels: then tiled
+      equals untiled.
+    * Else, when that allows at least :data:`MIN_CROPS` crops of
+      :data:`STATS_CROP` pixels and the image is more than four times larger,
+      a grid of full-resolution crops spread over the image. A shrunken copy
+      shows the network a different scale (more detail per pixel), which
+      shifts every layer's statistics; crops keep the scale and only sample
+      the content. Measured with pytorch/examples models on 5-9 megapixel
+      photos, sampling 5-15% of the pixels: mean error against the untiled
+      result 10-22 levels (of 255) with crops, 11-35 with a shrunken copy,
+      and at the 99th percentile about half.
+    * Else the image shrunk to ``max_pixels`` (antialiased), which wins when
+      it is shrunk only a little or too few crops would fit.
+
+    ``method`` ``crops`` or ``shrink`` overrides the choice (for measurements).
     """
     h, w = x.shape[-2:]
     if h * w <= max_pixels:
         return x
+    count = max_pixels // STATS_CROP**2
+    if method == "crops" or (method == "auto" and count >= MIN_CROPS and 4 * max_pixels < h * w):
+        return _crop_grid(x, max(1, count))
     scale = math.sqrt(max_pixels / (h * w))
     size = (max(16, int(h * scale)), max(16, int(w * scale)))
     return F.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False)
+
+
+def _crop_grid(x: torch.Tensor, count: int) -> torch.Tensor:
+    """About ``count`` STATS_CROP-square crops on an even grid over the image."""
+    h, w = x.shape[-2:]
+    rows = max(1, min(h // STATS_CROP, round(math.sqrt(count * h / w))))
+    cols = max(1, min(w // STATS_CROP, count // rows))
+    tops = [_align_down(round(i * (h - STATS_CROP) / max(1, rows - 1))) for i in range(rows)]
+    lefts = [_align_down(round(j * (w - STATS_CROP) / max(1, cols - 1))) for j in range(cols)]
+    return torch.cat([x[..., t : t + STATS_CROP, left : left + STATS_CROP] for t in tops for left in lefts])
 
 
 Runner = Callable[[torch.Tensor, "NormStats | None"], torch.Tensor]

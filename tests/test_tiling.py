@@ -23,7 +23,7 @@ from fastnst.memory import Budget, Footprint, parse_bytes, plan_tiling
 from fastnst.model import ModelConfig, receptive_radius
 from fastnst.runtime import OnnxBackend
 from fastnst.stylizer import Stylizer, TorchBackend
-from fastnst.tiling import RAMP, min_tile_size, split_axis, stats_sample
+from fastnst.tiling import MIN_CROPS, RAMP, STATS_CROP, min_tile_size, split_axis, stats_sample
 
 from .conftest import synthetic_photo
 
@@ -110,12 +110,13 @@ def test_tiled_equals_untiled(name: str, options: dict, backends: dict, photo: t
     assert (tiled - untiled).abs().max() <= TIGHT
 
 
+@pytest.mark.parametrize("method", ["crops", "shrink"])
 @pytest.mark.parametrize("name", ["torch", "onnx"])
-def test_downscaled_statistics_leave_no_seam(name: str, backends: dict, photo: torch.Tensor) -> None:
-    """Statistics from a shrunken copy change the look a little, everywhere alike:
+def test_sampled_statistics_leave_no_seam(name: str, method: str, backends: dict, photo: torch.Tensor) -> None:
+    """Statistics from crops or a shrunken copy change the look a little, everywhere alike:
     the tiled result equals one untiled pass that uses the same statistics."""
     backend = backends[name]
-    stats = backend.norm_stats(stats_sample(photo, 100 * 80))
+    stats = backend.norm_stats(stats_sample(photo, 4 * STATS_CROP**2, method))
     stylizer = Stylizer(backend, tile_size=TILE)
     plan = stylizer.tile_plan(*photo.shape[-2:])
     from fastnst.tiling import run_tiled
@@ -123,6 +124,19 @@ def test_downscaled_statistics_leave_no_seam(name: str, backends: dict, photo: t
     tiled = run_tiled(backend.run, photo, plan, stats)
     assert (tiled - backend.run(photo, stats)).abs().max() <= TIGHT
     assert (tiled - backend.run(photo)).abs().mean() > 1e-3, "the shrunken statistics were really used"
+
+
+def test_statistics_sample_the_whole_image_at_full_scale() -> None:
+    x = torch.arange(6000 * 8000, dtype=torch.float64).view(1, 1, 6000, 8000).expand(1, 3, 6000, 8000)
+    assert stats_sample(x[..., :100, :100], 10_000).shape == (1, 3, 100, 100), "fits: the image itself"
+    crops = stats_sample(x, 3_000_000)
+    assert crops.shape[1:] == (3, STATS_CROP, STATS_CROP) and MIN_CROPS <= len(crops) and len(crops) * STATS_CROP**2 <= 3_000_000
+    tops, lefts = crops[:, 0, 0, 0].long() // 8000, crops[:, 0, 0, 0].long() % 8000  # where each crop came from
+    assert tops.min() == 0 and tops.max() == 6000 - STATS_CROP and lefts.min() == 0 and lefts.max() == 8000 - STATS_CROP
+    assert torch.equal(crops[:, :, 1:, 1:] - crops[:, :, :-1, :-1], torch.full_like(crops[:, :, 1:, 1:], 8001)), "full resolution"
+    few = stats_sample(x, 10 * STATS_CROP**2)  # too few crops to sample the content: a shrunken copy
+    assert len(few) == 1 and few.shape[-1] * few.shape[-2] <= 10 * STATS_CROP**2
+    assert len(stats_sample(x, 20_000_000)) == 1, "shrunk by only a little: the copy"
 
 
 class _PointwiseBackend:
