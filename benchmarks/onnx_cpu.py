@@ -64,6 +64,14 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+def environment() -> dict:
+    """The machine and library versions, for the results files."""
+    return {
+        "machine": {"cpu": cpu_name(), "cores": cpu_cores(), "platform": platform.platform()},
+        "versions": {"fastnst": __version__, "torch": torch.__version__, "onnxruntime": ort.__version__, "python": platform.python_version()},
+    }
+
+
 def time_calls(fn: Callable[[], object], warmup: int, runs: int) -> list[float]:
     """Seconds per call, after ``warmup`` untimed calls."""
     for _ in range(warmup):
@@ -153,8 +161,7 @@ def main() -> None:
         "warmup": args.warmup,
         "runs": args.runs,
         "backends": ["pytorch", *onnx_files],
-        "machine": {"cpu": cpu_name(), "cores": cpu_cores(), "platform": platform.platform()},
-        "versions": {"fastnst": __version__, "torch": torch.__version__, "onnxruntime": ort.__version__, "python": platform.python_version()},
+        **environment(),
         "results": rows,
     }
     out = Path(args.out)
