@@ -6,8 +6,8 @@ Two measurements, written to ``benchmarks/results/tiling.json`` and ``.md``:
 1. **Seams.** A ``--compare-size`` photo-like image stylized untiled and in
    tiles, through both backends, with (a) the whole image's instance-norm
    statistics shared by the tiles, (b) statistics measured on crops holding
-   an eighth of the pixels and (c) on a copy shrunk to an eighth (what a
-   huge image gets), (d) no sharing (each tile its own statistics, to show
+   1/16 of the pixels and (c) on a copy shrunk to 1/16 (what a huge image
+   gets; ``[auto]`` marks fastnst's choice), (d) no sharing (each tile its own statistics, to show
    why sharing matters). Reported: the tiled
    result against the untiled one, and neighbouring tiles against each other
    where they are cross-faded (a seam needs them to disagree). In 8-bit
@@ -64,8 +64,9 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--size", default="8000x6000", help="huge image WIDTHxHEIGHT (default: 8000x6000)")
     p.add_argument("--backend", choices=["onnx", "torch"], default="onnx", help="backend for the huge image (default: onnx, the faster on CPU)")
     p.add_argument("--max-memory", default="4G", help="--max-memory for the huge image; 'auto' for fastnst's default (default: 4G)")
-    p.add_argument("--compare-size", default="1600x1200", help="image WIDTHxHEIGHT for tiled-vs-untiled (default: 1600x1200)")
-    p.add_argument("--compare-tile", type=int, default=768, help="tile size for tiled-vs-untiled (default: 768)")
+    p.add_argument("--compare-size", default="3200x2400", help="image WIDTHxHEIGHT for tiled-vs-untiled (default: 3200x2400)")
+    p.add_argument("--compare-tile", type=int, default=1024, help="tile size for tiled-vs-untiled (default: 1024)")
+    p.add_argument("--sample-fraction", type=int, default=16, help="statistics measured on 1/N of the pixels (default: 16)")
     p.add_argument("--image", help="a photo for tiled-vs-untiled instead of the synthetic one (resized to --compare-size)")
     p.add_argument("--skip-huge", action="store_true", help="only the tiled-vs-untiled comparison")
     p.add_argument("--out", default=str(REPO / "benchmarks" / "results"), help="folder for tiling.json/.md")
@@ -130,10 +131,12 @@ def compare(backend, x: torch.Tensor, tile: int, margin: int, sample_pixels: int
     h, w = x.shape[-2:]
     untiled = backend.run(x)
     plan = plan_tiles(h, w, tile, margin)  # one tile per call: outputs arrive in plan.origins() order
+    share = f"{sample_pixels / (h * w):.0%}"
+    auto = "crops" if len(stats_sample(x, sample_pixels)) > 1 else "shrink"  # what fastnst picks for this budget
     ways = {
         "whole-image statistics": backend.norm_stats(x),
-        f"statistics of crops ({sample_pixels / (h * w):.0%} of the pixels)": backend.norm_stats(stats_sample(x, sample_pixels, "crops")),
-        f"statistics of a shrunken copy ({sample_pixels / (h * w):.0%})": backend.norm_stats(stats_sample(x, sample_pixels, "shrink")),
+        f"statistics of crops ({share} of the pixels){' [auto]' if auto == 'crops' else ''}": backend.norm_stats(stats_sample(x, sample_pixels, "crops")),
+        f"statistics of a shrunken copy ({share}){' [auto]' if auto == 'shrink' else ''}": backend.norm_stats(stats_sample(x, sample_pixels, "shrink")),
         "each tile its own (no sharing)": None,
     }
     out: dict = {"tiles": f"{len(plan.cols.starts)}x{len(plan.rows.starts)} of {plan.cols.size}x{plan.rows.size}"}
@@ -162,9 +165,27 @@ def seams(args: argparse.Namespace, pth: Path, onnx_path: Path) -> dict:
     margin = receptive_radius(model.config)
     out = {}
     for name, backend in (("pytorch", TorchBackend(model, info, device="cpu")), ("onnxruntime", OnnxBackend(onnx_path, device="cpu"))):
-        out[name] = compare(backend, x, args.compare_tile, margin, x.shape[-1] * x.shape[-2] // 8)
+        out[name] = compare(backend, x, args.compare_tile, margin, x.shape[-1] * x.shape[-2] // args.sample_fraction)
         print(f"seams, {name}: {out[name]}", file=sys.stderr)
     return {"size": list(size), "tile_size": args.compare_tile, "image": args.image or "synthetic", "results": out}
+
+
+def watch_peak_rss(proc: subprocess.Popen) -> int:
+    """The child's peak resident memory (bytes), from /proc/PID/status VmHWM polled until it exits.
+
+    Not ru_maxrss: a child created by fork/vfork inherits the parent's
+    high-water mark before it execs, so a large parent inflates it.
+    """
+    peak, status = 0, Path(f"/proc/{proc.pid}/status")
+    while proc.poll() is None:
+        try:
+            for line in status.read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    peak = max(peak, int(line.split()[1]) * 1024)
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.05)
+    return peak or resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024  # no /proc: the inflated figure
 
 
 def huge(args: argparse.Namespace, model: Path, tmp: Path) -> dict:
@@ -177,14 +198,17 @@ def huge(args: argparse.Namespace, model: Path, tmp: Path) -> dict:
     env = dict(os.environ, PYTHONPATH=str(REPO))
     print(" ".join(cmd), file=sys.stderr)
     start = time.perf_counter()
-    done = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
-    seconds = time.perf_counter() - start
-    if done.returncode != 0:
-        raise SystemExit(f"stylize failed ({done.returncode}):\n{done.stderr}")
+    with tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, text=True, env=env)
+        peak = watch_peak_rss(proc)
+        seconds = time.perf_counter() - start
+        err.seek(0)
+        stderr = err.read()
+    if proc.returncode != 0:
+        raise SystemExit(f"stylize failed ({proc.returncode}):\n{stderr}")
     with Image.open(dst) as im:
         assert im.size == (width, height), im.size
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
-    notes = [line for line in done.stderr.splitlines() if "tiles of" in line]
+    notes = [line for line in stderr.splitlines() if "tiles of" in line]
     return {
         "size": [width, height],
         "megapixels": round(width * height / 1e6, 1),
