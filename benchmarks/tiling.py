@@ -27,7 +27,6 @@ differences, are not flat grey.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import resource
 import subprocess
@@ -44,7 +43,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run from a checkout without installing
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from onnx_cpu import environment
+from onnx_cpu import environment, write_results
 
 from fastnst.checkpoint import load_model, save_model
 from fastnst.export import export_onnx
@@ -276,11 +275,7 @@ def main() -> None:
             "seams": seams(args, pth, onnx_path),
             "huge": None if args.skip_huge else huge(args, onnx_path if args.backend == "onnx" else pth, tmp),
         }
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "tiling.json").write_text(json.dumps(result, indent=2) + "\n")
-    (out / "tiling.md").write_text(markdown(result))
-    print(markdown(result))
+    write_results(result, Path(args.out), "tiling", markdown(result))
 
 
 if __name__ == "__main__":
