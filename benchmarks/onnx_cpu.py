@@ -64,6 +64,22 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+def environment() -> dict:
+    """The machine and library versions, for the results files."""
+    return {
+        "machine": {"cpu": cpu_name(), "cores": cpu_cores(), "platform": platform.platform()},
+        "versions": {"fastnst": __version__, "torch": torch.__version__, "onnxruntime": ort.__version__, "python": platform.python_version()},
+    }
+
+
+def write_results(result: dict, out: Path, name: str, text: str) -> None:
+    """``out/NAME.json`` and ``out/NAME.md``; the Markdown is printed too."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
+    (out / f"{name}.md").write_text(text)
+    print(text)
+
+
 def time_calls(fn: Callable[[], object], warmup: int, runs: int) -> list[float]:
     """Seconds per call, after ``warmup`` untimed calls."""
     for _ in range(warmup):
@@ -153,15 +169,10 @@ def main() -> None:
         "warmup": args.warmup,
         "runs": args.runs,
         "backends": ["pytorch", *onnx_files],
-        "machine": {"cpu": cpu_name(), "cores": cpu_cores(), "platform": platform.platform()},
-        "versions": {"fastnst": __version__, "torch": torch.__version__, "onnxruntime": ort.__version__, "python": platform.python_version()},
+        **environment(),
         "results": rows,
     }
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "onnx_cpu.json").write_text(json.dumps(result, indent=2) + "\n")
-    (out / "onnx_cpu.md").write_text(markdown(result))
-    print(markdown(result))
+    write_results(result, Path(args.out), "onnx_cpu", markdown(result))
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 import os
 import tempfile
 from collections.abc import Iterator
@@ -9,13 +10,35 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
-__all__ = ["atomic_path", "atomic_write"]
+__all__ = ["atomic_path", "atomic_write", "remove_leftovers"]
 
 
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def remove_leftovers(path: str | os.PathLike) -> int:
+    """Delete temporary files that killed writes of ``path`` left behind.
+
+    A SIGKILL or power cut between mkstemp and the rename leaves a hidden
+    temporary file beside the target: harmless, but as large as the file.
+    Only for targets with a single writer (a run's checkpoint), since another
+    writer's temporary file would vanish under it. Returns how many went.
+    Both namings are matched: ``.NAME.*.tmp`` and ``.STEM.*.tmpSUFFIX``
+    (the second keeps the suffix for writers that need it).
+    """
+    path = Path(path)
+    removed = 0
+    patterns = (f".{glob.escape(path.name)}.*.tmp", f".{glob.escape(path.stem)}.*.tmp{glob.escape(path.suffix)}")
+    for leftover in {p for pattern in patterns for p in path.parent.glob(pattern)}:
+        try:
+            leftover.unlink()
+            removed += 1
+        except OSError:
+            pass
+    return removed
 
 
 @contextmanager

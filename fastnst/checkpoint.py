@@ -28,40 +28,52 @@ from typing import Any
 import torch
 
 from . import __version__
-from .atomic import atomic_write
+from .atomic import atomic_write, remove_leftovers
 from .errors import FastNSTError
 from .model import ModelConfig, TransformerNet
 
-__all__ = ["FORMAT", "from_examples_state_dict", "load_model", "model_payload", "read_checkpoint", "save_model", "write_checkpoint"]
+__all__ = ["FORMAT", "from_examples_state_dict", "load_model", "load_weights_only", "model_payload", "read_checkpoint", "save_model", "write_checkpoint"]
 
 FORMAT = "fastnst"
 FORMAT_VERSION = 1
 
 
-def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """``torch.load(weights_only=True)`` with one-line errors for user mistakes."""
-    p = Path(path)
-    if not p.is_file():
-        raise FastNSTError(f"{p}: model file not found")
+def load_weights_only(p: Path, kind: str = "model") -> Any:
+    """``torch.load(weights_only=True)``, the only way fastnst reads ``.pth`` files.
+
+    A pickle that would build other objects (and so could run code) is
+    refused with a message saying so; anything else unreadable gets one line
+    naming the file (``kind`` says what it should have been).
+    """
     try:
-        obj = torch.load(p, map_location="cpu", weights_only=True)
+        return torch.load(p, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         if "Unsupported global" not in str(e) and "GLOBAL" not in str(e):
-            raise FastNSTError(f"{p}: not a readable PyTorch model file; is it complete, and a .pth?") from None
+            raise FastNSTError(f"{p}: not a readable PyTorch {kind} file; is it complete, and a .pth?") from None
         raise FastNSTError(
             f"{p}: refused to load: the file holds Python objects other than tensors and plain data "
             f"({str(e).splitlines()[0][:160]}). fastnst never runs code from model files; "
             "re-save it as a plain state dict"
         ) from None
     except Exception as e:
-        raise FastNSTError(f"{p}: not a readable PyTorch model file ({type(e).__name__}); is it complete?") from None
+        raise FastNSTError(f"{p}: not a readable PyTorch {kind} file ({type(e).__name__}); is it complete?") from None
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """A model file or training checkpoint as a dict, with one-line errors for user mistakes."""
+    p = Path(path)
+    if not p.is_file():
+        raise FastNSTError(f"{p}: model file not found")
+    obj = load_weights_only(p)
     if not isinstance(obj, dict):
         raise FastNSTError(f"{p}: expected a dict of weights, found {type(obj).__name__}")
     return obj
 
 
 def write_checkpoint(payload: dict[str, Any], path: str | os.PathLike) -> None:
-    """Atomic, fsynced save: an interrupted write never replaces a good file."""
+    """Atomic, fsynced save: an interrupted write never replaces a good file
+    (and the temporary file a killed one left is cleared first)."""
+    remove_leftovers(path)
     try:
         with atomic_write(path) as f:
             torch.save(payload, f)

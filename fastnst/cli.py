@@ -87,6 +87,7 @@ def add_train_parser(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--log-interval", type=_positive_int, metavar="N", help="average losses over N iterations into metrics.jsonl (default: 50)")
     g.add_argument("--resume", metavar="PATH", help="continue a run from its checkpoint (file or checkpoint dir); its settings are reused")
     g.add_argument("--overwrite", action="store_true", help="replace an existing --save-model and start over in a checkpoint dir that holds a run")
+    g.add_argument("--max-pixels", type=_positive_int, metavar="N", help="skip photos above N pixels, Pillow's decompression-bomb guard (default: 89478485)")
 
     g = p.add_argument_group("VGG19 loss network")
     g.add_argument("--vgg-weights", metavar="PATH", help="local VGG19 state dict in torchvision 'features' key format (default: download torchvision's IMAGENET1K_V1)")
@@ -120,7 +121,11 @@ def add_train_parser(sub: argparse._SubParsersAction) -> None:
 def cmd_train(args: argparse.Namespace) -> int:
     from .training import TrainConfig, train
 
-    given = {k: v for k, v in vars(args).items() if k not in ("func", "quiet", "command")}
+    given = {k: v for k, v in vars(args).items() if k not in ("func", "quiet", "command", "max_pixels")}
+    if getattr(args, "max_pixels", None):
+        from .images import set_max_pixels
+
+        set_max_pixels(args.max_pixels)
     cfg = TrainConfig.from_dict(given)
     cfg.progress = not getattr(args, "quiet", False)
     train(cfg, explicit=set(given))
@@ -138,6 +143,10 @@ examples:
   fastnst stylize --model models/candy.pth --model models/mosaic.pth --webcam --record live.mp4
 
 webcam keys: {keys}
+  fastnst stylize --model models/candy.onnx panorama.jpg --output out.jpg --max-memory 4G
+
+  Images of any size: those that would not fit --max-memory are stylized in overlapping tiles that
+  share the whole image's normalisation statistics (see README, "Reliability").
 """
 
 
@@ -160,6 +169,8 @@ def add_stylize_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--providers", metavar="LIST", help="ONNX models only: ONNX Runtime execution providers in priority order, e.g. cuda,cpu or tensorrt,cuda,cpu (default: from --device; auto = CUDA when usable, else CPU)")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.add_argument("--max-pixels", type=_positive_int, metavar="N", help="refuse images above N pixels, Pillow's decompression-bomb guard (default: 89478485)")
+    p.add_argument("--max-memory", metavar="SIZE", help="memory budget, e.g. 8G or 512M; images that would need more are stylized in tiles (default: half the free RAM, or 70%% of the free GPU memory)")
+    p.add_argument("--tile-size", type=_positive_int, metavar="PX", help="stylize in overlapping tiles of about PX x PX even when the image fits in memory (at least 288 for the standard network; default: tiles only when needed)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_video_arguments(p)
     p.set_defaults(func=cmd_stylize)
@@ -227,6 +238,12 @@ def cmd_stylize(args: argparse.Namespace) -> int:
     return 0
 
 
+def _note(message: str) -> None:
+    from tqdm import tqdm
+
+    tqdm.write(message, file=sys.stderr)
+
+
 def _backend_options(args: argparse.Namespace) -> dict:
     if not args.providers:
         return {}
@@ -291,6 +308,8 @@ def _reject(args: argparse.Namespace, names: Sequence[str], scope: str) -> None:
 def _stylizer(args: argparse.Namespace, model: str) -> Stylizer:
     from .stylizer import Stylizer
 
+    from .memory import parse_bytes
+
     return Stylizer.from_file(
         model,
         device=args.device,
@@ -299,6 +318,9 @@ def _stylizer(args: argparse.Namespace, model: str) -> Stylizer:
         strength=args.strength,
         max_size=args.max_size,
         batch_size=args.batch_size,
+        max_memory=parse_bytes(args.max_memory) if args.max_memory else None,
+        tile_size=args.tile_size,
+        log=None if args.quiet else _note,
     )
 
 

@@ -100,7 +100,7 @@ class PhotoDataset(Dataset):
                 skipped.append((str(path), str(e).removeprefix(f"{path}: ")))
             except Exception as e:  # a decoder bug on a hostile file must not kill the run
                 skipped.append((str(path), f"{type(e).__name__}: {e}"))
-        raise RuntimeError("no readable image left in the dataset")
+        raise FastNSTError(f"no readable image in the dataset: all {len(self.files)} files failed (the last: {skipped[-1][0]}: {skipped[-1][1]})")
 
 
 @dataclass

@@ -11,3 +11,11 @@ from __future__ import annotations
 
 class FastNSTError(Exception):
     """An error caused by the user's input, with a message meant for them."""
+
+    def __init__(self, message: str = "", *args: object) -> None:
+        # PyTorch's DataLoader re-raises a worker's exception as
+        # type(exc)("Caught ... Original Traceback ...\n<module>.FastNSTError: <message>");
+        # keep the one line meant for the user.
+        if isinstance(message, str) and message.startswith("Caught ") and "Original Traceback" in message:
+            message = message.rstrip().splitlines()[-1].split(": ", 1)[-1]
+        super().__init__(message, *args)

@@ -19,7 +19,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from .errors import FastNSTError
-from .images import READ_SUFFIXES, check_output_suffix, open_image, save_image
+from .images import FRAMES_KEY, READ_SUFFIXES, check_output_suffix, open_image, save_image
 
 __all__ = ["IMAGES", "MediaKind", "Source", "expand_inputs", "plan_outputs", "process_files"]
 
@@ -125,10 +125,14 @@ def process_files(process: ProcessFn, pairs: list[tuple[Path, Path]], progress: 
         nonlocal failed
         for src, dst in pairs:
             try:
-                yield (src, dst), open_image(src)
+                image = open_image(src)
             except FastNSTError as e:
                 failed += 1
                 tqdm.write(f"warning: skipped {e}", file=sys.stderr)
+                continue
+            if image.info.get(FRAMES_KEY):
+                tqdm.write(f"note: {src}: {image.info[FRAMES_KEY]} frames (an animation or pages); stylized the first", file=sys.stderr)
+            yield (src, dst), image
 
     bar = tqdm(total=len(pairs), desc=desc, unit="img", disable=not progress or len(pairs) < 2)
     with bar:

@@ -19,6 +19,7 @@ from .atomic import atomic_write
 from .errors import FastNSTError
 
 __all__ = [
+    "FRAMES_KEY",
     "IMAGE_SUFFIXES",
     "READ_SUFFIXES",
     "check_output_suffix",
@@ -32,15 +33,29 @@ __all__ = [
     "tensor_to_pil",
 ]
 
+# open_image() records the frame count of animations here (first frame decoded).
+FRAMES_KEY = "fastnst_frames"
 # What training folders are scanned for (the issue's list).
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 # What the stylizer also reads when a file is named explicitly.
 READ_SUFFIXES = IMAGE_SUFFIXES + (".tif", ".tiff", ".gif")
 
 
+_MAX_PIXELS_ENV = "FASTNST_MAX_PIXELS"
+
+
 def set_max_pixels(n: int) -> None:
-    """Raise or lower Pillow's decompression-bomb limit (pixels per image)."""
+    """Raise or lower Pillow's decompression-bomb limit (pixels per image).
+
+    Also exported in the environment: data-loader worker processes started
+    by spawn or forkserver re-import this module and pick it up from there.
+    """
     Image.MAX_IMAGE_PIXELS = int(n)
+    os.environ[_MAX_PIXELS_ENV] = str(int(n))
+
+
+if os.environ.get(_MAX_PIXELS_ENV, "").isdigit():
+    Image.MAX_IMAGE_PIXELS = int(os.environ[_MAX_PIXELS_ENV])
 
 
 def open_image(path: str | os.PathLike, draft: tuple[int, int] | None = None) -> Image.Image:
@@ -50,7 +65,9 @@ def open_image(path: str | os.PathLike, draft: tuple[int, int] | None = None) ->
     covers that size: several times faster for training on large photos.
 
     Raises FastNSTError naming the file for anything a user could have
-    handed us: missing, empty, truncated, not an image, too large.
+    handed us: missing, empty, truncated, not an image, too large. Of an
+    animation or a multi-page file, the first frame is returned, with the
+    frame count in ``img.info[FRAMES_KEY]``.
     """
     p = Path(path)
     if not p.is_file():
@@ -59,12 +76,14 @@ def open_image(path: str | os.PathLike, draft: tuple[int, int] | None = None) ->
         raise FastNSTError(f"{p}: the file is empty (0 bytes); re-download or remove it")
     try:
         with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # "Corrupt EXIF data" and friends: the pixels still load
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(p) as im:
                 if draft is not None and im.format == "JPEG":
                     im.draft("RGB", draft)
                 im.load()
                 img = ImageOps.exif_transpose(im)
+                frames = getattr(im, "n_frames", 1)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         raise FastNSTError(
             f"{p}: image too large to open safely ({e}); "
@@ -74,13 +93,21 @@ def open_image(path: str | os.PathLike, draft: tuple[int, int] | None = None) ->
         # PIL raises UnidentifiedImageError (an OSError) for non-images and
         # OSError("image file is truncated") for partial downloads.
         raise FastNSTError(f"{p}: cannot read this image ({e}); is the file complete and an image?") from None
+    except Exception as e:  # a decoder bug on a crafted file (struct.error, MemoryError, ...) is still the file's fault
+        raise FastNSTError(f"{p}: cannot read this image ({type(e).__name__}: {e}); is it an image?") from None
+    if frames > 1:  # GIF/WebP/TIFF animations and multi-page files: the first frame is what was decoded
+        img.info[FRAMES_KEY] = frames
     return img
 
 
 def _sixteen_bit_to_l(img: Image.Image) -> Image.Image:
-    """Pillow's own convert() clips 16-bit values at 255 (a white image)."""
-    arr = np.asarray(img, dtype=np.float64)
-    top = 65535.0 if img.mode.startswith("I;16") or arr.max() > 255 else 255.0
+    """Pillow's own convert() clips 16-bit values at 255 (a white image) and
+    takes float images, conventionally in [0, 1], as 0-255 (a black one)."""
+    arr = np.nan_to_num(np.asarray(img, dtype=np.float64))
+    if img.mode == "F" and arr.max() <= 1.0:
+        top = 1.0
+    else:
+        top = 65535.0 if img.mode.startswith("I;16") or arr.max() > 255 else 255.0
     return Image.fromarray(np.clip(arr / top * 255.0 + 0.5, 0, 255).astype(np.uint8), "L")
 
 
@@ -112,17 +139,32 @@ def load_rgb(path: str | os.PathLike, background: int = 255, draft: tuple[int, i
     return canvas
 
 
+_ROWS = 512  # rows per step when converting: a 50-megapixel image must not need several float copies
+
+
 def pil_to_tensor(img: Image.Image) -> torch.Tensor:
-    """PIL RGB -> float tensor (1, 3, H, W) in [0, 1]."""
-    arr = np.array(img.convert("RGB"), dtype=np.uint8)  # a writable copy
-    return torch.from_numpy(arr).permute(2, 0, 1).unsqueeze(0).float().div_(255.0).contiguous()
+    """PIL RGB -> float tensor (1, 3, H, W) in [0, 1], contiguous.
+
+    Converted into one preallocated tensor, so the peak is the picture plus
+    one float copy, not the two or three that ``.float().contiguous()`` makes.
+    """
+    arr = np.array(img if img.mode == "RGB" else img.convert("RGB"), dtype=np.uint8)  # a writable copy
+    out = torch.empty((1, 3, arr.shape[0], arr.shape[1]))
+    src = torch.from_numpy(arr).permute(2, 0, 1)
+    for top in range(0, arr.shape[0], _ROWS):
+        out[0, :, top : top + _ROWS].copy_(src[:, top : top + _ROWS]).div_(255.0)
+    return out
 
 
 def tensor_to_pil(t: torch.Tensor) -> Image.Image:
-    """(3, H, W) or (1, 3, H, W) tensor in [0, 1] -> PIL RGB."""
+    """(3, H, W) or (1, 3, H, W) tensor in [0, 1] -> PIL RGB, converted in strips of rows."""
     if t.dim() == 4:
         t = t[0]
-    arr = t.detach().float().clamp(0, 1).mul(255.0).round().byte().permute(1, 2, 0).cpu().numpy()
+    t = t.detach()
+    arr = np.empty((t.shape[1], t.shape[2], 3), np.uint8)
+    for top in range(0, t.shape[1], _ROWS):
+        strip = t[:, top : top + _ROWS].float().clamp(0, 1).mul_(255.0).round_().byte()
+        arr[top : top + _ROWS] = strip.permute(1, 2, 0).cpu().numpy()
     return Image.fromarray(arr, "RGB")
 
 

@@ -23,11 +23,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["ModelConfig", "TransformerNet"]
+__all__ = ["InstanceNorm", "ModelConfig", "NormStats", "TransformerNet", "receptive_radius"]
 
 # Channel widths of the examples network at width 1.0.
 BASE_CHANNELS = (32, 64, 128)
 MIN_SIZE = 16  # smaller images cannot survive two stride-2 convs + reflection pads
+
+# Per instance-norm layer (in execution order): per-channel (mean, var).
+NormStats = list[tuple[torch.Tensor, torch.Tensor]]
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,52 @@ class ModelConfig:
 
     def channels(self) -> tuple[int, int, int]:
         return tuple(max(4, int(round(c * self.width))) for c in BASE_CHANNELS)  # type: ignore[return-value]
+
+
+def receptive_radius(config: ModelConfig) -> int:
+    """How far (input pixels) an output pixel can see, rounded up to a multiple of 4.
+
+    conv1 9x9 (4) + conv2 3x3/2 (1) + conv3 3x3 at 1/2 (2) + two 3x3 per
+    residual block at 1/4 (8 each) + the decoder's 3x3 at 1/2 (2) and at 1/1
+    (1) + deconv3 9x9 (4). Tiled inference discards this many pixels at every
+    inner tile edge, where reflection padding stands in for the neighbours.
+    """
+    radius = 4 + 1 + 2 + 8 * config.n_residual + 2 + 1 + 4
+    return -(-radius // 4) * 4
+
+
+class InstanceNorm(nn.InstanceNorm2d):
+    """``nn.InstanceNorm2d(affine=True)`` that can also share statistics.
+
+    Tiled inference needs every tile normalised with the statistics of the
+    whole image, not its own (which would give each tile its own contrast and
+    colour cast). So besides the ordinary per-image path (what training and
+    ONNX export see: one ``InstanceNormalization`` node) there are two modes,
+    switched by :class:`fastnst.stylizer.TorchBackend`:
+
+    * ``record``: normalise with statistics pooled over the whole batch
+      (N, H, W), e.g. a set of crops from one image, and keep them;
+    * ``shared``: normalise with given statistics.
+
+    The parameters and state_dict keys are those of ``nn.InstanceNorm2d``, so
+    pytorch/examples checkpoints load unchanged.
+    """
+
+    def __init__(self, channels: int) -> None:
+        super().__init__(channels, affine=True)
+        self.record = False
+        self.shared: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.record:
+            var, mean = torch.var_mean(x, dim=(0, 2, 3), correction=0)
+            self.shared = (mean.float(), var.float())
+        if self.shared is None:
+            return super().forward(x)
+        mean, var = (s.to(x.device) for s in self.shared)
+        scale = self.weight.float() * torch.rsqrt(var + self.eps)
+        shift = self.bias.float() - mean * scale
+        return torch.addcmul(shift.to(x.dtype).view(1, -1, 1, 1), x, scale.to(x.dtype).view(1, -1, 1, 1))
 
 
 class ConvLayer(nn.Module):
@@ -82,9 +131,9 @@ class ResidualBlock(nn.Module):
     def __init__(self, channels: int) -> None:
         super().__init__()
         self.conv1 = ConvLayer(channels, channels, 3)
-        self.in1 = nn.InstanceNorm2d(channels, affine=True)
+        self.in1 = InstanceNorm(channels)
         self.conv2 = ConvLayer(channels, channels, 3)
-        self.in2 = nn.InstanceNorm2d(channels, affine=True)
+        self.in2 = InstanceNorm(channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = F.relu(self.in1(self.conv1(x)))
@@ -99,18 +148,22 @@ class TransformerNet(nn.Module):
         self.config = config or ModelConfig()
         c1, c2, c3 = self.config.channels()
         self.conv1 = ConvLayer(3, c1, 9)
-        self.in1 = nn.InstanceNorm2d(c1, affine=True)
+        self.in1 = InstanceNorm(c1)
         self.conv2 = ConvLayer(c1, c2, 3, stride=2)
-        self.in2 = nn.InstanceNorm2d(c2, affine=True)
+        self.in2 = InstanceNorm(c2)
         self.conv3 = ConvLayer(c2, c3, 3, stride=2)
-        self.in3 = nn.InstanceNorm2d(c3, affine=True)
+        self.in3 = InstanceNorm(c3)
         for i in range(1, self.config.n_residual + 1):
             self.add_module(f"res{i}", ResidualBlock(c3))
         self.deconv1 = UpsampleConvLayer(c3, c2, 3, upsample=2)
-        self.in4 = nn.InstanceNorm2d(c2, affine=True)
+        self.in4 = InstanceNorm(c2)
         self.deconv2 = UpsampleConvLayer(c2, c1, 3, upsample=2)
-        self.in5 = nn.InstanceNorm2d(c1, affine=True)
+        self.in5 = InstanceNorm(c1)
         self.deconv3 = ConvLayer(c1, 3, 9)
+
+    def norm_layers(self) -> list[InstanceNorm]:
+        """The instance norms in execution order (the order of :data:`NormStats`)."""
+        return [m for m in self.modules() if isinstance(m, InstanceNorm)]
 
     def residual_blocks(self) -> list[ResidualBlock]:
         return [getattr(self, f"res{i}") for i in range(1, self.config.n_residual + 1)]

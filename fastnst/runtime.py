@@ -19,7 +19,9 @@ import onnx
 import torch
 
 from .errors import FastNSTError
+from .model import NormStats
 from .onnx_format import parse_metadata
+from .onnx_stats import apply_graph, norm_count, record_graph, stat_names
 from .providers import choose_providers, make_session
 
 __all__ = ["OnnxBackend", "read_onnx"]
@@ -92,11 +94,9 @@ class OnnxBackend:
     ) -> None:
         data, info = read_onnx(path)
         chosen = choose_providers(device, providers)
-        try:
-            self.session = make_session(data, chosen, device=device, threads=threads)
-        except Exception as e:  # onnxruntime's pybind errors share no useful base class
-            first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
-            raise FastNSTError(f"{path}: ONNX Runtime cannot load this model ({first}); {_REEXPORT}") from None
+        self.session = self._session(data, chosen, device, threads, path)
+        self._variants = {"data": data, "providers": chosen, "device": device, "threads": threads, "path": path}
+        self._stats_sessions: dict[str, Any] = {}
         inp, out = self.session.get_inputs()[0], self.session.get_outputs()[0]
         self.input_name, self.output_name = inp.name, out.name
         # fastnst exports take float32 even at --fp16; a float16-input file
@@ -104,7 +104,42 @@ class OnnxBackend:
         self.input_dtype = np.float16 if inp.type == "tensor(float16)" else np.float32
         self.info = {**info, "backend": "onnxruntime", "providers": self.session.get_providers(), "path": str(path)}
 
-    def run(self, batch: torch.Tensor) -> torch.Tensor:
-        x = batch.detach().to("cpu", torch.float32).contiguous().numpy().astype(self.input_dtype, copy=False)
-        (y,) = self.session.run([self.output_name], {self.input_name: x})
+    @staticmethod
+    def _session(data: bytes, providers: list[str], device: str, threads: int | None, path: str | os.PathLike) -> Any:
+        try:
+            return make_session(data, providers, device=device, threads=threads)
+        except Exception as e:  # onnxruntime's pybind errors share no useful base class
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+            raise FastNSTError(f"{path}: ONNX Runtime cannot load this model ({first}); {_REEXPORT}") from None
+
+    def _stats_session(self, kind: str) -> Any:
+        """The record/apply variant (:mod:`fastnst.onnx_stats`), built on first use: only tiling needs it."""
+        if kind not in self._stats_sessions:
+            v = self._variants
+            proto = onnx.load_model_from_string(v["data"])
+            if norm_count(proto) == 0:
+                raise FastNSTError(f"{v['path']}: has no InstanceNormalization layers, so tiles cannot share statistics; {_REEXPORT}")
+            variant = record_graph(proto) if kind == "record" else apply_graph(proto)
+            self._stats_sessions[kind] = self._session(variant.SerializeToString(), v["providers"], v["device"], v["threads"], v["path"])
+        return self._stats_sessions[kind]
+
+    def _feed(self, batch: torch.Tensor) -> dict[str, np.ndarray]:
+        return {self.input_name: batch.detach().to("cpu", torch.float32).contiguous().numpy().astype(self.input_dtype, copy=False)}
+
+    def run(self, batch: torch.Tensor, stats: NormStats | None = None) -> torch.Tensor:
+        """``stats`` (from :meth:`norm_stats`) replace each image's own instance-norm statistics."""
+        feed, session = self._feed(batch), self.session
+        if stats is not None:
+            session = self._stats_session("apply")
+            for k, (mean, var) in enumerate(stats):
+                m, v = stat_names(k)
+                feed[m], feed[v] = mean.numpy().astype(np.float32), var.numpy().astype(np.float32)
+        (y,) = session.run([self.output_name], feed)
         return torch.from_numpy(np.asarray(y, dtype=np.float32)).clamp_(0, 1)
+
+    def norm_stats(self, batch: torch.Tensor) -> NormStats:
+        """Instance-norm statistics pooled over the whole batch (e.g. crops of one image)."""
+        session = self._stats_session("record")
+        names = [o.name for o in session.get_outputs() if o.name.startswith("fastnst_")]
+        values = dict(zip(names, session.run(names, self._feed(batch))))
+        return [tuple(torch.from_numpy(np.asarray(values[n], np.float32)) for n in stat_names(k)) for k in range(len(names) // 2)]  # type: ignore[misc]

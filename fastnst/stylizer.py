@@ -2,15 +2,16 @@
 
 A *backend* only runs the network: float32 (B, 3, H, W) RGB in [0, 1] on the
 CPU in, the same out. Everything around it (alpha, EXIF, size limits,
-small-image padding, --preserve-color, --strength, batching) lives in
-:class:`Stylizer`, written once, so PyTorch and ONNX Runtime models behave
-identically.
+small-image padding, --preserve-color, --strength, batching, the memory
+budget and tiled inference) lives in :class:`Stylizer`, written once, so
+PyTorch and ONNX Runtime models behave identically.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator
+import warnings
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, Protocol
@@ -24,7 +25,9 @@ from .color import blend, preserve_color
 from .devices import resolve_device
 from .errors import FastNSTError
 from .images import pil_to_tensor, resize_max, split_alpha, tensor_to_pil
-from .model import MIN_SIZE, TransformerNet
+from .memory import Budget, Footprint, format_bytes, images_per_call, plan_tiling, stats_pixels
+from .model import MIN_SIZE, ModelConfig, NormStats, TransformerNet
+from .tiling import TilePlan, check_tile_size, run_tiled, stats_sample
 
 __all__ = ["Backend", "Stylizer", "TorchBackend", "load_backend"]
 
@@ -35,7 +38,12 @@ class Backend(Protocol):
     info: dict[str, Any]
 
     def run(self, batch: torch.Tensor) -> torch.Tensor:
-        """(B, 3, H, W) float32 CPU RGB [0, 1] -> the same shape, in [0, 1]."""
+        """(B, 3, H, W) float32 CPU RGB [0, 1] -> the same shape, in [0, 1].
+
+        Backends that can also take ``run(batch, stats)`` and offer
+        ``norm_stats(batch) -> stats`` (both built-in ones do) let tiles share
+        the whole image's instance-norm statistics; see :mod:`fastnst.tiling`.
+        """
         ...
 
 
@@ -52,14 +60,65 @@ class TorchBackend:
         self.info.setdefault("backend", "torch")
 
     @torch.inference_mode()
-    def run(self, batch: torch.Tensor) -> torch.Tensor:
+    def run(self, batch: torch.Tensor, stats: NormStats | None = None) -> torch.Tensor:
+        """``stats`` (from :meth:`norm_stats`) replace each image's own instance-norm statistics."""
+        layers = self.model.norm_layers()
+        if stats is not None and len(stats) != len(layers):
+            raise ValueError(f"{len(stats)} statistics for {len(layers)} instance-norm layers")
+        try:
+            for layer, s in zip(layers, stats or []):
+                layer.shared = s
+            y = self._forward(batch)
+        finally:
+            for layer in layers:
+                layer.shared = None
+        return y.float().clamp_(0, 1).cpu()
+
+    @torch.inference_mode()
+    def norm_stats(self, batch: torch.Tensor) -> NormStats:
+        """Instance-norm statistics pooled over the whole batch (e.g. crops of one image)."""
+        layers = self.model.norm_layers()
+        try:
+            for layer in layers:
+                layer.record = True
+            self._forward(batch)
+            return [(m.cpu(), v.cpu()) for m, v in (layer.shared for layer in layers)]  # type: ignore[misc]
+        finally:
+            for layer in layers:
+                layer.record, layer.shared = False, None
+
+    def _forward(self, batch: torch.Tensor) -> torch.Tensor:
         x = batch.to(self.device, non_blocking=True)
         if self.device.type == "cuda":
             x = x.contiguous(memory_format=torch.channels_last)
         ctx = torch.autocast(self.device.type, dtype=torch.float16 if self.device.type == "cuda" else torch.bfloat16) if self.amp else nullcontext()
         with ctx:
-            y = self.model(x)
-        return y.float().clamp_(0, 1).cpu()
+            return self.model(x)
+
+
+_STRIP = 256  # rows per step of the colour post-processing
+
+
+def _cat(tensors: list[torch.Tensor]) -> torch.Tensor:
+    """torch.cat without the copy when there is one tensor (an image can be gigabytes)."""
+    return tensors[0] if len(tensors) == 1 else torch.cat(tensors)
+
+
+def _model_config(backend: Backend) -> ModelConfig:
+    """The architecture behind a backend, for memory estimates (default: width 1.0)."""
+    model = getattr(backend, "model", None)
+    if isinstance(model, TransformerNet):
+        return model.config
+    recorded = backend.info.get("model_config")
+    return ModelConfig.from_dict(recorded) if isinstance(recorded, dict) else ModelConfig()
+
+
+def _device_of(backend: Backend) -> str:
+    """``cuda`` or ``cpu``: whose memory the network uses."""
+    device = getattr(backend, "device", None)
+    if isinstance(device, torch.device):
+        return str(device)
+    return "cuda" if any("CUDA" in p or "Tensorrt" in p for p in backend.info.get("providers", [])) else "cpu"
 
 
 def load_backend(path: str | os.PathLike, device: str = "auto", **options: Any) -> Backend:
@@ -93,6 +152,9 @@ class Stylizer:
         strength: float = 1.0,
         max_size: int | None = None,
         batch_size: int = 4,
+        max_memory: int | None = None,
+        tile_size: int | None = None,
+        log: Callable[[str], None] | None = None,
     ) -> None:
         if not 0.0 <= strength <= 1.0:
             raise FastNSTError(f"--strength must be between 0 and 1, not {strength}")
@@ -105,6 +167,15 @@ class Stylizer:
         self.strength = strength
         self.max_size = max_size
         self.batch_size = batch_size
+        device = _device_of(backend)
+        runtime = str(backend.info.get("backend", "torch")) if device == "cpu" else "torch"  # GPUs: the larger estimate
+        self.footprint = Footprint.of(_model_config(backend), runtime)
+        self.budget = Budget.for_device(max_memory, device)
+        self.tile_size = tile_size
+        self.log = log  # told when an image is tiled
+        self._warned_unshared = False
+        if tile_size is not None:
+            check_tile_size(tile_size, self.footprint.margin)  # fail before the first image, not at it
 
     @classmethod
     def from_file(cls, path: str | os.PathLike, device: str = "auto", backend_options: dict | None = None, **options: Any) -> Stylizer:
@@ -114,21 +185,57 @@ class Stylizer:
     def info(self) -> dict[str, Any]:
         return self.backend.info
 
+    def tile_plan(self, height: int, width: int) -> TilePlan | None:
+        """The tiles for an image of this size, or None when it runs in one piece."""
+        if height < MIN_SIZE or width < MIN_SIZE:
+            return None
+        return plan_tiling(self.footprint, height, width, self.budget, self.tile_size)
+
     def _run_network(self, x: torch.Tensor) -> torch.Tensor:
-        """Backend on chunks of batch_size; tiny images padded up to MIN_SIZE."""
+        """Backend on chunks that fit the memory budget, or tile by tile;
+        tiny images padded up to MIN_SIZE."""
         h, w = x.shape[-2:]
+        plan = self.tile_plan(h, w)
+        if plan is not None:
+            return _cat([self._run_tiled(image, plan) for image in x.split(1)])
         ph, pw = max(0, MIN_SIZE - h), max(0, MIN_SIZE - w)
         if ph or pw:
             x = F.pad(x, (0, pw, 0, ph), mode="replicate")
-        out = torch.cat([self.backend.run(chunk) for chunk in x.split(self.batch_size)])
-        return out[..., :h, :w]
+        per_call = images_per_call(self.footprint, h, w, self.budget, self.batch_size)
+        return _cat([self.backend.run(chunk) for chunk in x.split(per_call)])[..., :h, :w]
 
+    def _run_tiled(self, x: torch.Tensor, plan: TilePlan) -> torch.Tensor:
+        """One image, tile by tile, every tile normalised with the whole image's statistics."""
+        h, w = x.shape[-2:]
+        if self.log is not None:
+            rows, cols = len(plan.rows.starts), len(plan.cols.starts)
+            self.log(
+                f"{w}x{h}: {cols}x{rows} tiles of {plan.cols.size}x{plan.rows.size}, {plan.per_call} per call "
+                f"(memory budget {format_bytes(self.budget.total)}{'' if self.tile_size is None else ', --tile-size'})"
+            )
+        norm_stats = getattr(self.backend, "norm_stats", None)
+        if norm_stats is None:  # a custom backend: tiles keep their own statistics
+            if not self._warned_unshared:
+                warnings.warn("this backend cannot share instance-norm statistics between tiles; seams may show", stacklevel=3)
+                self._warned_unshared = True
+            return run_tiled(lambda batch, _: self.backend.run(batch), x, plan, None)
+        stats = norm_stats(stats_sample(x, stats_pixels(self.footprint, h, w, self.budget, plan)))
+        return run_tiled(self.backend.run, x, plan, stats)  # type: ignore[arg-type]
+
+    @torch.inference_mode()
     def stylize_tensor(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) RGB [0, 1] -> stylized, same shape, with the colour options applied."""
         if x.dim() != 4 or x.shape[1] != 3:
             raise FastNSTError(f"expected a (B, 3, H, W) RGB batch, got shape {tuple(x.shape)}")
         x = x.float().cpu()
         y = self._run_network(x)
+        if self.preserve_color or self.strength < 1.0:
+            for top in range(0, y.shape[-2], _STRIP):  # strips: image-sized temporaries would double the memory
+                rows = slice(top, top + _STRIP)
+                y[..., rows, :] = self._finish(y[..., rows, :], x[..., rows, :])
+        return y
+
+    def _finish(self, y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         if self.preserve_color:
             y = preserve_color(y, x)
         return blend(y, x, self.strength)
@@ -161,14 +268,15 @@ class Stylizer:
         def flush() -> Iterator[tuple[Any, Image.Image, Image.Image | None]]:
             if not pending:
                 return
-            out = self.stylize_tensor(torch.cat([t for _, t, _ in pending]))
+            out = self.stylize_tensor(_cat([t for _, t, _ in pending]))
             for (key, _, alpha), o in zip(pending, out):
                 yield key, tensor_to_pil(o), alpha
             pending.clear()
 
         for key, image in items:
             t, alpha = self.prepare(image)
-            if pending and (pending[0][1].shape != t.shape or len(pending) >= self.batch_size):
+            limit = 1 if self.tile_plan(*t.shape[-2:]) is not None else self.batch_size  # one huge image at a time
+            if pending and (pending[0][1].shape != t.shape or len(pending) >= limit):
                 yield from flush()
             pending.append((key, t, alpha))
         yield from flush()

@@ -6,8 +6,9 @@ The run is built to be left alone for hours and to lose nothing:
   ``checkpoint_interval`` steps, on Ctrl-C / SIGTERM, and at the end;
 * ``--resume`` continues the same run: the data order is a function of
   (seed, step), so N steps + resume + N steps gives the same weights as 2N;
-* a bad photo is skipped with one warning; a non-finite loss skips the step,
-  and only repeated ones stop the run (keeping the last good checkpoint).
+* a bad photo is skipped with one warning; a non-finite loss or gradient
+  skips the step, and only repeated ones stop the run (keeping the last good
+  checkpoint).
 
 Under torchrun the same loop runs on every rank with DistributedDataParallel
 around the network; ``distributed.py`` holds what differs (rank 0 decides
@@ -311,6 +312,11 @@ def _ignore_sigint(worker_id: int) -> None:
 # ---------------------------------------------------------------- run-time helpers
 
 
+def _grads_finite(model: torch.nn.Module) -> bool:
+    grads = [p.grad.isfinite().all() for p in model.parameters() if p.grad is not None]
+    return bool(torch.stack(grads).all()) if grads else True
+
+
 @contextmanager
 def _stop_on_signals(repeat_grace_s: float = 0.0, announce: bool = True) -> Iterator[dict[str, Any]]:
     """First Ctrl-C/SIGTERM asks for a clean stop at the end of the step;
@@ -350,8 +356,11 @@ class _Metrics:
             path.write_text("".join(ln + "\n" for ln in keep))
 
     def write(self, record: dict[str, Any]) -> None:
-        with self.path.open("a") as f:
-            f.write(json.dumps(record) + "\n")
+        try:
+            with self.path.open("a") as f:
+                f.write(json.dumps(record) + "\n")
+        except OSError as e:  # a full disk: say so, the checkpoints say the rest
+            raise FastNSTError(f"{self.path}: cannot write ({e.strerror or e}); free disk space, then resume from the last checkpoint") from None
 
 
 @dataclass
@@ -452,7 +461,9 @@ class _Run:
             self.model.load_state_dict(ckpt["state_dict"])
             self.opt.load_state_dict(ckpt["optimizer"])
         except (RuntimeError, ValueError, KeyError) as e:
-            raise FastNSTError(f"{self.cfg.resume}: checkpoint does not match this model ({str(e).splitlines()[0][:160]})") from None
+            lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()] or [type(e).__name__]
+            detail = lines[1] if len(lines) > 1 and lines[0].startswith("Error(s) in loading") else lines[0]  # the first real problem
+            raise FastNSTError(f"{self.cfg.resume}: checkpoint does not match this model ({detail[:200]})") from None
         self.step = int(ckpt["step"])
         rng = ckpt.get("rng", {})
         if isinstance(rng.get("torch"), torch.Tensor):
@@ -524,6 +535,9 @@ class _Run:
         if agreed is None:
             return None
         terms.total.backward()
+        if not _grads_finite(self.model):  # an overflow here would poison the weights and every later checkpoint
+            self.opt.zero_grad(set_to_none=True)
+            return None
         self.opt.step()
         return agreed
 
@@ -592,10 +606,7 @@ class _Run:
         if self.dist.is_main:
             tqdm.write(f"warning: non-finite loss at step {self.step + 1}; step skipped", file=sys.stderr)
         if bad_steps >= MAX_BAD_STEPS:
-            raise distributed.on_every_rank(FastNSTError(
-                f"the loss was not finite for {bad_steps} steps in a row; stopped. The last good checkpoint "
-                f"is {self.ckpt_dir / 'last.pth'}; lower --lr or the loss weights and resume from it"
-            ))  # fmt: skip
+            raise distributed.on_every_rank(FastNSTError(f"the loss was not finite for {bad_steps} steps in a row; stopped. {self._last_good()}"))
 
     def _interrupted(self, signal_name: str) -> None:
         """Every rank gets here after the same step; rank 0 saves."""
@@ -606,6 +617,12 @@ class _Run:
             f"stopped by {signal_name} at step {self.step}/{self.total}; checkpoint saved to {path}. "
             f"Resume with: fastnst train --resume {path}{how}"
         )
+
+    def _last_good(self) -> str:
+        last = self.ckpt_dir / "last.pth"
+        if not last.exists():
+            return "No checkpoint was written yet; lower --lr or the loss weights and start again"
+        return f"The last good checkpoint is {last}; lower --lr or the loss weights and resume from it"
 
     def _periodic(self, window: _Window, bar: tqdm) -> _Window:
         cfg, step = self.cfg, self.step

@@ -26,6 +26,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .checkpoint import load_weights_only
 from .errors import FastNSTError
 
 __all__ = ["LAYER_NAMES", "PREPROCESSINGS", "VGGFeatures", "build_vgg", "load_vgg_weights", "resolve_preprocess"]
@@ -82,10 +83,7 @@ def _torchvision_state_dict() -> dict[str, torch.Tensor]:
 def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise FastNSTError(f"{path}: VGG weights file not found (see data/README.md for how to get one)")
-    try:
-        sd = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise FastNSTError(f"{path}: not a readable PyTorch weights file ({type(e).__name__}); expected a VGG19 state dict") from None
+    sd = load_weights_only(path, "VGG19 weights")
     if isinstance(sd, dict) and isinstance(sd.get("state_dict"), dict):
         sd = sd["state_dict"]
     if not isinstance(sd, dict):

@@ -16,6 +16,7 @@ import pytest
 import torch
 from PIL import Image
 
+from fastnst.model import ModelConfig, TransformerNet
 from fastnst.vgg import _TABLE, LAYER_NAMES
 
 os.environ.setdefault("TQDM_DISABLE", "1")
@@ -106,3 +107,37 @@ def trained_model(tmp_path: Path, photo_dir: Path, style_file: Path, vgg_file: P
     out = tmp_path / "model" / "tiny.pth"
     assert main(["train", *tiny_train_args(photo_dir, style_file, vgg_file, out)]) == 0
     return out
+
+
+def styled_net(seed: int = 0, width: float = 0.25) -> TransformerNet:
+    """A random network that draws something: non-trivial instance-norm affines
+    and an output kept inside (0, 1), so clamping cannot hide differences."""
+    torch.manual_seed(seed)
+    net = TransformerNet(ModelConfig(width=width))
+    with torch.no_grad():
+        for layer in net.norm_layers():
+            layer.weight.uniform_(0.5, 1.5)
+            layer.bias.normal_(0, 0.2)
+        net.deconv3.conv2d.weight.mul_(0.2)
+        net.deconv3.conv2d.bias.fill_(0.5)
+    return net.eval()
+
+
+@pytest.fixture(scope="session")
+def styled_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """:func:`styled_net` as a fastnst .pth and its verified .onnx, exported once for every test that needs both backends."""
+    from fastnst.checkpoint import save_model
+    from fastnst.export import export_onnx
+
+    pth = tmp_path_factory.mktemp("styled") / "styled.pth"
+    save_model(styled_net(), pth, {"style_image": "stripes.png"})
+    return {"pth": pth, "onnx": export_onnx(pth, pth.with_suffix(".onnx")).path}
+
+
+@pytest.fixture
+def one_thread():
+    """One torch thread, as tiny training subprocesses get; also spares busy CI cores two spinning OpenMP threads."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -55,7 +55,7 @@ def test_partial_file_and_prefixed_keys(tmp_path: Path) -> None:
 
 def test_wrong_files_give_one_line_errors(tmp_path: Path) -> None:
     (tmp_path / "text.pth").write_text("not weights")
-    with pytest.raises(FastNSTError, match="text.pth: not a readable PyTorch weights file"):
+    with pytest.raises(FastNSTError, match="text.pth: not a readable PyTorch VGG19 weights file"):
         load_vgg_weights(tmp_path / "text.pth", "relu1_1")
     torch.save({"0.weight": torch.zeros(8, 3, 3, 3), "0.bias": torch.zeros(8)}, tmp_path / "small.pth")
     with pytest.raises(FastNSTError, match="unexpected shapes: conv1_1"):
