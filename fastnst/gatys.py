@@ -13,6 +13,9 @@ Design points:
 * L-BFGS by default (the classic choice: a few hundred iterations, no
   learning rate to tune); Adam as an option. One optimizer step per
   iteration, so progress, snapshots and early stopping see every iteration.
+  The objective is divided by its first value and L-BFGS's first step is
+  sized in pixels (see :class:`_Objective`, :func:`_prime_first_step`):
+  with torch's defaults it crept, then overshot, on Caffe-scale losses.
 * The pixels stay in [0, 1]: they are projected (clamped) after every step,
   so the result never needs a clipping that would change it afterwards.
 * Coarse-to-fine (``scales``): optimise a small copy first and upsample the

@@ -12,7 +12,7 @@ from PIL import Image
 from fastnst.cli import main
 from fastnst.color import rgb_to_ycbcr
 from fastnst.errors import FastNSTError
-from fastnst.gatys import GatysConfig, GatysOptimizer, Pass, _stalled, plan_passes, snapshot_path
+from fastnst.gatys import FIRST_STEP, GatysConfig, GatysOptimizer, Pass, _stalled, plan_passes, snapshot_path
 from fastnst.images import pil_to_tensor
 
 from .conftest import TINY_CONTENT_LAYERS, TINY_STYLE_LAYERS, synthetic_photo
@@ -55,6 +55,14 @@ def test_pixels_stay_in_range_even_with_large_steps(style_file: Path, vgg_file: 
     for x in seen:
         assert float(x.min()) >= 0.0 and float(x.max()) <= 1.0
         assert ((x == 0) | (x == 1)).float().mean() > 0.2, "the steps were large enough to need the clamp"
+
+
+def test_first_lbfgs_step_is_sized_in_pixels(style_file: Path, vgg_file: Path) -> None:
+    """torch's own first step, 1/|g|_1, shrinks with the pixel count; ours moves the largest pixel by FIRST_STEP."""
+    photo = pil_to_tensor(synthetic_photo(24, 20, seed=7)) * 0.5 + 0.25  # away from 0 and 1: no clamping
+    seen: list[torch.Tensor] = []
+    GatysOptimizer(_config(style_file, vgg_file, iterations=(1,), save_every=1)).run(photo, on_snapshot=lambda it, x: seen.append(x.clone()))
+    assert float((seen[0] - photo).abs().max()) == pytest.approx(FIRST_STEP, rel=1e-3)
 
 
 def test_noise_init_moves_towards_the_photo(style_file: Path, vgg_file: Path) -> None:
