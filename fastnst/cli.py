@@ -159,6 +159,7 @@ examples:
   without a trained network (Gatys optimizer; slow on a CPU: many minutes per image at 384 px):
   fastnst stylize --style-image starry_night.jpg photo.jpg --output out.png --max-size 384 \\
       --vgg-weights vgg19_caffe.pth
+  fastnst stylize --style-image starry_night.jpg photo.jpg --output big_strokes.png --scales 256,512
   fastnst stylize --style-image a.jpg --style-image b.jpg --style-blend-weights 0.7,0.3 photo.jpg -o out.jpg
 
 webcam keys: {keys}
