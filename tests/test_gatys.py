@@ -173,6 +173,11 @@ def test_non_finite_loss_stops_and_writes_nothing(style_file: Path, vgg_file: Pa
         (["{img}", "-o", "o.jpg", "--style-image", "{img}", "--style-scale", "0"], "--style-scale: invalid value 0"),
         (["{img}", "-o", "o.jpg", "--style-image", "{img}", "--vgg-weights", "{vgg}", "--style-layers", "relu5_1"], "lacks VGG19 layers"),
         (["{img}", "-o", "o.jpg", "--style-image", "{img}", "--content-layers", "relu9_9"], "unknown VGG19 layer"),
+        (["clip.mp4", "-o", "o.mp4", "--style-image", "{img}"], "videos and --webcam need a trained --model"),
+        (["--webcam", "--style-image", "{img}"], "videos and --webcam need a trained --model"),
+        (["{img}", "-o", "o.jpg", "--style-image", "{img}", "--stabilize"], "--stabilize: only for trained models"),
+        (["{img}", "-o", "o.jpg", "--style-image", "{img}", "--providers", "cpu"], "--providers: only for trained models"),
+        (["--style-image", "{img}", "-o", "o.jpg"], "give at least one INPUT"),
     ],
 )
 def test_user_errors_are_one_line(args: list[str], message: str, tmp_path: Path, vgg_file: Path, capsys, monkeypatch) -> None:
