@@ -235,7 +235,7 @@ def _add_gatys_flags(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--style-image", action="append", metavar="PATH", default=S, help="the painting whose style to copy; repeat to blend several")
     g.add_argument("--style-blend-weights", type=_number_list(float, 0), metavar="W,W", default=S, help="one weight per --style-image, e.g. 0.7,0.3 (default: equal)")
-    g.add_argument("--style-scale", type=float, metavar="X", default=S, help="style image size relative to the output; smaller = larger strokes (default: 1)")
+    g.add_argument("--style-scale", type=float, metavar="X", default=S, help="style image size relative to the output: larger = longer, broader brush strokes; smaller = the painting's motifs repeated smaller (default: 1)")
     g.add_argument("--iterations", type=_number_list(int, 1), metavar="N[,N]", default=S, help=f"iterations per pass, one number for all or one per pass (default: {DEFAULT_ITERATIONS})")
     g.add_argument("--scales", type=_number_list(int, 16), metavar="PX,PX", default=S, help="coarse-to-fine: first optimise at these longer sides, each result starting the next, then at full size; e.g. 256,512 (default: full size only)")
     g.add_argument("--optimizer", choices=["lbfgs", "adam"], default=S, help="L-BFGS converges in a few hundred iterations; Adam is steadier but needs more (default: lbfgs)")

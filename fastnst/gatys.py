@@ -19,8 +19,10 @@ Design points:
 * The pixels stay in [0, 1]: they are projected (clamped) after every step,
   so the result never needs a clipping that would change it afterwards.
 * Coarse-to-fine (``scales``): optimise a small copy first and upsample the
-  result as the start of the next scale. The coarse passes are cheap and
-  settle the large structures, so the full-size pass starts near its optimum.
+  result as the start of the next scale. VGG's fixed receptive field sees a
+  larger share of the small picture, so strokes come out larger and more
+  coherent. It is not a shortcut to a low full-size loss: the upsampled
+  start lacks the fine texture (README, "Coarse-to-fine", has the figures).
 * A pass stops early once the loss improved by less than ``min_improvement``
   (relative) over the last ``STALL_WINDOW`` iterations.
 * A non-finite loss raises :class:`FastNSTError` at once: no garbage image is
