@@ -53,6 +53,26 @@ def _non_negative_float(text: str) -> float:
     return value
 
 
+def _number_list(kind: type, minimum: float) -> Callable[[str], list]:
+    """argparse type for comma-separated numbers, e.g. ``--scales 256,512``."""
+
+    def parse(text: str) -> list:
+        try:
+            values = [kind(v) for v in text.replace(" ", "").split(",") if v]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected comma-separated {kind.__name__}s, e.g. 1,2, got '{text}'") from None
+        if not values or any(not (v >= minimum and v != float("inf")) for v in values):
+            raise argparse.ArgumentTypeError(f"expected finite numbers >= {minimum:g}, got '{text}'")
+        return values
+
+    return parse
+
+
+def _add_vgg_flags(g: argparse._ArgumentGroup, **extra: object) -> None:
+    g.add_argument("--vgg-weights", metavar="PATH", **extra, help="local VGG19 state dict in torchvision 'features' key format (default: download torchvision's IMAGENET1K_V1)")
+    g.add_argument("--vgg-preprocess", choices=["auto", "torchvision", "caffe"], **extra, help="input convention of the weights: torchvision = RGB mean/std; caffe = BGR 0-255 minus mean (original Oxford VGG19). auto: torchvision for the download; for a file, its .json sidecar or 'caffe' in its name (default: auto)")
+
+
 # ---------------------------------------------------------------- train
 
 
@@ -90,8 +110,7 @@ def add_train_parser(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--max-pixels", type=_positive_int, metavar="N", help="skip photos above N pixels, Pillow's decompression-bomb guard (default: 89478485)")
 
     g = p.add_argument_group("VGG19 loss network")
-    g.add_argument("--vgg-weights", metavar="PATH", help="local VGG19 state dict in torchvision 'features' key format (default: download torchvision's IMAGENET1K_V1)")
-    g.add_argument("--vgg-preprocess", choices=["auto", "torchvision", "caffe"], help="input convention of the weights: torchvision = RGB mean/std; caffe = BGR 0-255 minus mean (original Oxford VGG19). auto: torchvision for the download; for a file, its .json sidecar or 'caffe' in its name (default: auto)")
+    _add_vgg_flags(g)
     g.add_argument("--content-layers", metavar="LAYERS", help=f"comma-separated layers, optionally NAME:WEIGHT (default: {DEFAULT_CONTENT_LAYERS})")
     g.add_argument("--style-layers", metavar="LAYERS", help=f"comma-separated layers, optionally NAME:WEIGHT (default: {DEFAULT_STYLE_LAYERS})")
     g.add_argument("--content-weight", type=_non_negative_float, metavar="W", help="weight of the content loss (default: 1e5 torchvision, 1 caffe)")
@@ -142,6 +161,12 @@ examples:
   fastnst stylize --model models/candy.pth clip.mp4 --output clip_candy.mp4 --stabilize
   fastnst stylize --model models/candy.pth --model models/mosaic.pth --webcam --record live.mp4
 
+  without a trained network (Gatys optimizer; slow on a CPU: many minutes per image at 384 px):
+  fastnst stylize --style-image starry_night.jpg photo.jpg --output out.png --max-size 384 \\
+      --vgg-weights vgg19_caffe.pth
+  fastnst stylize --style-image starry_night.jpg photo.jpg --output big_strokes.png --scales 256,512
+  fastnst stylize --style-image a.jpg --style-image b.jpg --style-blend-weights 0.7,0.3 photo.jpg -o out.jpg
+
 webcam keys: {keys}
   fastnst stylize --model models/candy.onnx panorama.jpg --output out.jpg --max-memory 4G
 
@@ -153,26 +178,33 @@ webcam keys: {keys}
 def add_stylize_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "stylize",
-        help="stylize images with a trained model",
-        description="Stylize images, videos (audio kept), folders (recursively) and glob patterns, or a live webcam, with a trained network.",
+        help="stylize images with a trained model, or optimise them for a style image (Gatys)",
+        description=(
+            "Stylize images, videos (audio kept), folders (recursively) and glob patterns, or a live webcam, with a\n"
+            "trained network (--model); or, without one, stylize images by optimising each for a style image\n"
+            "(--style-image; Gatys et al.). The optimizer is slow on a CPU (seconds per iteration at 256-384 px,\n"
+            "up to a few hundred iterations per image): use a GPU, or --max-size 384 on a CPU."
+        ),
         epilog=STYLIZE_EPILOG.format(keys=_webcam_keys()),
         formatter_class=_Formatter,
     )
     p.add_argument("inputs", nargs="*", metavar="INPUT", help="image or video files, folders or glob patterns (videos are recognised by suffix: see --video)")
     p.add_argument("--model", metavar="PATH", action="append", help="trained model: fastnst .pth, a training checkpoint, a pytorch/examples fast_neural_style .pth, or a .onnx from 'fastnst export' (runs on ONNX Runtime); with --webcam, repeat it to switch models live")
+    p.add_argument("--method", choices=["fast", "gatys"], default=S, help="fast = the trained --model; gatys = optimise each image for --style-image (default: fast with --model, gatys with --style-image)")
     p.add_argument("--output", "-o", metavar="PATH", help="output file (one input) or folder (mirrors input folders; keeps each input's format); not used with --webcam")
     p.add_argument("--max-size", type=_positive_int, metavar="PX", help="shrink inputs so the longer side is at most PX (default: keep the input size)")
     p.add_argument("--preserve-color", action="store_true", help="keep the photo's colours, take only the luminance of the style")
     p.add_argument("--strength", type=float, default=1.0, metavar="S", help="blend with the photo: 1 = fully stylized, 0 = unchanged (default: 1)")
-    p.add_argument("--batch-size", type=_positive_int, default=4, metavar="N", help="stylize up to N same-size images per network call (default: 4)")
+    p.add_argument("--batch-size", type=_positive_int, default=4, metavar="N", help="trained models: stylize up to N same-size images per network call (default: 4)")
     p.add_argument("--device", default="auto", metavar="DEV", help="auto, cpu or cuda[:N] (default: auto = the GPU when it is usable)")
     p.add_argument("--providers", metavar="LIST", help="ONNX models only: ONNX Runtime execution providers in priority order, e.g. cuda,cpu or tensorrt,cuda,cpu (default: from --device; auto = CUDA when usable, else CPU)")
-    p.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    p.add_argument("--overwrite", action="store_true", help="replace existing output files (and --save-every folders)")
     p.add_argument("--max-pixels", type=_positive_int, metavar="N", help="refuse images above N pixels, Pillow's decompression-bomb guard (default: 89478485)")
     p.add_argument("--max-memory", metavar="SIZE", help="memory budget, e.g. 8G or 512M; images that would need more are stylized in tiles (default: half the free RAM, or 70%% of the free GPU memory)")
     p.add_argument("--tile-size", type=_positive_int, metavar="PX", help="stylize in overlapping tiles of about PX x PX even when the image fits in memory (at least 288 for the standard network; default: tiles only when needed)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_video_arguments(p)
+    _add_gatys_flags(p)
     p.set_defaults(func=cmd_stylize)
 
 
@@ -202,22 +234,93 @@ def _video_suffixes() -> tuple[str, ...]:
     return VIDEO_SUFFIXES
 
 
+def _add_gatys_flags(p: argparse.ArgumentParser) -> None:
+    """Flags of the optimizer; unset ones stay out of the namespace (argparse.SUPPRESS)."""
+    from .gatys import DEFAULT_ITERATIONS, DEFAULT_LR, DEFAULT_MIN_IMPROVEMENT, STALL_WINDOW
+    from .losses import GATYS_CONTENT_LAYERS, GATYS_DEFAULT_WEIGHTS
+
+    caffe, tv = GATYS_DEFAULT_WEIGHTS["caffe"], GATYS_DEFAULT_WEIGHTS["torchvision"]
+    g = p.add_argument_group(
+        "Gatys optimizer (no --model)",
+        "Optimises the pixels of each image; GPU when present, slow but working on a CPU (use small images there).",
+    )
+    g.add_argument("--style-image", action="append", metavar="PATH", default=S, help="the painting whose style to copy; repeat to blend several")
+    g.add_argument("--style-blend-weights", type=_number_list(float, 0), metavar="W,W", default=S, help="one weight per --style-image, e.g. 0.7,0.3 (default: equal)")
+    g.add_argument("--style-scale", type=float, metavar="X", default=S, help="style image size relative to the output: larger = longer, broader brush strokes; smaller = the painting's motifs repeated smaller (default: 1)")
+    g.add_argument("--iterations", type=_number_list(int, 1), metavar="N[,N]", default=S, help=f"iterations per pass, one number for all or one per pass (default: {DEFAULT_ITERATIONS})")
+    g.add_argument("--scales", type=_number_list(int, 16), metavar="PX,PX", default=S, help="coarse-to-fine: first optimise at these longer sides, each result starting the next, then at full size; e.g. 256,512 (default: full size only)")
+    g.add_argument("--optimizer", choices=["lbfgs", "adam"], default=S, help="L-BFGS converges in a few hundred iterations; Adam is steadier but needs more (default: lbfgs)")
+    g.add_argument("--lr", type=float, metavar="LR", default=S, help=f"step size (default: {DEFAULT_LR['lbfgs']:g} for lbfgs, {DEFAULT_LR['adam']:g} for adam, in [0, 1] pixel units)")
+    g.add_argument("--init", choices=["content", "noise"], default=S, help="start from the photo or from white noise (default: content)")
+    g.add_argument("--content-layers", metavar="LAYERS", default=S, help=f"comma-separated VGG layers, optionally NAME:WEIGHT (default: {GATYS_CONTENT_LAYERS})")
+    g.add_argument("--style-layers", metavar="LAYERS", default=S, help=f"comma-separated VGG layers, optionally NAME:WEIGHT (default: {DEFAULT_STYLE_LAYERS})")
+    g.add_argument("--content-weight", type=_non_negative_float, metavar="W", default=S, help=f"weight of the content loss (default: {caffe.content:g} caffe, {tv.content:g} torchvision)")
+    g.add_argument("--style-weight", type=_non_negative_float, metavar="W", default=S, help=f"weight of the style loss; higher = stronger style (default: {caffe.style:g} caffe, {tv.style:g} torchvision)")
+    g.add_argument("--tv-weight", type=_non_negative_float, metavar="W", default=S, help=f"weight of the total-variation smoothness loss (default: {caffe.tv:g})")
+    g.add_argument("--min-improvement", type=_non_negative_float, metavar="REL", default=S, help=f"end a pass when the loss improved by less than REL over {STALL_WINDOW} iterations; 0 = never (default: {DEFAULT_MIN_IMPROVEMENT:g})")
+    g.add_argument("--save-every", type=_positive_int, metavar="N", default=S, help="also write the image every N iterations to <output>_iterations/ (default: off)")
+    g.add_argument("--seed", type=int, metavar="N", default=S, help="seed of the noise for --init noise (default: 0)")
+    _add_vgg_flags(g, default=S)
+
+
+_GATYS_ONLY = ("style_image", "style_blend_weights", "style_scale", "iterations", "scales", "optimizer", "lr", "init", "content_layers",
+               "style_layers", "content_weight", "style_weight", "tv_weight", "min_improvement", "save_every", "seed",
+               "vgg_weights", "vgg_preprocess")  # fmt: skip
+
+
+def _stylize_method(args: argparse.Namespace) -> str:
+    """fast or gatys, from --method, --model and --style-image; a clear error for every mix-up."""
+    method = getattr(args, "method", None) or ("fast" if args.model else "gatys" if hasattr(args, "style_image") else None)
+    if method is None:
+        raise FastNSTError(
+            "--model is required: a trained .pth (train one with 'fastnst train'); or give --style-image PAINTING to optimise "
+            "each image for it instead (Gatys; slow on CPU). No trained styles ship with fastnst yet"
+        )
+    if method == "fast":
+        if not args.model:
+            raise FastNSTError("--method fast needs --model PATH (a trained network); without one use --method gatys --style-image PAINTING")
+        given = [f"--{k.replace('_', '-')}" for k in _GATYS_ONLY if hasattr(args, k)]
+        if given:
+            raise FastNSTError(f"{', '.join(given)}: only for the Gatys optimizer; with --model the trained network sets the style (or pass --method gatys without --model)")
+    elif args.model:
+        raise FastNSTError("--model is not used by --method gatys; drop --model, or use --method fast")
+    elif not hasattr(args, "style_image"):
+        raise FastNSTError("--method gatys needs --style-image PATH (the painting whose style to copy)")
+    return method
+
+
+def _gatys_process(args: argparse.Namespace, pairs: list) -> Callable:
+    """The optimizer as a stylize_many-like function for process_files."""
+    from .gatys import GatysConfig, GatysOptimizer, snapshot_path
+
+    given = {k: getattr(args, k) for k in _GATYS_ONLY if hasattr(args, k)}
+    given["style_images"] = given.pop("style_image")
+    for key in ("iterations", "scales"):
+        if key in given:
+            given[key] = tuple(given[key])
+    cfg = GatysConfig(**given, preserve_color=args.preserve_color, strength=args.strength, max_size=args.max_size, device=args.device, progress=not args.quiet)
+    cfg.validate()
+    if cfg.save_every and not args.overwrite:
+        for _, dst in pairs:
+            if snapshot_path(dst, 0).parent.exists():
+                raise FastNSTError(f"{snapshot_path(dst, 0).parent}: already exists (--save-every writes there); pass --overwrite or choose another --output")
+    optimizer = GatysOptimizer(cfg)
+    return lambda items: optimizer.stylize_many(items, output_of=lambda key: key[1])
+
+
 def cmd_stylize(args: argparse.Namespace) -> int:
-    from .files import plan_outputs, process_files
+    from .files import plan_outputs
     from .images import set_max_pixels
     from .video import is_video
 
-    if not args.model:
-        raise FastNSTError("--model is required: a trained .pth (train one with 'fastnst train')")
+    if _stylize_method(args) == "gatys":
+        return cmd_gatys(args)
     if args.webcam is not None:
         return cmd_webcam(args)
     _reject(args, WEBCAM_ONLY, "--webcam")
     if len(args.model) > 1:
         raise FastNSTError("give one --model; several are only for --webcam, where the m key switches between them")
-    if not args.inputs:
-        raise FastNSTError("give at least one INPUT image, video, folder or pattern")
-    if not args.output:
-        raise FastNSTError("--output is required: a file for one input, else a folder")
+    _require_inputs_and_output(args)
     videos = [is_video(i) for i in args.inputs]
     if args.video or all(videos):
         return cmd_stylize_videos(args)
@@ -228,8 +331,37 @@ def cmd_stylize(args: argparse.Namespace) -> int:
     if args.max_pixels:
         set_max_pixels(args.max_pixels)
     pairs = plan_outputs(args.inputs, args.output, overwrite=args.overwrite)
-    stylizer = _stylizer(args, args.model)
-    failed = process_files(stylizer.stylize_many, pairs, progress=not args.quiet)
+    return _write_images(args, pairs, _stylizer(args, args.model).stylize_many)
+
+
+def cmd_gatys(args: argparse.Namespace) -> int:
+    """Images only: at minutes per picture, videos and the webcam need a trained --model."""
+    from .files import plan_outputs
+    from .images import set_max_pixels
+    from .video import is_video
+
+    if args.webcam is not None or args.video or any(is_video(i) for i in args.inputs):
+        raise FastNSTError("videos and --webcam need a trained --model: the Gatys optimizer takes minutes per picture")
+    _reject(args, (*WEBCAM_ONLY, *VIDEO_ONLY, "providers"), "trained models (--model)")
+    _require_inputs_and_output(args)
+    if args.max_pixels:
+        set_max_pixels(args.max_pixels)
+    pairs = plan_outputs(args.inputs, args.output, overwrite=args.overwrite)
+    return _write_images(args, pairs, _gatys_process(args, pairs))
+
+
+def _require_inputs_and_output(args: argparse.Namespace) -> None:
+    if not args.inputs:
+        raise FastNSTError("give at least one INPUT image, video, folder or pattern")
+    if not args.output:
+        raise FastNSTError("--output is required: a file for one input, else a folder")
+
+
+def _write_images(args: argparse.Namespace, pairs: list, process: Callable) -> int:
+    """Run ``process`` (a stylize_many) over the pairs; exit status 1 if some inputs could not be read."""
+    from .files import process_files
+
+    failed = process_files(process, pairs, progress=not args.quiet)
     done = len(pairs) - failed
     print(f"wrote {done} image(s){' to ' + str(pairs[0][1]) if len(pairs) == 1 and done else ''}", file=sys.stderr)
     if failed:

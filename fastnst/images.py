@@ -26,11 +26,14 @@ __all__ = [
     "load_rgb",
     "open_image",
     "pil_to_tensor",
+    "prepare_input",
+    "resize_long_side",
     "resize_max",
     "save_image",
     "set_max_pixels",
     "split_alpha",
     "tensor_to_pil",
+    "with_alpha",
 ]
 
 # open_image() records the frame count of animations here (first frame decoded).
@@ -175,6 +178,37 @@ def resize_max(img: Image.Image, max_size: int | None) -> Image.Image:
     scale = max_size / max(img.size)
     size = (max(1, round(img.width * scale)), max(1, round(img.height * scale)))
     return img.resize(size, Image.Resampling.LANCZOS)
+
+
+def resize_long_side(img: Image.Image, size: int) -> Image.Image:
+    """Scale up or down so the longer side is ``size`` px, keeping the aspect ratio.
+
+    For style images, whose scale relative to the output sets the stroke size.
+    """
+    scale = size / max(img.size)
+    return img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))), Image.Resampling.LANCZOS)
+
+
+def prepare_input(image: Image.Image, max_size: int | None = None) -> tuple[torch.Tensor, Image.Image | None]:
+    """Image -> (tensor (1, 3, H, W), alpha or None), after ``--max-size``.
+
+    Shared by every stylizing method, so they accept the same inputs and
+    hand back alpha planes of the output's size.
+    """
+    rgb, alpha = split_alpha(image)
+    rgb = resize_max(rgb, max_size)
+    if alpha is not None and alpha.size != rgb.size:
+        alpha = alpha.resize(rgb.size, Image.Resampling.LANCZOS)
+    return pil_to_tensor(rgb), alpha
+
+
+def with_alpha(rgb: Image.Image, alpha: Image.Image | None) -> Image.Image:
+    """RGB, or RGBA when the input had transparency (for the Python API)."""
+    if alpha is None:
+        return rgb
+    rgba = rgb.convert("RGBA")
+    rgba.putalpha(alpha)
+    return rgba
 
 
 def check_output_suffix(path: str | os.PathLike) -> str:

@@ -16,6 +16,7 @@ Default weights depend on the VGG preprocessing because the Caffe weights see
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -29,9 +30,12 @@ __all__ = [
     "DEFAULT_CONTENT_LAYERS",
     "DEFAULT_STYLE_LAYERS",
     "DEFAULT_WEIGHTS",
+    "GATYS_CONTENT_LAYERS",
+    "GATYS_DEFAULT_WEIGHTS",
     "LossTerms",
     "LossWeights",
     "PerceptualLoss",
+    "blend_fractions",
     "content_loss",
     "format_layers",
     "gram_matrix",
@@ -44,6 +48,7 @@ __all__ = [
 # (Johnson et al.); the Gatys optimizer uses relu4_2, which lets the style
 # redraw more of the picture.
 DEFAULT_CONTENT_LAYERS = "relu2_2"
+GATYS_CONTENT_LAYERS = "relu4_2"
 DEFAULT_STYLE_LAYERS = "relu1_1,relu2_1,relu3_1,relu4_1,relu5_1"
 
 
@@ -66,6 +71,26 @@ class LossWeights:
 DEFAULT_WEIGHTS = {
     "torchvision": LossWeights(content=1e5, style=1e10, tv=1e2),
     "caffe": LossWeights(content=1.0, style=0.1, tv=1e3),
+}
+
+# Gatys optimizer (relu4_2 content), caffe: the defaults of Johnson's
+# neural-style (content 5, style 100), which uses this very normalisation
+# (feature MSE; Gram / (C*H*W), then MSE) on the same Caffe VGG19; checked
+# on real photos and paintings at 256-384 px (README). TV 1e3 and 1e6 gave
+# indistinguishable pictures there (the painting's strokes dominate the pixel
+# differences), so TV stays small.
+_CAFFE_GATYS = LossWeights(content=5.0, style=100.0, tv=1e3)
+# torchvision features are about 60x smaller than Caffe's (see the module
+# docstring): content scales with 60^2, the Gram loss with 60^4, TV (pixels)
+# not at all. Derived, not tuned: torchvision's weights cannot be had here.
+_FEATURE_RATIO = 60.0
+GATYS_DEFAULT_WEIGHTS = {
+    "caffe": _CAFFE_GATYS,
+    "torchvision": LossWeights(
+        content=_CAFFE_GATYS.content * _FEATURE_RATIO**2,
+        style=_CAFFE_GATYS.style * _FEATURE_RATIO**4,
+        tv=_CAFFE_GATYS.tv,
+    ),
 }
 
 
@@ -105,6 +130,21 @@ def parse_layers(spec: str | dict[str, float], flag: str = "layers") -> dict[str
             raise FastNSTError(f"--{flag}: weight of {name} must be >= 0, not {weight}")
         out[name] = float(weight)
     return out
+
+
+def blend_fractions(blend: list[float] | None, n: int) -> list[float]:
+    """Style blend weights -> fractions summing to 1 (equal when None).
+
+    Checked here once for the trainer, the Gatys optimizer and the CLI.
+    """
+    if blend is None:
+        return [1.0 / n] * n
+    if len(blend) != n:
+        raise FastNSTError(f"--style-blend-weights: {len(blend)} blend weights for {n} style image(s); give one per --style-image")
+    if any(not (b >= 0 and math.isfinite(b)) for b in blend) or sum(blend) <= 0:
+        raise FastNSTError(f"--style-blend-weights: blend weights must be finite numbers >= 0, not all zero (got {', '.join(f'{b:g}' for b in blend)})")
+    total = sum(blend)
+    return [b / total for b in blend]
 
 
 def format_layers(layers: dict[str, float]) -> str:
@@ -168,16 +208,11 @@ class PerceptualLoss(nn.Module):
     @torch.no_grad()
     def set_style(self, images: list[torch.Tensor], blend: list[float] | None = None) -> None:
         """Target Grams of one style image or a weighted blend of several."""
-        if blend is None:
-            blend = [1.0 / len(images)] * len(images)
-        if len(blend) != len(images) or any(not b >= 0 for b in blend) or sum(blend) <= 0:
-            raise FastNSTError("style blend weights must be one non-negative number per style image, not all zero")
-        total = sum(blend)
         grams: dict[str, torch.Tensor] = {}
-        for img, b in zip(images, blend):
+        for img, b in zip(images, blend_fractions(blend, len(images))):
             feats = self.vgg(img, list(self.style_layers))
             for n in self.style_layers:
-                g = gram_matrix(feats[n]).mean(0, keepdim=True) * (b / total)
+                g = gram_matrix(feats[n]).mean(0, keepdim=True) * b
                 grams[n] = grams[n] + g if n in grams else g
         self.target_grams = grams
 

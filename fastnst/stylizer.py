@@ -24,7 +24,7 @@ from .checkpoint import load_model
 from .color import blend, preserve_color
 from .devices import resolve_device
 from .errors import FastNSTError
-from .images import pil_to_tensor, resize_max, split_alpha, tensor_to_pil
+from .images import prepare_input, tensor_to_pil, with_alpha
 from .memory import Budget, Footprint, format_bytes, images_per_call, plan_tiling, stats_pixels
 from .model import MIN_SIZE, ModelConfig, NormStats, TransformerNet
 from .tiling import TilePlan, check_tile_size, run_tiled, stats_sample
@@ -242,20 +242,12 @@ class Stylizer:
 
     def prepare(self, image: Image.Image) -> tuple[torch.Tensor, Image.Image | None]:
         """Image -> (tensor (1, 3, H, W), alpha or None), after --max-size."""
-        rgb, alpha = split_alpha(image)
-        rgb = resize_max(rgb, self.max_size)
-        if alpha is not None and alpha.size != rgb.size:
-            alpha = alpha.resize(rgb.size, Image.Resampling.LANCZOS)
-        return pil_to_tensor(rgb), alpha
+        return prepare_input(image, self.max_size)
 
     def stylize(self, image: Image.Image) -> Image.Image:
         """One image, alpha kept (returned as RGBA when the input had it)."""
         _, rgb, alpha = next(self.stylize_many([(None, image)]))
-        if alpha is None:
-            return rgb
-        rgb = rgb.convert("RGBA")
-        rgb.putalpha(alpha)
-        return rgb
+        return with_alpha(rgb, alpha)
 
     def stylize_many(self, items: Iterable[tuple[Any, Image.Image]]) -> Iterator[tuple[Any, Image.Image, Image.Image | None]]:
         """Stream (key, image) -> (key, RGB, alpha), batching runs of equal size.

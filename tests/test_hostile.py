@@ -19,7 +19,7 @@ from fastnst.data import PhotoDataset, find_images
 from fastnst.errors import FastNSTError
 from fastnst.images import load_rgb
 
-from .conftest import synthetic_photo, tiny_train_args
+from .conftest import TINY_CONTENT_LAYERS, TINY_STYLE_LAYERS, synthetic_photo, tiny_train_args
 from .hostile import CASES, NOT_SCANNED, OK, write_corpus
 
 REFUSED_BY_STYLIZE = {c.name for c in CASES if c.stylize is not OK}
@@ -133,13 +133,9 @@ def test_a_dataset_of_only_broken_files_is_one_line(tmp_path: Path, corpus: Path
 # ---- the fast stylizer, both backends ---------------------------------------------------------
 
 
-@pytest.mark.usefixtures("one_thread")
-@pytest.mark.parametrize("kind", ["pth", "onnx"])
-def test_stylize_the_corpus(kind: str, corpus: Path, styled_models: dict, tmp_path: Path, capsys) -> None:
-    out = tmp_path / "out"
-    code = main(["stylize", "--model", str(styled_models[kind]), str(corpus), "-o", str(out), "--device", "cpu", "--quiet"])
-    err = capsys.readouterr().err
-    assert code == 1 and "Traceback" not in err
+def _check_corpus_output(corpus: Path, out: Path, err: str) -> None:
+    """Every readable file written at its size (alpha kept), every other one named with its reason."""
+    assert "Traceback" not in err
     warned = set(re.findall(r"warning: skipped .*?/([^/]+?): ", err))
     assert warned == REFUSED_BY_STYLIZE
     for case in CASES:
@@ -152,6 +148,48 @@ def test_stylize_the_corpus(kind: str, corpus: Path, styled_models: dict, tmp_pa
             assert (im.mode == "RGBA") == (case.alpha and im.format in ("PNG", "WEBP", "TIFF")), case.name
     for name in ANIMATED:
         assert f"{corpus / name}: 3 frames (an animation or pages); stylized the first" in err
+
+
+@pytest.mark.usefixtures("one_thread")
+@pytest.mark.parametrize("kind", ["pth", "onnx"])
+def test_stylize_the_corpus(kind: str, corpus: Path, styled_models: dict, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "out"
+    code = main(["stylize", "--model", str(styled_models[kind]), str(corpus), "-o", str(out), "--device", "cpu", "--quiet"])
+    assert code == 1
+    _check_corpus_output(corpus, out, capsys.readouterr().err)
+
+
+# ---- the Gatys optimizer: the corpus as photos and as style images ---------------------------
+
+
+def _gatys_args(style: Path, vgg_file: Path) -> list[str]:
+    return [
+        "stylize", "--style-image", str(style), "--vgg-weights", str(vgg_file), "--vgg-preprocess", "caffe",
+        "--content-layers", TINY_CONTENT_LAYERS, "--style-layers", TINY_STYLE_LAYERS,
+        "--iterations", "2", "--device", "cpu", "--quiet",
+    ]  # fmt: skip
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_gatys_stylizes_the_corpus(corpus: Path, style_file: Path, vgg_file: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "out"
+    assert main([*_gatys_args(style_file, vgg_file), str(corpus), "-o", str(out)]) == 1
+    _check_corpus_output(corpus, out, capsys.readouterr().err)
+
+
+@pytest.mark.usefixtures("one_thread")
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
+def test_gatys_style_image_from_the_corpus(case, corpus: Path, vgg_file: Path, tmp_path: Path, capsys) -> None:
+    photo, out = tmp_path / "photo.png", tmp_path / "out.png"
+    synthetic_photo(24, 20).save(photo)
+    code = main([*_gatys_args(corpus / case.name, vgg_file), str(photo), "-o", str(out)])
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    if case.stylize is OK:
+        assert code == 0 and out.exists(), err
+        return
+    assert code == 2 and not out.exists()
+    assert err.startswith(f"fastnst: error: {corpus / case.name}: ") and case.stylize in err and err.count("\n") == 1, err
 
 
 # ---- limits and unsafe files --------------------------------------------------------------------

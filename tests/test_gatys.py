@@ -1,0 +1,211 @@
+"""The Gatys optimizer on tiny images and the tests' random VGG (layers up to relu3_1)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from fastnst.cli import main
+from fastnst.color import rgb_to_ycbcr
+from fastnst.errors import FastNSTError
+from fastnst.gatys import FIRST_STEP, GatysConfig, GatysOptimizer, Pass, _stalled, plan_passes, snapshot_path
+from fastnst.images import pil_to_tensor
+
+from .conftest import TINY_CONTENT_LAYERS, TINY_STYLE_LAYERS, synthetic_photo
+
+
+def _config(style_file: Path, vgg_file: Path, **overrides) -> GatysConfig:
+    settings = dict(
+        style_images=[str(style_file)], vgg_weights=str(vgg_file), vgg_preprocess="caffe",
+        content_layers=TINY_CONTENT_LAYERS, style_layers=TINY_STYLE_LAYERS,
+        iterations=(15,), min_improvement=0.0, device="cpu", progress=False,
+    )  # fmt: skip
+    settings.update(overrides)
+    return GatysConfig(**settings)
+
+
+def _cli(style_file: Path, vgg_file: Path, *args: str) -> list[str]:
+    return [
+        "stylize", "--style-image", str(style_file), "--vgg-weights", str(vgg_file), "--vgg-preprocess", "caffe",
+        "--content-layers", TINY_CONTENT_LAYERS, "--style-layers", TINY_STYLE_LAYERS, "--device", "cpu", "--quiet", *args,
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize("optimizer, lr", [("lbfgs", None), ("adam", 0.05)])
+def test_loss_goes_down(optimizer: str, lr: float | None, style_file: Path, vgg_file: Path) -> None:
+    gatys = GatysOptimizer(_config(style_file, vgg_file, optimizer=optimizer, lr=lr, iterations=(12,)))
+    result = gatys.run(pil_to_tensor(synthetic_photo(24, 20, seed=1)))
+    history = result.passes[0].history
+    assert len(history) == 12 and not result.passes[0].stopped_early
+    assert history[-1] < 0.5 * history[0], history
+    assert result.losses["total"] <= history[-1]
+    assert result.image.shape == (1, 3, 20, 24)
+    assert 0.0 <= float(result.image.min()) and float(result.image.max()) <= 1.0
+
+
+def test_pixels_stay_in_range_even_with_large_steps(style_file: Path, vgg_file: Path) -> None:
+    gatys = GatysOptimizer(_config(style_file, vgg_file, optimizer="adam", lr=5.0, iterations=(3,), style_weight=1e4, save_every=1))
+    seen: list[torch.Tensor] = []
+    gatys.run(pil_to_tensor(synthetic_photo(20, 20)), on_snapshot=lambda it, x: seen.append(x.clone()))
+    assert len(seen) == 3
+    for x in seen:
+        assert float(x.min()) >= 0.0 and float(x.max()) <= 1.0
+        assert ((x == 0) | (x == 1)).float().mean() > 0.2, "the steps were large enough to need the clamp"
+
+
+def test_first_lbfgs_step_is_sized_in_pixels(style_file: Path, vgg_file: Path) -> None:
+    """torch's own first step, 1/|g|_1, shrinks with the pixel count; ours moves the largest pixel by FIRST_STEP."""
+    photo = pil_to_tensor(synthetic_photo(24, 20, seed=7)) * 0.5 + 0.25  # away from 0 and 1: no clamping
+    seen: list[torch.Tensor] = []
+    GatysOptimizer(_config(style_file, vgg_file, iterations=(1,), save_every=1)).run(photo, on_snapshot=lambda it, x: seen.append(x.clone()))
+    assert float((seen[0] - photo).abs().max()) == pytest.approx(FIRST_STEP, rel=1e-3)
+
+
+def test_noise_init_moves_towards_the_photo(style_file: Path, vgg_file: Path) -> None:
+    photo = pil_to_tensor(synthetic_photo(20, 20, seed=3))
+    result = GatysOptimizer(_config(style_file, vgg_file, init="noise", iterations=(15,), style_weight=0.0, tv_weight=0.0)).run(photo)
+    history = result.passes[0].history
+    assert history[-1] < 0.3 * history[0]
+
+
+def test_plan_passes() -> None:
+    assert plan_passes((300, 400), (), (50,)) == [Pass((300, 400), 50)]
+    assert plan_passes((300, 400), (100, 200), (50,)) == [Pass((75, 100), 50), Pass((150, 200), 50), Pass((300, 400), 50)]
+    # per-pass counts; a scale not below the image's longer side is dropped with its count
+    assert plan_passes((300, 400), (200, 400), (80, 40, 20)) == [Pass((150, 200), 80), Pass((300, 400), 20)]
+    # a pass whose shorter side falls under VGG's minimum is dropped
+    assert plan_passes((30, 400), (100,), (9,), min_side=16) == [Pass((30, 400), 9)]
+
+
+def test_coarse_to_fine_gives_the_requested_size(style_file: Path, vgg_file: Path) -> None:
+    gatys = GatysOptimizer(_config(style_file, vgg_file, scales=(20,), iterations=(4, 2)))
+    result = gatys.run(pil_to_tensor(synthetic_photo(41, 27, seed=2)))
+    assert [p.size for p in result.passes] == [(13, 20), (27, 41)]
+    assert [p.iterations for p in result.passes] == [4, 2]
+    assert result.image.shape == (1, 3, 27, 41)
+
+
+def test_cli_odd_size_alpha_and_snapshots(style_file: Path, vgg_file: Path, tmp_path: Path) -> None:
+    src = tmp_path / "in.png"
+    img = synthetic_photo(37, 29, seed=4).convert("RGBA")
+    img.putalpha(Image.linear_gradient("L").resize((37, 29)))
+    img.save(src)
+    out = tmp_path / "out.png"
+    assert main(_cli(style_file, vgg_file, str(src), "--output", str(out), "--iterations", "4", "--save-every", "2")) == 0
+    with Image.open(out) as im:
+        assert im.size == (37, 29) and im.mode == "RGBA"
+        np.testing.assert_array_equal(np.asarray(im.getchannel("A")), np.asarray(img.getchannel("A")))
+    assert sorted(p.name for p in snapshot_path(out, 0).parent.iterdir()) == ["00002.png", "00004.png"]
+    # the snapshot folder is protected like the output
+    out2 = tmp_path / "out2.png"
+    snapshot_path(out2, 0).parent.mkdir()
+    assert main(_cli(style_file, vgg_file, str(src), "--output", str(out2), "--iterations", "2", "--save-every", "2")) == 2
+
+
+def test_cli_folder_and_tiny_images(style_file: Path, vgg_file: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "in"
+    (folder / "sub").mkdir(parents=True)
+    synthetic_photo(5, 3).save(folder / "tiny.png")
+    synthetic_photo(60, 45, seed=1).save(folder / "sub" / "big.jpg")
+    out = tmp_path / "out"
+    assert main(_cli(style_file, vgg_file, str(folder), "--output", str(out), "--iterations", "2", "--max-size", "30")) == 0
+    with Image.open(out / "tiny.png") as a, Image.open(out / "sub" / "big.jpg") as b:
+        assert a.size == (5, 3) and b.size == (30, 22) and b.format == "JPEG"
+
+
+def test_preserve_color_keeps_the_chroma(style_file: Path, vgg_file: Path) -> None:
+    grey = synthetic_photo(24, 24, seed=5).convert("L").convert("RGB")  # no chroma; the style is red/blue/yellow
+    settings = dict(iterations=(8,), style_weight=1e4, content_weight=0.0)
+    plain = GatysOptimizer(_config(style_file, vgg_file, **settings)).stylize(grey)
+    kept = GatysOptimizer(_config(style_file, vgg_file, preserve_color=True, **settings)).stylize(grey)
+    chroma = lambda im: rgb_to_ycbcr(pil_to_tensor(im))[:, 1:].abs().mean().item()  # noqa: E731
+    assert chroma(plain) > 0.005 and chroma(kept) < 0.001, (chroma(plain), chroma(kept))
+
+
+def test_blend_weights(style_file: Path, vgg_file: Path, tmp_path: Path) -> None:
+    other = tmp_path / "other.png"
+    synthetic_photo(40, 40, seed=9).save(other)
+    photo = synthetic_photo(20, 20, seed=6)
+    single = GatysOptimizer(_config(style_file, vgg_file, iterations=(3,))).stylize(photo)
+    blended = GatysOptimizer(_config(style_file, vgg_file, iterations=(3,), style_images=[str(style_file), str(other)], style_blend_weights=[1.0, 0.0])).stylize(photo)
+    np.testing.assert_array_equal(np.asarray(single), np.asarray(blended))
+    mixed = GatysOptimizer(_config(style_file, vgg_file, iterations=(3,), style_images=[str(style_file), str(other)])).stylize(photo)
+    assert not np.array_equal(np.asarray(single), np.asarray(mixed))
+    for bad in ([1.0], [1.0, -1.0], [0.0, 0.0]):
+        with pytest.raises(FastNSTError, match="--style-blend-weights"):
+            _config(style_file, vgg_file, style_images=[str(style_file), str(other)], style_blend_weights=bad).validate()
+
+
+def test_early_stop_when_the_loss_stalls(style_file: Path, vgg_file: Path) -> None:
+    assert not _stalled([10.0, 9.0, 8.0], 2, 0.1) and _stalled([10.0, 9.5, 9.4], 2, 0.1)
+    assert not _stalled([10.0, 10.0, 10.0], 2, 0.0), "0 disables early stopping"
+    gatys = GatysOptimizer(_config(style_file, vgg_file, iterations=(200,), stall_window=3, min_improvement=0.5))
+    report = gatys.run(pil_to_tensor(synthetic_photo(24, 24))).passes[0]
+    assert report.stopped_early and report.iterations < 200
+
+
+def test_non_finite_loss_stops_and_writes_nothing(style_file: Path, vgg_file: Path, tmp_path: Path, capsys) -> None:
+    src, out = tmp_path / "in.jpg", tmp_path / "out.jpg"
+    synthetic_photo(24, 24).save(src)
+    assert main(_cli(style_file, vgg_file, str(src), "--output", str(out), "--style-weight", "3e38")) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("fastnst: error: the loss became inf") and "wrote nothing" in err and "Traceback" not in err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["{img}", "-o", "o.jpg"], "--model is required"),
+        (["{img}", "-o", "o.jpg", "--method", "fast"], "--method fast needs --model"),
+        (["{img}", "-o", "o.jpg", "--method", "gatys"], "--method gatys needs --style-image"),
+        (["{img}", "-o", "o.jpg", "--model", "m.pth", "--iterations", "5"], "--iterations: only for the Gatys optimizer"),
+        (["{img}", "-o", "o.jpg", "--model", "m.pth", "--style-image", "{img}"], "--style-image: only for the Gatys optimizer"),
+        (["{img}", "-o", "o.jpg", "--method", "gatys", "--model", "m.pth", "--style-image", "{img}"], "--model is not used by --method gatys"),
+        (["{img}", "-o", "o.jpg", "--style-image", "nope.jpg"], "nope.jpg: no such file"),
+        (["{img}", "-o", "o.jpg", "--style-image", "{img}", "--style-blend-weights", "1,2"], "2 blend weights for 1 style image"),
+        (["{img}", "-o", "o.jpg", "--style-image", "{img}", "--scales", "64,32"], "--scales: give increasing sizes"),
+        (["{img}", "-o", "o.jpg", "--style-image", "{img}", "--scales", "64", "--iterations", "1,2,3"], "3 values for 2 passes"),
+        (["{img}", "-o", "o.jpg", "--style-image", "{img}", "--style-scale", "0"], "--style-scale: invalid value 0"),
+        (["{img}", "-o", "o.jpg", "--style-image", "{img}", "--vgg-weights", "{vgg}", "--style-layers", "relu5_1"], "lacks VGG19 layers"),
+        (["{img}", "-o", "o.jpg", "--style-image", "{img}", "--content-layers", "relu9_9"], "unknown VGG19 layer"),
+        (["clip.mp4", "-o", "o.mp4", "--style-image", "{img}"], "videos and --webcam need a trained --model"),
+        (["--webcam", "--style-image", "{img}"], "videos and --webcam need a trained --model"),
+        (["{img}", "-o", "o.jpg", "--style-image", "{img}", "--stabilize"], "--stabilize: only for trained models"),
+        (["{img}", "-o", "o.jpg", "--style-image", "{img}", "--providers", "cpu"], "--providers: only for trained models"),
+        (["--style-image", "{img}", "-o", "o.jpg"], "give at least one INPUT"),
+    ],
+)
+def test_user_errors_are_one_line(args: list[str], message: str, tmp_path: Path, vgg_file: Path, capsys, monkeypatch) -> None:
+    img = tmp_path / "img.jpg"
+    synthetic_photo(20, 20).save(img)
+    monkeypatch.chdir(tmp_path)
+    assert main(["stylize", *(a.format(img=img, vgg=vgg_file) for a in args)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("fastnst: error:") and message in err and "Traceback" not in err, err
+    assert not (tmp_path / "o.jpg").exists()
+
+
+def test_bad_lists_are_rejected_by_the_parser(capsys) -> None:
+    for flag, value in (("--iterations", "0"), ("--scales", "a,b"), ("--style-blend-weights", "-1")):
+        with pytest.raises(SystemExit) as e:
+            main(["stylize", "x.jpg", "-o", "o.jpg", "--style-image", "s.jpg", flag, value])
+        assert e.value.code == 2 and flag in capsys.readouterr().err
+
+
+def test_help_says_it_is_slow_on_cpu(capsys) -> None:
+    with pytest.raises(SystemExit):
+        main(["stylize", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "slow on a CPU" in out and "--style-image" in out and "--scales" in out
+
+
+def test_device_is_honoured(style_file: Path, vgg_file: Path) -> None:
+    if not torch.cuda.is_available():
+        pytest.skip("no GPU")
+    gatys = GatysOptimizer(_config(style_file, vgg_file, device="cuda", iterations=(3,)))
+    assert gatys.run(pil_to_tensor(synthetic_photo(20, 20))).image.device.type == "cpu"
