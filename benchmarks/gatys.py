@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -33,6 +32,9 @@ import torch
 from PIL import Image, ImageOps
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from onnx_cpu import cpu_name  # noqa: E402
 
 from fastnst.gatys import GatysConfig, GatysOptimizer, GatysResult  # noqa: E402
 from fastnst.images import load_rgb, pil_to_tensor, tensor_to_pil  # noqa: E402
@@ -139,20 +141,10 @@ def compare_coarse_to_fine(args: argparse.Namespace, style: str) -> dict:
     return out
 
 
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def environment(args: argparse.Namespace) -> dict:
     cuda = torch.cuda.is_available() and args.device != "cpu"
     return {
-        "device": torch.cuda.get_device_name() if cuda else f"CPU ({_cpu_name()}, {os.cpu_count()} cores), {torch.get_num_threads()} threads",
+        "device": torch.cuda.get_device_name() if cuda else f"CPU ({cpu_name()}, {os.cpu_count()} cores), {torch.get_num_threads()} threads",
         "cpu_count": os.cpu_count(),
         "load_average_at_start": [round(v, 1) for v in os.getloadavg()] if hasattr(os, "getloadavg") else None,
         "torch": torch.__version__,
