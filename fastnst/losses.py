@@ -73,13 +73,14 @@ DEFAULT_WEIGHTS = {
     "caffe": LossWeights(content=1.0, style=0.1, tv=1e3),
 }
 
-# Gatys optimizer (relu4_2 content), caffe: the defaults of Johnson's
-# neural-style (content 5, style 100), which uses this very normalisation
-# (feature MSE; Gram / (C*H*W), then MSE) on the same Caffe VGG19; checked
-# on real photos and paintings at 256-384 px (README). TV 1e3 and 1e6 gave
-# indistinguishable pictures there (the painting's strokes dominate the pixel
-# differences), so TV stays small.
-_CAFFE_GATYS = LossWeights(content=5.0, style=100.0, tv=1e3)
+# Gatys optimizer (relu4_2 content), caffe: Johnson's neural-style uses this
+# very normalisation (feature MSE; Gram / (C*H*W), then MSE) on the same
+# Caffe VGG19 with content 5, style 100. At 384 px style 100 painted over
+# the subject for bold styles (candy: the Chicago skyline unreadable), while
+# style 20 kept it readable and still painted starry night, candy and the
+# great wave convincingly (README). TV 1e3 and 1e6 gave indistinguishable
+# pictures (the painting's strokes dominate the pixel differences).
+_CAFFE_GATYS = LossWeights(content=5.0, style=20.0, tv=1e3)
 # torchvision features are about 60x smaller than Caffe's (see the module
 # docstring): content scales with 60^2, the Gram loss with 60^4, TV (pixels)
 # not at all. Derived, not tuned: torchvision's weights cannot be had here.
