@@ -125,7 +125,7 @@ def add_train_parser(sub: argparse._SubParsersAction) -> None:
     length.add_argument("--iterations", type=_positive_int, metavar="N", help="number of optimizer steps (default: 40000, about 2 epochs of COCO)")
     length.add_argument("--epochs", type=float, metavar="E", help="train for E passes over the dataset instead of --iterations")
     g.add_argument("--lr", type=float, metavar="LR", help="Adam learning rate (default: 1e-3)")
-    g.add_argument("--width", type=float, metavar="X", help="channel multiplier of the network; 0.5 is ~4x faster, for CPU use (default: 1.0)")
+    g.add_argument("--width", type=float, metavar="X", help="channel multiplier of the network; 0.5 has ~4x fewer operations, for CPU use (default: 1.0)")
     g.add_argument("--seed", type=int, metavar="N", help="seed for initialisation and data order (default: 42)")
 
     g = p.add_argument_group("hardware")
