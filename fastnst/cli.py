@@ -182,8 +182,8 @@ def add_stylize_parser(sub: argparse._SubParsersAction) -> None:
         description=(
             "Stylize images, videos (audio kept), folders (recursively) and glob patterns, or a live webcam, with a\n"
             "trained network (--model); or, without one, stylize images by optimising each for a style image\n"
-            "(--style-image; Gatys et al.). The optimizer is slow on a CPU (seconds per iteration at 256-384 px,\n"
-            "up to a few hundred iterations per image): use a GPU, or --max-size 384 on a CPU."
+            "(--style-image; Gatys et al.). The optimizer is slow on a CPU (0.4-2 s per iteration at 256-512 px\n"
+            "on 2 idle cores, up to a few hundred iterations per image): use a GPU, or --max-size 384 on a CPU."
         ),
         epilog=STYLIZE_EPILOG.format(keys=_webcam_keys()),
         formatter_class=_Formatter,
@@ -195,7 +195,7 @@ def add_stylize_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-size", type=_positive_int, metavar="PX", help="shrink inputs so the longer side is at most PX (default: keep the input size)")
     p.add_argument("--preserve-color", action="store_true", help="keep the photo's colours, take only the luminance of the style")
     p.add_argument("--strength", type=float, default=1.0, metavar="S", help="blend with the photo: 1 = fully stylized, 0 = unchanged (default: 1)")
-    p.add_argument("--batch-size", type=_positive_int, default=4, metavar="N", help="trained models: stylize up to N same-size images per network call (default: 4)")
+    p.add_argument("--batch-size", type=_positive_int, metavar="N", help="trained models: stylize up to N same-size images per network call (default: 4)")
     p.add_argument("--device", default="auto", metavar="DEV", help="auto, cpu or cuda[:N] (default: auto = the GPU when it is usable)")
     p.add_argument("--providers", metavar="LIST", help="ONNX models only: ONNX Runtime execution providers in priority order, e.g. cuda,cpu or tensorrt,cuda,cpu (default: from --device; auto = CUDA when usable, else CPU)")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files (and --save-every folders)")
@@ -246,7 +246,7 @@ def _add_gatys_flags(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--style-image", action="append", metavar="PATH", default=S, help="the painting whose style to copy; repeat to blend several")
     g.add_argument("--style-blend-weights", type=_number_list(float, 0), metavar="W,W", default=S, help="one weight per --style-image, e.g. 0.7,0.3 (default: equal)")
-    g.add_argument("--style-scale", type=float, metavar="X", default=S, help="style image size relative to the output: larger = longer, broader brush strokes; smaller = the painting's motifs repeated smaller (default: 1)")
+    g.add_argument("--style-scale", type=float, metavar="X", default=S, help="style image size relative to the output: larger = longer, broader brush strokes; smaller = the painting's motifs repeated smaller; at most 10 (default: 1)")
     g.add_argument("--iterations", type=_number_list(int, 1), metavar="N[,N]", default=S, help=f"iterations per pass, one number for all or one per pass (default: {DEFAULT_ITERATIONS})")
     g.add_argument("--scales", type=_number_list(int, 16), metavar="PX,PX", default=S, help="coarse-to-fine: first optimise at these longer sides, each result starting the next, then at full size; e.g. 256,512 (default: full size only)")
     g.add_argument("--optimizer", choices=["lbfgs", "adam"], default=S, help="L-BFGS converges in a few hundred iterations; Adam is steadier but needs more (default: lbfgs)")
@@ -342,7 +342,7 @@ def cmd_gatys(args: argparse.Namespace) -> int:
 
     if args.webcam is not None or args.video or any(is_video(i) for i in args.inputs):
         raise FastNSTError("videos and --webcam need a trained --model: the Gatys optimizer takes minutes per picture")
-    _reject(args, (*WEBCAM_ONLY, *VIDEO_ONLY, "providers"), "trained models (--model)")
+    _reject(args, (*WEBCAM_ONLY, *VIDEO_ONLY, "providers", "tile_size", "max_memory", "batch_size"), "trained models (--model)")
     _require_inputs_and_output(args)
     if args.max_pixels:
         set_max_pixels(args.max_pixels)
@@ -426,13 +426,15 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+DEFAULT_STYLIZE_BATCH = 4
+
 # Flags that make no sense outside their mode are refused rather than ignored.
 VIDEO_ONLY = ("stabilize", "stabilize_strength", "no_audio")
 WEBCAM_ONLY = ("record", "no_display", "side_by_side", "max_frames", "all_frames")
 
 
 def _reject(args: argparse.Namespace, names: Sequence[str], scope: str) -> None:
-    given = ["--" + n.replace("_", "-") for n in names if getattr(args, n, None) not in (None, False)]
+    given = ["--" + n.replace("_", "-") for n in names if getattr(args, n, None) is not None and getattr(args, n) is not False]
     if given:
         raise FastNSTError(f"{', '.join(given)}: only for {scope}")
 
@@ -449,7 +451,7 @@ def _stylizer(args: argparse.Namespace, model: str) -> Stylizer:
         preserve_color=args.preserve_color,
         strength=args.strength,
         max_size=args.max_size,
-        batch_size=args.batch_size,
+        batch_size=args.batch_size or DEFAULT_STYLIZE_BATCH,
         max_memory=parse_bytes(args.max_memory) if args.max_memory else None,
         tile_size=args.tile_size,
         log=None if args.quiet else _note,

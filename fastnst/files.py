@@ -29,7 +29,9 @@ _GLOB_CHARS = set("*?[")
 
 Source = tuple[Path, Path]  # (file, the root it was found under, for relative output names)
 
-ProcessFn = Callable[[Iterable[tuple[Any, Image.Image]]], Iterator[tuple[Any, Image.Image, "Image.Image | None"]]]
+# A process yields (key, RGB, alpha or None) per image, or (key, None, reason)
+# for an image it could not stylize (reported and counted like an unreadable file).
+ProcessFn = Callable[[Iterable[tuple[Any, Image.Image]]], Iterator[tuple[Any, "Image.Image | None", "Image.Image | str | None"]]]
 
 
 class MediaKind(NamedTuple):
@@ -117,7 +119,8 @@ def _check_pairs(pairs: list[tuple[Path, Path]], overwrite: bool) -> None:
 def process_files(process: ProcessFn, pairs: list[tuple[Path, Path]], progress: bool = True, desc: str = "stylizing") -> int:
     """Read, process and atomically write each pair; returns how many failed.
 
-    A file that cannot be read is reported and skipped; the rest still run.
+    A file that cannot be read or stylized is reported and skipped; the
+    rest still run.
     """
     failed = 0
 
@@ -137,6 +140,10 @@ def process_files(process: ProcessFn, pairs: list[tuple[Path, Path]], progress: 
     bar = tqdm(total=len(pairs), desc=desc, unit="img", disable=not progress or len(pairs) < 2)
     with bar:
         for (src, dst), rgb, alpha in process(items()):
-            save_image(rgb, dst, alpha)
+            if rgb is None:
+                failed += 1
+                tqdm.write(f"warning: skipped {src}: {alpha}", file=sys.stderr)
+            else:
+                save_image(rgb, dst, alpha)
             bar.update(1)
     return failed

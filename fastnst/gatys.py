@@ -71,6 +71,7 @@ LBFGS_HISTORY = 50  # torch's default is 100; each entry is 2 image-sized vector
 STALL_WINDOW = 50  # iterations over which the relative improvement is measured
 DEFAULT_MIN_IMPROVEMENT = 0.01  # 1 % over STALL_WINDOW iterations: later changes are hard to see
 LARGE_ON_CPU = 512  # longer side above which a CPU run gets a warning
+MAX_STYLE_SCALE = 10.0  # the style image is resized to this times the output: beyond, memory runs out
 
 
 @dataclass
@@ -128,7 +129,8 @@ class GatysConfig:
     def _check_numbers(self) -> None:
         finite = lambda v, low=0.0: v >= low and math.isfinite(v)  # noqa: E731
         checks = [
-            ("--style-scale", self.style_scale, finite(self.style_scale) and self.style_scale > 0),
+            ("--style-scale", self.style_scale, 0 < self.style_scale <= MAX_STYLE_SCALE),
+            ("--seed", self.seed, 0 <= self.seed < 2**63),
             ("--lr", self.lr, self.lr is None or (finite(self.lr) and self.lr > 0)),
             ("--save-every", self.save_every, self.save_every is None or self.save_every >= 1),
             ("--min-improvement", self.min_improvement, finite(self.min_improvement)),
@@ -347,7 +349,7 @@ class GatysOptimizer:
         x, alpha = prepare_input(image, self.cfg.max_size)
         label = Path(output).name if output else ""
         self._warn_if_slow(x, label)
-        snapshot = self._snapshot_writer(x, Path(output)) if output is not None and self.cfg.save_every else None
+        snapshot = self._snapshot_writer(x, alpha, Path(output)) if output is not None and self.cfg.save_every else None
         result = self.run(x, snapshot, label)
         if self.cfg.progress:
             tqdm.write(f"{label or 'image'}: {result.summary()}", file=sys.stderr)
@@ -364,9 +366,15 @@ class GatysOptimizer:
         """(key, image) -> (key, RGB, alpha), one image at a time, for :func:`fastnst.files.process_files`.
 
         ``output_of(key)`` names each destination (for progress and snapshots).
+        An image whose loss diverges gives (key, None, reason), so that one
+        bad picture does not end a folder run.
         """
         for key, image in items:
-            rgb, alpha, _ = self.stylize_image(image, output_of(key) if output_of else None)
+            try:
+                rgb, alpha, _ = self.stylize_image(image, output_of(key) if output_of else None)
+            except NonFiniteLoss as e:
+                yield key, None, str(e)
+                continue
             yield key, rgb, alpha
 
     # ------------------------------------------------------------ internals
@@ -377,8 +385,13 @@ class GatysOptimizer:
         return F.pad(x, (0, pw, 0, ph), mode="replicate") if ph or pw else x
 
     def _style_tensor(self, output_side: int, k: int) -> torch.Tensor:
-        """Style image k scaled to ``style_scale`` times the pass's longer side (sets the stroke size)."""
-        side = max(self.min_side, round(self.cfg.style_scale * output_side))
+        """Style image k scaled to ``style_scale`` times the pass's longer side (sets the stroke size).
+
+        Never so small that its shorter side leaves VGG's deepest layer empty
+        (a wide painting at a small scale or on a coarse pass).
+        """
+        w, h = self.styles[k].size
+        side = max(round(self.cfg.style_scale * output_side), math.ceil(self.min_side * max(w, h) / min(w, h)))
         return pil_to_tensor(resize_long_side(self.styles[k], side)).to(self.device)
 
     def _initial(self, photo: torch.Tensor) -> torch.Tensor:
@@ -448,11 +461,13 @@ class GatysOptimizer:
             y = preserve_color(y, photo)
         return blend(y, photo, self.cfg.strength)
 
-    def _snapshot_writer(self, photo: torch.Tensor, output: Path) -> Callable[[int, torch.Tensor], None]:
+    def _snapshot_writer(self, photo: torch.Tensor, alpha: Image.Image | None, output: Path) -> Callable[[int, torch.Tensor], None]:
         def write(iteration: int, x: torch.Tensor) -> None:
             h, w = photo.shape[-2:]
             y = x[..., : min(h, x.shape[-2]), : min(w, x.shape[-1])].cpu()
-            save_image(tensor_to_pil(self._finish(y, _resize(photo, tuple(y.shape[-2:])))), snapshot_path(output, iteration))
+            size = (y.shape[-1], y.shape[-2])  # a coarse pass is smaller than the output
+            mask = alpha if alpha is None or alpha.size == size else alpha.resize(size, Image.Resampling.LANCZOS)
+            save_image(tensor_to_pil(self._finish(y, _resize(photo, tuple(y.shape[-2:])))), snapshot_path(output, iteration), mask)
 
         return write
 

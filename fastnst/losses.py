@@ -142,7 +142,7 @@ def blend_fractions(blend: list[float] | None, n: int) -> list[float]:
         return [1.0 / n] * n
     if len(blend) != n:
         raise FastNSTError(f"--style-blend-weights: {len(blend)} blend weights for {n} style image(s); give one per --style-image")
-    if any(not (b >= 0 and math.isfinite(b)) for b in blend) or sum(blend) <= 0:
+    if any(not (b >= 0 and math.isfinite(b)) for b in blend) or not 0 < sum(blend) < math.inf:
         raise FastNSTError(f"--style-blend-weights: blend weights must be finite numbers >= 0, not all zero (got {', '.join(f'{b:g}' for b in blend)})")
     total = sum(blend)
     return [b / total for b in blend]

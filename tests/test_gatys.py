@@ -100,6 +100,8 @@ def test_cli_odd_size_alpha_and_snapshots(style_file: Path, vgg_file: Path, tmp_
         assert im.size == (37, 29) and im.mode == "RGBA"
         np.testing.assert_array_equal(np.asarray(im.getchannel("A")), np.asarray(img.getchannel("A")))
     assert sorted(p.name for p in snapshot_path(out, 0).parent.iterdir()) == ["00002.png", "00004.png"]
+    with Image.open(snapshot_path(out, 2)) as snap:
+        assert snap.mode == "RGBA" and snap.size == (37, 29), "snapshots show what the output will show"
     # the snapshot folder is protected like the output
     out2 = tmp_path / "out2.png"
     snapshot_path(out2, 0).parent.mkdir()
@@ -135,7 +137,7 @@ def test_blend_weights(style_file: Path, vgg_file: Path, tmp_path: Path) -> None
     np.testing.assert_array_equal(np.asarray(single), np.asarray(blended))
     mixed = GatysOptimizer(_config(style_file, vgg_file, iterations=(3,), style_images=[str(style_file), str(other)])).stylize(photo)
     assert not np.array_equal(np.asarray(single), np.asarray(mixed))
-    for bad in ([1.0], [1.0, -1.0], [0.0, 0.0]):
+    for bad in ([1.0], [1.0, -1.0], [0.0, 0.0], [1e308, 1e308]):
         with pytest.raises(FastNSTError, match="--style-blend-weights"):
             _config(style_file, vgg_file, style_images=[str(style_file), str(other)], style_blend_weights=bad).validate()
 
@@ -148,13 +150,26 @@ def test_early_stop_when_the_loss_stalls(style_file: Path, vgg_file: Path) -> No
     assert report.stopped_early and report.iterations < 200
 
 
-def test_non_finite_loss_stops_and_writes_nothing(style_file: Path, vgg_file: Path, tmp_path: Path, capsys) -> None:
-    src, out = tmp_path / "in.jpg", tmp_path / "out.jpg"
-    synthetic_photo(24, 24).save(src)
-    assert main(_cli(style_file, vgg_file, str(src), "--output", str(out), "--style-weight", "3e38")) == 2
+def test_non_finite_loss_skips_the_image_and_writes_nothing(style_file: Path, vgg_file: Path, tmp_path: Path, capsys) -> None:
+    folder, out = tmp_path / "in", tmp_path / "out"
+    folder.mkdir()
+    for i in range(2):
+        synthetic_photo(24, 24, seed=i).save(folder / f"p{i}.jpg")
+    assert main(_cli(style_file, vgg_file, str(folder), "--output", str(out), "--style-weight", "3e38")) == 1
     err = capsys.readouterr().err
-    assert err.startswith("fastnst: error: the loss became inf") and "wrote nothing" in err and "Traceback" not in err
-    assert not out.exists()
+    for i in range(2):  # the first failure does not end the run
+        assert f"warning: skipped {folder / f'p{i}.jpg'}: the loss became inf" in err, err
+    assert "wrote nothing" in err and "Traceback" not in err
+    assert not out.exists() or not any(out.iterdir())
+    with pytest.raises(FastNSTError, match="the loss became inf"):  # the Python API raises
+        GatysOptimizer(_config(style_file, vgg_file, style_weight=3e38)).stylize(synthetic_photo(24, 24))
+
+
+def test_a_wide_style_image_at_a_small_scale_still_reaches_every_layer(vgg_file: Path, tmp_path: Path) -> None:
+    wide = tmp_path / "wide.png"
+    synthetic_photo(160, 10, seed=3).save(wide)  # at --style-scale 0.1 of 32 px its short side would be 0
+    out = GatysOptimizer(_config(wide, vgg_file, iterations=(2,), style_scale=0.1)).stylize(synthetic_photo(32, 24))
+    assert out.size == (32, 24)
 
 
 @pytest.mark.parametrize(
@@ -178,6 +193,11 @@ def test_non_finite_loss_stops_and_writes_nothing(style_file: Path, vgg_file: Pa
         (["{img}", "-o", "o.jpg", "--style-image", "{img}", "--stabilize"], "--stabilize: only for trained models"),
         (["{img}", "-o", "o.jpg", "--style-image", "{img}", "--providers", "cpu"], "--providers: only for trained models"),
         (["--style-image", "{img}", "-o", "o.jpg"], "give at least one INPUT"),
+        (["{img}", "-o", "o.jpg", "--style-image", "{img}", "--tile-size", "300"], "--tile-size: only for trained models"),
+        (["{img}", "-o", "o.jpg", "--style-image", "{img}", "--max-memory", "1G", "--batch-size", "2"], "--max-memory, --batch-size: only for trained models"),
+        (["{img}", "-o", "o.jpg", "--style-image", "{img}", "--stabilize-strength", "0"], "--stabilize-strength: only for trained models"),
+        (["{img}", "-o", "o.jpg", "--style-image", "{img}", "--style-scale", "1e6"], "--style-scale: invalid value"),
+        (["{img}", "-o", "o.jpg", "--style-image", "{img}", "--init", "noise", "--seed", "100000000000000000000000"], "--seed: invalid value"),
     ],
 )
 def test_user_errors_are_one_line(args: list[str], message: str, tmp_path: Path, vgg_file: Path, capsys, monkeypatch) -> None:
