@@ -13,6 +13,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import torch
+
 from . import __version__, distributed
 from .errors import FastNSTError
 from .losses import DEFAULT_CONTENT_LAYERS, DEFAULT_STYLE_LAYERS
@@ -549,6 +551,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         if distributed.is_rank_zero():
             print("fastnst: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except (torch.OutOfMemoryError, MemoryError) as e:
+        # Too large a picture or batch is a user's choice, not a crash: say which knobs to turn.
+        where = "GPU" if isinstance(e, torch.OutOfMemoryError) else "CPU"
+        print(
+            f"fastnst: error: out of {where} memory. Use smaller images or batches (stylize: --max-size, --batch-size, "
+            "--max-memory or --tile-size; train: --image-size, --batch-size), or --device cpu",
+            file=sys.stderr,
+        )
+        return EXIT_USER_ERROR
 
 
 def run_subcommand(name: str) -> None:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +13,7 @@ from PIL import Image
 from fastnst.checkpoint import save_model
 from fastnst.cli import build_parser, main
 from fastnst.color import rgb_to_ycbcr
+from fastnst.errors import FastNSTError
 from fastnst.images import pil_to_tensor
 from fastnst.model import ModelConfig, TransformerNet
 from fastnst.stylizer import Stylizer, TorchBackend
@@ -189,3 +191,30 @@ def test_batched_equals_one_by_one_and_order_is_kept(stylizer_backend: TorchBack
 def test_tiny_images_work(stylizer_backend: TorchBackend) -> None:
     for size in ((1, 1), (3, 7), (15, 40)):
         assert Stylizer(stylizer_backend).stylize(synthetic_photo(*size)).size == size
+
+
+@pytest.mark.parametrize(
+    "choice, message",
+    [("cuda:x", "must be auto, cpu or cuda[:N]"), ("gpu", "must be auto, cpu or cuda[:N]"), ("cuda:7", "has 1 CUDA GPU(s), cuda:0 to cuda:0")],
+)
+def test_device_names_are_checked_against_the_machine(choice: str, message: str, monkeypatch) -> None:
+    from fastnst.devices import resolve_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # pretend: one GPU
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(FastNSTError, match=re.escape(message)):
+        resolve_device(choice)
+    assert resolve_device("cuda:0") == torch.device("cuda:0")
+
+
+@pytest.mark.parametrize("error", [torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20 GiB"), MemoryError()])
+def test_out_of_memory_is_one_line_with_the_knobs(error: Exception, monkeypatch, capsys) -> None:
+    import fastnst.cli as cli
+
+    def explode(args):
+        raise error
+
+    monkeypatch.setattr(cli, "cmd_stylize", explode)
+    assert main(["stylize", "x.jpg", "-o", "y.jpg"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("fastnst: error: out of ") and "--max-size" in err and err.count("\n") == 1
