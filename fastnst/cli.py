@@ -17,7 +17,7 @@ import torch
 
 from . import __version__, distributed
 from .errors import FastNSTError
-from .losses import DEFAULT_CONTENT_LAYERS, DEFAULT_STYLE_LAYERS
+from .losses import DEFAULT_CONTENT_LAYERS, DEFAULT_STYLE_LAYERS, DEFAULT_WEIGHTS
 
 if TYPE_CHECKING:
     from .stylizer import Stylizer
@@ -53,6 +53,27 @@ def _non_negative_float(text: str) -> float:
     if not value >= 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
     return value
+
+
+def _num(x: float) -> str:
+    """1e10 as '1e10', 0.3 as '0.3': how defaults read in --help."""
+    return f"{x:g}" if x == 0 or 1e-3 <= abs(x) < 1e4 else f"{x:.0e}".replace("e+0", "e").replace("e+", "e")
+
+
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _duration(text: str) -> float:
+    """argparse type for a wall-clock budget: ``90`` (seconds), ``90s``, ``15m``, ``1h30m``, ``2.5h``."""
+    import re
+
+    parts = re.findall(r"(\d+(?:\.\d*)?|\.\d+)\s*([smhd]?)", text.strip().lower())
+    if not parts or re.sub(r"(\d+(?:\.\d*)?|\.\d+)\s*[smhd]?", "", text.strip().lower()).strip():
+        raise argparse.ArgumentTypeError(f"expected a duration such as 90, 90s, 15m or 1h30m, got '{text}'")
+    seconds = sum(float(n) * _DURATION_UNITS[u or "s"] for n, u in parts)
+    if not 0 < seconds < 365 * 86400:
+        raise argparse.ArgumentTypeError(f"expected a duration above 0 and under a year, got '{text}'")
+    return seconds
 
 
 def _number_list(kind: type, minimum: float) -> Callable[[str], list]:
@@ -115,9 +136,11 @@ def add_train_parser(sub: argparse._SubParsersAction) -> None:
     _add_vgg_flags(g)
     g.add_argument("--content-layers", metavar="LAYERS", help=f"comma-separated layers, optionally NAME:WEIGHT (default: {DEFAULT_CONTENT_LAYERS})")
     g.add_argument("--style-layers", metavar="LAYERS", help=f"comma-separated layers, optionally NAME:WEIGHT (default: {DEFAULT_STYLE_LAYERS})")
-    g.add_argument("--content-weight", type=_non_negative_float, metavar="W", help="weight of the content loss (default: 1e5 torchvision, 1 caffe)")
-    g.add_argument("--style-weight", type=_non_negative_float, metavar="W", help="weight of the style loss; higher = stronger style (default: 1e10 torchvision, 0.1 caffe)")
-    g.add_argument("--tv-weight", type=_non_negative_float, metavar="W", help="weight of the total-variation smoothness loss (default: 100 torchvision, 1000 caffe)")
+    tv, caffe = DEFAULT_WEIGHTS["torchvision"], DEFAULT_WEIGHTS["caffe"]
+    defaults = {k: f"(default: {_num(getattr(tv, k))} torchvision, {_num(getattr(caffe, k))} caffe)" for k in ("content", "style", "tv")}
+    g.add_argument("--content-weight", type=_non_negative_float, metavar="W", help=f"weight of the content loss {defaults['content']}")
+    g.add_argument("--style-weight", type=_non_negative_float, metavar="W", help=f"weight of the style loss; higher = stronger style {defaults['style']}")
+    g.add_argument("--tv-weight", type=_non_negative_float, metavar="W", help=f"weight of the total-variation smoothness loss {defaults['tv']}")
 
     g = p.add_argument_group("optimisation")
     g.add_argument("--image-size", type=_positive_int, metavar="PX", help="training crops are PX x PX (default: 256)")
@@ -133,6 +156,19 @@ def add_train_parser(sub: argparse._SubParsersAction) -> None:
     g = p.add_argument_group("hardware")
     g.add_argument("--device", metavar="DEV", help="auto, cpu or cuda[:N] (default: auto = GPU when available)")
     g.add_argument("--amp", action=argparse.BooleanOptionalAction, help="bf16 mixed precision (default: on for CUDA, off for CPU)")
+    g.add_argument(
+        "--compile",
+        action=argparse.BooleanOptionalAction,
+        help="torch.compile the network and the VGG loss: faster steps on a GPU after about a minute of compilation; "
+        "on a CPU compiling takes minutes (default: off)",
+    )
+    g.add_argument(
+        "--max-time",
+        type=_duration,
+        metavar="DURATION",
+        help="stop cleanly after this much wall-clock time, e.g. 90s, 20m, 1h30m: the checkpoint and the model are saved, "
+        "and --resume trains further (default: no limit)",
+    )
     g.add_argument("--workers", type=int, metavar="N", help="data loading processes (default: up to 8 on GPU, 1 on CPU)")
     g.add_argument("--dist-timeout", type=_positive_int, metavar="S", help=f"under torchrun: seconds a process waits for the others before the job is stopped as hung (default: {distributed.DEFAULT_TIMEOUT_S})")
     g.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -52,7 +52,15 @@ from .losses import (
 from .model import ModelConfig, TransformerNet
 from .vgg import build_vgg, resolve_preprocess
 
-__all__ = ["DEFAULT_ITERATIONS", "TrainConfig", "TrainingInterrupted", "train"]
+__all__ = ["DEFAULT_ITERATIONS", "TrainConfig", "TrainingInterrupted", "format_duration", "make_loader", "train"]
+
+def format_duration(seconds: float) -> str:
+    """90 -> '1m30s', 7200 -> '2h': how --max-time is written on the command line."""
+    s = round(seconds)
+    h, rest = divmod(s, 3600)
+    m, sec = divmod(rest, 60)
+    return "".join(f"{v}{u}" for v, u in ((h, "h"), (m, "m"), (sec, "s")) if v) or f"{seconds:g}s"
+
 
 DEFAULT_ITERATIONS = 40_000  # Johnson et al.: 40k steps of batch 4, about 2 epochs of COCO
 MAX_BAD_STEPS = 10  # consecutive non-finite losses before giving up
@@ -66,7 +74,7 @@ FIXED_ON_RESUME = (
 
 
 # Per-invocation choices, not part of a run's record.
-_NOT_RECORDED = ("resume", "overwrite", "progress", "device", "workers", "amp", "checkpoint_dir", "dist_timeout")
+_NOT_RECORDED = ("resume", "overwrite", "progress", "device", "workers", "amp", "checkpoint_dir", "dist_timeout", "max_time", "compile")
 
 # Under torchrun, Ctrl-C reaches each worker twice (from the terminal and
 # forwarded by torchrun); a repeat this soon is the same request, not "abort".
@@ -74,6 +82,9 @@ _REPEAT_SIGNAL_GRACE_S = 2.0
 
 # Debug aid for tests of sharding: see _RecordingSampler.
 DEBUG_BATCHES_ENV = "FASTNST_DEBUG_BATCHES"
+# Test aid: "eager" traces the graphs as --compile does but skips code generation,
+# which takes minutes on a CPU.
+COMPILE_BACKEND_ENV = "FASTNST_COMPILE_BACKEND"
 
 
 class TrainingInterrupted(FastNSTError):
@@ -114,6 +125,8 @@ class TrainConfig:
     workers: int | None = None
     progress: bool = True
     dist_timeout: float = distributed.DEFAULT_TIMEOUT_S
+    max_time: float | None = None  # seconds of wall clock for this invocation, then a clean stop
+    compile: bool = False  # torch.compile the network and VGG (pays off on a GPU; minutes to compile on a CPU)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
@@ -214,7 +227,9 @@ def _validate_numbers(cfg: TrainConfig) -> None:
     if cfg.iterations is not None:
         checks.append(("iterations", cfg.iterations, cfg.iterations >= 1))
     if cfg.epochs is not None:
-        checks.append(("epochs", cfg.epochs, cfg.epochs > 0))
+        checks.append(("epochs", cfg.epochs, cfg.epochs > 0 and math.isfinite(cfg.epochs)))
+    if cfg.max_time is not None:
+        checks.append(("max-time", cfg.max_time, cfg.max_time > 0 and math.isfinite(cfg.max_time)))
     for weight in ("content_weight", "style_weight", "tv_weight"):
         value = getattr(cfg, weight)
         if value is not None:
@@ -307,6 +322,20 @@ def _workers(cfg: TrainConfig, device: torch.device, local_processes: int = 1) -
 def _ignore_sigint(worker_id: int) -> None:
     """Loader workers leave Ctrl-C to the main process, which saves and stops."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def make_loader(dataset: PhotoDataset, sampler: Any, workers: int, pin: bool) -> DataLoader:
+    """The training loader (also timed on its own by benchmarks/gpu_speed.py)."""
+    return DataLoader(
+        dataset,
+        batch_sampler=sampler,
+        num_workers=workers,
+        collate_fn=collate,
+        pin_memory=pin,
+        worker_init_fn=_ignore_sigint if workers else None,
+        prefetch_factor=4 if workers else None,
+        persistent_workers=False,
+    )
 
 
 # ---------------------------------------------------------------- run-time helpers
@@ -414,8 +443,11 @@ class _RecordingSampler:
 
 
 class _Run:
-    def __init__(self, plan: _Plan, dist: distributed.Dist, device: torch.device) -> None:
+    def __init__(self, plan: _Plan, dist: distributed.Dist, device: torch.device, started: float | None = None) -> None:
         cfg = self.cfg = plan.cfg
+        # --max-time counts from the command's start: loading VGG and compiling are part of the budget
+        self.deadline = (time.monotonic() if started is None else started) + cfg.max_time if cfg.max_time else math.inf
+        self.out_of_time = False
         self.dist, self.device = dist, device
         self.amp = device.type == "cuda" if cfg.amp is None else cfg.amp
         self.ckpt_dir = Path(cfg.checkpoint_dir)
@@ -428,7 +460,9 @@ class _Run:
         torch.manual_seed(cfg.seed)
         self.model = TransformerNet(ModelConfig(width=cfg.width)).to(device)
         self.loss = self._build_loss()
-        self.opt = torch.optim.Adam(self.model.parameters(), lr=cfg.lr)
+        # fused: one kernel for all parameters on a GPU (else ~10 launches per tensor); a resumed
+        # run keeps the variant its checkpoint recorded
+        self.opt = torch.optim.Adam(self.model.parameters(), lr=cfg.lr, fused=device.type == "cuda")
         self.step = 0
         if plan.ckpt is not None:
             self._restore(plan.ckpt)
@@ -452,6 +486,14 @@ class _Run:
         with self._autocast():
             loss.set_style([self.style.to(self.device)])
         return loss
+
+    def _compile(self) -> None:
+        """Fuse the network's and VGG's elementwise work into few kernels (compiled at the first step).
+
+        The saved weights stay those of ``self.model``: compiling wraps, it does not copy."""
+        backend = os.environ.get(COMPILE_BACKEND_ENV, "inductor")
+        self.net = torch.compile(self.net, backend=backend)
+        self.loss.vgg = torch.compile(self.loss.vgg, backend=backend)
 
     def _autocast(self):
         return torch.autocast(self.device.type, dtype=torch.bfloat16) if self.amp else nullcontext()
@@ -512,17 +554,7 @@ class _Run:
         workers = _workers(self.cfg, self.device, self.dist.local_world_size)
         record = os.environ.get(DEBUG_BATCHES_ENV)
         sampler = _RecordingSampler(self.sampler, Path(record) / f"rank{self.dist.rank}.jsonl") if record else self.sampler
-        loader = DataLoader(
-            PhotoDataset(self.files, self.cfg.image_size),
-            batch_sampler=sampler,
-            num_workers=workers,
-            collate_fn=collate,
-            pin_memory=self.device.type == "cuda",
-            worker_init_fn=_ignore_sigint if workers else None,
-            prefetch_factor=4 if workers else None,
-            persistent_workers=False,
-        )
-        return iter(loader)
+        return iter(make_loader(PhotoDataset(self.files, self.cfg.image_size), sampler, workers, pin=self.device.type == "cuda"))
 
     def train_step(self, x: torch.Tensor) -> dict[str, float] | None:
         """One optimizer step and its loss terms (averaged over ranks); None, and
@@ -555,11 +587,12 @@ class _Run:
         if not self.dist.enabled:
             return values if finite else None
         signal_name = self.stop["signal"]
-        local = [*values.values(), float(not finite), float(signal_name == "SIGINT"), float(signal_name == "SIGTERM"), float(len(self.unreported))]
-        sums = distributed.all_sum(local)
-        bad, sigint, sigterm, new_skips = sums[len(values) :]
+        flags = [not finite, signal_name == "SIGINT", signal_name == "SIGTERM", len(self.unreported), time.monotonic() >= self.deadline]
+        sums = distributed.all_sum([*values.values(), *map(float, flags)])
+        bad, sigint, sigterm, new_skips, late = sums[len(values) :]
         if sigint or sigterm:
             self.agreed_stop = "SIGINT" if sigint else "SIGTERM"
+        self.out_of_time = self.out_of_time or (bool(late) and not bad)  # one rank's clock is enough: all stop together
         if new_skips:
             for items in distributed.all_gather(self.unreported):
                 self._note_skipped(items, relay=False)
@@ -573,6 +606,8 @@ class _Run:
                 tqdm.write(f"{cfg.resume} is already at step {self.step} of {self.total}; writing the model (pass a larger --iterations to train further)", file=sys.stderr)
             return self._finish()
         self.net = distributed.wrap_model(self.model, dist, self.device)
+        if cfg.compile:
+            self._compile()
         self._announce()
         batches = self._loader()
         window, bad_steps = _Window.start(), 0
@@ -584,7 +619,7 @@ class _Run:
             while self.step < self.total:
                 batch = next(batches)
                 self._note_skipped(batch.skipped)
-                x = batch.images.to(self.device, non_blocking=True)
+                x = batch.images.to(self.device, non_blocking=True).float().div_(255.0)  # uint8 from the loader: 4x less to copy
                 if self.device.type == "cuda":
                     x = x.contiguous(memory_format=torch.channels_last)
                 terms = self.train_step(x)
@@ -600,7 +635,10 @@ class _Run:
                 signal_name = self.agreed_stop if dist.enabled else stop["signal"]
                 if signal_name:
                     self._interrupted(signal_name)
-        return self._finish()
+                if self.out_of_time or (not dist.enabled and time.monotonic() >= self.deadline):
+                    self.out_of_time = True
+                    break
+        return self._finish(window)
 
     def _skipped_step(self, bad_steps: int) -> None:
         if self.dist.is_main:
@@ -632,14 +670,17 @@ class _Run:
             s = window.summary()
             bar.set_postfix(content=f"{s['content']:.3g}", style=f"{s['style']:.3g}", tv=f"{s['tv']:.3g}", img_s=f"{s['images_per_s']:.1f}")
         if step % cfg.log_interval == 0 or step == self.total:
-            record = {"step": step, **window.summary(), "lr": self.opt.param_groups[0]["lr"], "time": time.time(), "skipped_files": len(self.skipped)}
-            self.metrics.write(record)
+            self.metrics.write(self._log_record(window))
             window = _Window.start()
         if step % cfg.sample_interval == 0:
             self.save_sample()
         if step % cfg.checkpoint_interval == 0:
             self.save_checkpoint()
         return window
+
+    def _log_record(self, window: _Window) -> dict[str, Any]:
+        lr = self.opt.param_groups[0]["lr"]
+        return {"step": self.step, **window.summary(), "lr": lr, "time": time.time(), "skipped_files": len(self.skipped)}
 
     def _announce(self) -> None:
         cfg, dist = self.cfg, self.dist
@@ -657,18 +698,34 @@ class _Run:
             file=sys.stderr,
         )
 
-    def _finish(self) -> Path:
+    def _finish(self, window: _Window | None = None) -> Path:
         if self.dist.is_main:
+            if window is not None and window.steps and self.step % self.cfg.log_interval:  # the tail of a --max-time stop
+                self.metrics.write(self._log_record(window))
             if self.step % self.cfg.checkpoint_interval:
                 self.save_checkpoint()
             if self.step % self.cfg.sample_interval:
                 self.save_sample()
-            save_model(self.model, self.cfg.save_model, self.train_config())
+            save_model(self.model, self.cfg.save_model, {**self.train_config(), **self.progress_record()})
             if self.skipped:
                 tqdm.write(f"skipped {len(self.skipped)} unreadable or too-small image(s) (listed above)", file=sys.stderr)
+            if self.out_of_time:
+                tqdm.write(self._out_of_time_message(), file=sys.stderr)
             tqdm.write(f"saved {self.cfg.save_model}", file=sys.stderr)
         distributed.barrier(self.dist)  # every rank returns once the model file exists
         return Path(self.cfg.save_model)
+
+    def progress_record(self) -> dict[str, Any]:
+        """How far the run got: what a model card reports (a --max-time stop ends early)."""
+        return {"steps_done": self.step, "images_seen": self.step * self.cfg.batch_size * self.dist.world_size}
+
+    def _out_of_time_message(self) -> str:
+        last = self.ckpt_dir / "last.pth"
+        return (
+            f"--max-time {format_duration(self.cfg.max_time)} reached: stopped at step {self.step} of {self.total} "
+            f"({self.progress_record()['images_seen']} images seen); the model is saved. "
+            f"Train further with: fastnst train --resume {last}"
+        )
 
 
 def train(cfg: TrainConfig, explicit: set[str] | None = None) -> Path:
@@ -681,11 +738,12 @@ def train(cfg: TrainConfig, explicit: set[str] | None = None) -> Path:
     """
     if explicit is None:  # Python API: whatever differs from the defaults was chosen
         explicit = {f.name for f in fields(TrainConfig) if getattr(cfg, f.name) != f.default}
+    started = time.monotonic()
     if not cfg.dist_timeout > 0:
         raise FastNSTError(f"--dist-timeout: invalid value {cfg.dist_timeout}")
     dist = distributed.from_env()
     device = distributed.pick_device(cfg.device, dist)
     with distributed.process_group(dist, device, cfg.dist_timeout):
         plan = distributed.run_on_main(dist, lambda: _prepare(cfg, explicit, dist.world_size))
-        run = distributed.run_everywhere(dist, lambda: _Run(plan, dist, device))
+        run = distributed.run_everywhere(dist, lambda: _Run(plan, dist, device, started))
         return run.run()

@@ -60,7 +60,7 @@ def test_bad_files_are_skipped_and_reported(messy_dir: Path) -> None:
     reasons: dict[str, str] = {}
     for i in range(len(ds)):
         img, skipped = ds[(i, i)]
-        assert img.shape == (3, 32, 32) and 0 <= img.min() and img.max() <= 1
+        assert img.shape == (3, 32, 32) and img.dtype == torch.uint8
         reasons.update(dict(skipped))
     names = {Path(p).name: r for p, r in reasons.items()}
     assert set(names) == {"garbage.png", "truncated.jpg", "tiny.png"}

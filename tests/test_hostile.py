@@ -99,7 +99,7 @@ def test_training_data_loading(corpus: Path) -> None:
             assert (str(corpus / case.name), "empty file") in empty
         elif case.train is OK:
             x = dataset.load(corpus / case.name, seed=1)
-            assert x.shape == (3, 32, 32) and torch.isfinite(x).all() and 0 <= x.min() and x.max() <= 1, case.name
+            assert x.shape == (3, 32, 32) and x.dtype == torch.uint8, case.name
         else:
             with pytest.raises(FastNSTError, match=re.escape(case.train)):
                 dataset.load(corpus / case.name, seed=1)

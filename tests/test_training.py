@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from fastnst.cli import main
+from fastnst.model import ModelConfig, TransformerNet
 from fastnst.training import TrainConfig, train
 
 from .conftest import TINY_CONTENT_LAYERS, TINY_STYLE_LAYERS, tiny_train_args
@@ -36,7 +37,7 @@ def test_loss_goes_down(tmp_path: Path, photo_dir: Path, style_file: Path, vgg_f
     cfg = model["train_config"]
     assert cfg["style_layers"] == TINY_STYLE_LAYERS and cfg["content_layers"] == TINY_CONTENT_LAYERS
     assert cfg["vgg_preprocess"] == "caffe" and cfg["image_size"] == 32 and cfg["style_name"] == "stripes"
-    assert cfg["style_weight"] == 0.1 and cfg["content_weight"] == 1.0  # the caffe defaults
+    assert cfg["style_weight"] == 0.3 and cfg["content_weight"] == 1.0  # the caffe defaults
     assert "optimizer" not in model, "the shared model file stays small"
     assert sorted(p.name for p in (tmp_path / "m_run" / "samples").iterdir()) == ["step_0000040.jpg"]
 
@@ -138,3 +139,46 @@ def test_sigint_saves_and_explains_how_to_resume(tmp_path: Path, photo_dir: Path
     assert step >= 3
     assert main(["train", "--resume", str(tmp_path / "m_run"), "--iterations", str(step + 2), "--workers", "0", "--quiet"]) == 0
     assert torch.load(out, weights_only=True)["train_config"]["iterations"] == step + 2
+
+
+def test_max_time_stops_cleanly_saves_and_resumes(tmp_path: Path, photo_dir: Path, style_file: Path, vgg_file: Path, capsys) -> None:
+    out = tmp_path / "m.pth"
+    args = tiny_train_args(photo_dir, style_file, vgg_file, out, iterations=100000)
+    args += ["--checkpoint-interval", "100000", "--log-interval", "7"]
+    started = time.monotonic()
+    assert main(["train", *args, "--max-time", "3s"]) == 0
+    assert time.monotonic() - started < 60, "the budget must stop the run, not the iteration count"
+    err = capsys.readouterr().err
+    assert "--max-time 3s reached: stopped at step" in err and "Train further with: fastnst train --resume" in err
+    model = torch.load(out, weights_only=True)
+    done = model["train_config"]["steps_done"]
+    assert 0 < done < 100000 and model["train_config"]["images_seen"] == 2 * done
+    assert "max_time" not in model["train_config"], "a budget belongs to one invocation, not to the run"
+    assert torch.load(tmp_path / "m_run" / "last.pth", weights_only=True)["step"] == done
+    assert _metrics(tmp_path / "m_run")[-1]["step"] == done, "the steps after the last log line are logged too"
+    assert main(["train", "--resume", str(tmp_path / "m_run"), "--iterations", str(done + 2), "--workers", "0", "--quiet"]) == 0
+    assert torch.load(out, weights_only=True)["train_config"]["steps_done"] == done + 2
+
+
+@pytest.mark.parametrize("value", ["0", "-1m", "soon", "inf", "1y"])
+def test_max_time_rejects_nonsense(value: str, capsys) -> None:
+    with pytest.raises(SystemExit) as e:
+        main(["train", "--max-time", value])
+    assert e.value.code == 2 and "--max-time" in capsys.readouterr().err
+
+
+def test_compile_trains_the_same_weights(tmp_path: Path, photo_dir: Path, style_file: Path, vgg_file: Path, monkeypatch) -> None:
+    """--compile wraps the network and VGG: the saved weights are the ones trained, and
+    with graph capture alone (the 'eager' backend; code generation takes minutes on a CPU)
+    the arithmetic is unchanged."""
+    monkeypatch.setenv("FASTNST_COMPILE_BACKEND", "eager")
+    plain, compiled = tmp_path / "plain.pth", tmp_path / "compiled.pth"
+    assert main(["train", *tiny_train_args(photo_dir, style_file, vgg_file, plain, iterations=3)]) == 0
+    assert main(["train", *tiny_train_args(photo_dir, style_file, vgg_file, compiled, iterations=3), "--compile"]) == 0
+    a = torch.load(plain, weights_only=True)["state_dict"]
+    b = torch.load(compiled, weights_only=True)["state_dict"]
+    torch.manual_seed(42)  # the run's seed: its initial weights
+    init = TransformerNet(ModelConfig(width=0.25)).state_dict()
+    assert any(not torch.equal(b[k], init[k]) for k in b), "the compiled run trained the saved weights"
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6, msg=k)
