@@ -1,0 +1,123 @@
+"""Tables from the GPU run's ``results.jsonl`` (printed at the end of the run and
+written to ``benchmarks/results/gpu.{json,md}`` by ``gpu_run.py --report``)."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+
+def _f(v: Any, digits: int = 3) -> str:
+    if v is None:
+        return "–"
+    if isinstance(v, float):
+        return f"{v:.{digits}g}"
+    return str(v)
+
+
+def _table(header: list[str], rows: list[list[Any]]) -> list[str]:
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header), *("| " + " | ".join(_f(c) for c in r) + " |" for r in rows), ""]
+
+
+def _status(r: dict[str, Any]) -> str:
+    return r.get("skipped") and f"skipped ({r['skipped']})" or r.get("error") or ""
+
+
+def _env(rows: list[dict[str, Any]]) -> list[str]:
+    m = next((r for r in rows if r["stage"] == "env" and r["name"] == "machine"), {})
+    c = next((r for r in rows if r["stage"] == "env" and r["name"] == "ceilings"), {})
+    if not m:
+        return []
+    return [
+        f"Machine: {m.get('gpu', m.get('device'))}, {m.get('gpu_memory_gib', '?')} GiB, torch {m.get('torch')} (CUDA {m.get('cuda')}, "
+        f"cuDNN {m.get('cudnn')}), {m.get('cpus')} CPUs. Measured ceilings: {m and _f(c.get('matmul_tflops'))} TFLOP/s "
+        f"({c.get('matmul_dtype')} matmul), copy {_f(c.get('copy_gb_s'))} GB/s.",
+        "",
+    ]
+
+
+def _speed(rows: list[dict[str, Any]]) -> list[str]:
+    train = [r for r in rows if r["stage"] == "speed" and r["name"].startswith("train ") and r["name"] != "train choice"]
+    out = ["## Training step (256², random images on the device)", ""]
+    out += _table(
+        ["configuration", "batch", "images/s", "ms/step", "first step s", "peak GiB", "note"],
+        [
+            [r["name"][6:], r.get("batch"), r.get("images_per_s"), r.get("step_ms"), r.get("first_step_s"), r.get("peak_gib"), _status(r)]
+            for r in train
+        ],
+    )
+    choice = next((r for r in rows if r["name"] == "train choice"), None)
+    if choice:
+        out += [
+            f"Chosen: batch {choice['batch']}, compile {choice['compile']}: {_f(choice['images_per_s'])} images/s, "
+            f"**{_f(choice['speedup_vs_classic'])}x** the classic recipe.",
+            "",
+        ]
+    loader = [r for r in rows if r["name"].startswith("loader ")]
+    if loader:
+        out += [
+            "Loader alone (decode, crop, flip): " + ", ".join(f"{r['name'][7:]}: {_f(r.get('images_per_s'))} images/s" for r in loader),
+            "",
+        ]
+    infer = [r for r in rows if r["name"].startswith("infer ")]
+    if infer:
+        out += ["## Inference (random input, device-resident)", ""]
+        out += _table(
+            ["variant", "batch", "size", "frames/s", "TFLOP/s", "peak GiB", "max error", "PSNR dB", "note"],
+            [
+                [
+                    r.get("variant"),
+                    r.get("batch"),
+                    f"{r.get('width')}x{r.get('height')}",
+                    r.get("frames_per_s"),
+                    r.get("tflops"),
+                    r.get("peak_gib"),
+                    r.get("max_abs_err"),
+                    r.get("psnr_db"),
+                    _status(r),
+                ]
+                for r in infer
+            ],
+        )
+    for r in rows:
+        if r["name"].startswith("gatys "):
+            out += [f"Gatys ({r['name'][6:]}): {_f(r.get('seconds'))} s {_status(r)}", ""]
+    return out
+
+
+def _train(rows: list[dict[str, Any]]) -> list[str]:
+    styles = [r for r in rows if r["stage"] == "train"]
+    if not styles:
+        return []
+    out = ["## Trained styles", ""]
+    return out + _table(
+        ["style", "images seen", "batch", "images/s", "wall s", "content", "style", "≥ min images", "note"],
+        [
+            [
+                r["name"],
+                r.get("images_seen"),
+                r.get("batch"),
+                r.get("images_per_s"),
+                r.get("seconds"),
+                (r.get("final") or {}).get("content"),
+                (r.get("final") or {}).get("style"),
+                r.get("ok"),
+                _status(r),
+            ]
+            for r in styles
+        ],
+    )
+
+
+def markdown(rows: list[dict[str, Any]]) -> str:
+    return "\n".join(["# GPU run", "", *_env(rows), *_speed(rows), *_train(rows)])
+
+
+def write_report(results: Path, dest: Path) -> None:
+    from onnx_cpu import write_results  # imported here: the GPU machine only needs markdown()
+
+    rows = [json.loads(line) for line in results.read_text().splitlines() if line.strip()]
+    meta = {"written": time.strftime("%Y-%m-%d"), "source": str(results)}
+    write_results({"meta": meta, "rows": rows}, dest, "gpu", markdown(rows))

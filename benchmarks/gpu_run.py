@@ -1,0 +1,674 @@
+#!/usr/bin/env python3
+"""The GPU run: environment, speed benchmark, training of the shipped styles, packing.
+
+Our GPU comes rarely and for about 15 minutes, its start included, so this one
+script does everything in one or two commands, each stage inside its own time
+budget, writing as it goes (a command killed at its limit loses only the stage
+it was in):
+
+1. env: GPU, memory, versions; measured bf16 matmul TFLOP/s and copy GB/s.
+2. speed (about 2 min): training images/s of the classic recipe (fp32, NCHW,
+   batch 4) and of fastnst's settings (bf16, channels_last, fused Adam, larger
+   batches, torch.compile); the loader alone; inference frames/s at 512²,
+   1024² and 1920x1080, batch 1 and 8, fp32 against half precision and CUDA
+   graphs, with TFLOP/s from the network's FLOP count; 500 L-BFGS iterations
+   of the Gatys optimizer at 512². Picks the training batch and compile choice.
+3. train: ``fastnst train`` itself for each style in priority order, each
+   with a ``--max-time`` share of what is left (fewer styles rather than
+   styles under --min-images), aiming at 160k images per style.
+4. pack: after each style, its fp16 model, metrics and samples go into
+   ``models_<k>.tar`` (three styles a tar), so ``$OUT`` never holds more than
+   the device tool brings back (8 files of at most 16 MiB).
+
+Prepare on the CPU, once per checkout (copies the data the run needs from
+../shared/assets into the git-ignored ``.device/``, 56 MB, under the 64 MiB a
+device call carries), and rehearse the whole run at tiny sizes (~1 min)::
+
+    python benchmarks/gpu_run.py --prepare
+    python benchmarks/gpu_run.py --dry-run --out /tmp/gpu_dry
+
+On the GPU machine (device tool: ``carry: [".device"]``, ``timeout_s: 600``;
+the image's own torch is used, nothing is installed), one command::
+
+    PYTHONUNBUFFERED=1 python3 benchmarks/gpu_run.py --out $OUT --budget 530 2>&1 | tee $OUT/run.log
+
+The machine stays warm for 30 s after a command. If styles were left
+untrained and device time remains, a second command at once trains more, with
+the choices the first printed ("train choice") instead of a new speed stage::
+
+    PYTHONUNBUFFERED=1 python3 benchmarks/gpu_run.py --out $OUT --stages train --styles starry_night,the_great_wave \
+        --batch-size 16 --no-compile --images-per-s 1500 --budget 200 2>&1 | tee $OUT/run2.log
+
+Back on the CPU, ``python benchmarks/gpu_run.py --report DIR`` turns the
+fetched ``results.jsonl`` into ``benchmarks/results/gpu.{json,md}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tarfile
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]  # no install needed on the GPU machine
+
+import gpu_speed as speed
+import torch
+
+from fastnst.training import TrainConfig
+
+# Priority order: the first four have pytorch/examples models to compare with;
+# "candy@1" is candy again at --style-weight 1, to check the default (0.3) at full length.
+STYLES = ("candy", "mosaic", "udnie", "rain_princess", "candy@1", "starry_night", "the_great_wave", "composition_vii", "la_muse")
+SAMPLE_PHOTO, GATYS_PHOTO = "chicago", "tubingen"
+STYLES_PER_TAR = 3
+PACK_RESERVE_S = 15.0  # kept free at the end for the last tar
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Every size of the run: ``GPU`` for the real thing, ``DRY`` to rehearse it on a CPU."""
+
+    device: str
+    image_size: int = 256
+    width: float = 1.0
+    layers: dict[str, str] = field(default_factory=dict)  # content_layers/style_layers; empty = fastnst's defaults
+    matmul_n: int = 8192
+    copy_mib: int = 2048
+    train_variants: tuple[speed.TrainVariant, ...] = ()
+    compile_batch_from_best: bool = True
+    warmup: int = 5
+    measure_s: float = 3.0
+    speed_budget_s: float = 120.0
+    loader_workers: tuple[int, ...] = (8, 14)
+    loader_s: float = 3.0
+    infer_sizes: tuple[tuple[int, int], ...] = ((512, 512), (1024, 1024), (1080, 1920))
+    infer_batches: tuple[int, ...] = (1, 8)
+    infer_s: float = 1.0
+    gatys_size: int = 512
+    gatys_iterations: int = 500
+    gatys_need_s: float = 30.0
+    target_images: int = 160_000  # Johnson et al.: 40k steps of batch 4
+    min_images: int = 40_000  # never ship a model trained on fewer
+    style_startup_s: float = 25.0  # process start, VGG, loader, cuDNN autotuning (+ compilation, measured)
+    checkpoint_every_images: int = 32_000
+    workers: int = 12
+    compile_backend: str | None = None
+    compile_need_s: float = 75.0  # the speed stage times --compile only with this much of its budget left
+
+
+CLASSIC = speed.TrainVariant("classic fp32 b4", 4, amp=False, classic=True)
+GPU = Profile(
+    device="cuda",
+    train_variants=(
+        CLASSIC,
+        speed.TrainVariant("bf16 b16", 16),
+        speed.TrainVariant("bf16 b32", 32),
+        speed.TrainVariant("bf16 b8", 8),
+        speed.TrainVariant("bf16 b4", 4),
+    ),
+)
+DRY = Profile(
+    device="cpu",
+    image_size=32,
+    width=0.25,
+    layers={"content_layers": "relu2_2", "style_layers": "relu1_1,relu2_1,relu3_1"},
+    matmul_n=256,
+    copy_mib=16,
+    train_variants=(speed.TrainVariant("classic fp32 b2", 2, amp=False, classic=True), speed.TrainVariant("bf16 b2", 2)),
+    warmup=2,
+    measure_s=0.2,
+    speed_budget_s=120.0,
+    loader_workers=(0, 1),
+    loader_s=0.3,
+    infer_sizes=((24, 40),),
+    infer_batches=(1, 2),
+    infer_s=0.1,
+    gatys_size=40,
+    gatys_iterations=3,
+    gatys_need_s=3.0,
+    target_images=100,
+    min_images=8,
+    style_startup_s=5.0,
+    checkpoint_every_images=100,
+    workers=0,
+    compile_backend="eager",
+    compile_need_s=5.0,
+)
+
+
+# ---------------------------------------------------------------- data and results
+
+
+@dataclass(frozen=True)
+class Data:
+    """The layout ``--prepare`` writes: photos256/, vgg19/*.pth, styles/<name>.jpg, content/<name>.jpg."""
+
+    root: Path
+
+    @property
+    def photos(self) -> Path:
+        return self.root / "photos256"
+
+    @property
+    def vgg(self) -> Path:
+        found = sorted((self.root / "vgg19").glob("*.pth"))
+        if not found:
+            raise SystemExit(f"{self.root / 'vgg19'}: no VGG19 .pth; run: python benchmarks/gpu_run.py --prepare")
+        return found[0]
+
+    def style(self, name: str) -> Path:
+        return self.root / "styles" / f"{name}.jpg"
+
+    def content(self, name: str) -> Path:
+        return self.root / "content" / f"{name}.jpg"
+
+
+class Results:
+    """``results.jsonl`` in the output folder, one line per figure, flushed as it comes."""
+
+    def __init__(self, out: Path) -> None:
+        self.out = out
+        self.path = out / "results.jsonl"
+        self.rows: list[dict[str, Any]] = []
+
+    def add(self, stage: str, name: str, **values: Any) -> dict[str, Any]:
+        row = {"stage": stage, "name": name, **values, "at": round(time.time(), 1)}
+        self.rows.append(row)
+        with self.path.open("a") as f:
+            f.write(json.dumps(row) + "\n")
+        shown = {k: (round(v, 3) if isinstance(v, float) else v) for k, v in values.items() if not isinstance(v, (dict, list))}
+        print(f"[{stage}] {name}: {shown}", flush=True)
+        return row
+
+
+class Clock:
+    """The run's deadline and each stage's share of it."""
+
+    def __init__(self, budget_s: float) -> None:
+        self.deadline = time.monotonic() + budget_s
+
+    def left(self) -> float:
+        return self.deadline - time.monotonic()
+
+
+@dataclass
+class Run:
+    profile: Profile
+    data: Data
+    out: Path
+    work: Path
+    results: Results
+    clock: Clock
+    device: torch.device
+    styles: list[str]
+    batch: int | None = None  # chosen by the speed stage or given
+    compile: bool | None = None
+    train_rate: float | None = None  # images/s measured for the chosen configuration
+    speed_deadline: float = math.inf
+    workers: int | None = None  # loader processes per training run (default: the profile's)
+    compile_s: float = 0.0  # compilation time measured by the speed stage
+
+
+# ---------------------------------------------------------------- stages
+
+
+def stage_env(run: Run) -> None:
+    import PIL
+    from PIL import features
+
+    info: dict[str, Any] = {
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "cudnn": torch.backends.cudnn.version(),
+        "python": sys.version.split()[0],
+        "pillow": PIL.__version__,
+        "pillow_webp": features.check("webp"),
+        "cpus": os.cpu_count(),
+        "device": str(run.device),
+    }
+    if run.device.type == "cuda":
+        p = torch.cuda.get_device_properties(run.device)
+        info.update(gpu=p.name, gpu_memory_gib=round(p.total_memory / 2**30, 1), sms=p.multi_processor_count)
+    run.results.add("env", "machine", **info)
+    c = speed.ceilings(run.device, run.profile.matmul_n, run.profile.copy_mib)
+    run.results.add("env", "ceilings", **c)
+    if not info["pillow_webp"]:
+        print("WARNING: this Pillow cannot read WebP: the photos in photos256/ cannot be decoded", flush=True)
+
+
+def _base_config(run: Run, style: str = "candy") -> TrainConfig:
+    p = run.profile
+    return TrainConfig(
+        dataset=str(run.data.photos),
+        style_image=str(run.data.style(style)),
+        save_model=str(run.work / "bench" / "bench.pth"),
+        vgg_weights=str(run.data.vgg),
+        vgg_preprocess="caffe",
+        image_size=p.image_size,
+        width=p.width,
+        device=str(run.device),
+        progress=False,
+        workers=0,
+        **p.layers,
+    )
+
+
+def _measure(run: Run, name: str, need_s: float, fn: Any, **labels: Any) -> dict[str, Any] | None:
+    """One figure of the speed stage, skipped (and said so) when its budget is spent."""
+    if run.clock.left() < need_s or time.monotonic() + need_s > run.speed_deadline:
+        run.results.add("speed", name, skipped="time budget", **labels)
+        return None
+    try:
+        return run.results.add("speed", name, **labels, **fn())
+    except Exception as e:  # one failed figure must not cost the training stage
+        run.results.add("speed", name, error=f"{type(e).__name__}: {str(e)[:300]}", **labels)
+        if run.device.type == "cuda":
+            torch.cuda.empty_cache()
+        return None
+
+
+def speed_training(run: Run) -> None:
+    p = run.profile
+    base = _base_config(run)
+    rows = {}
+    for v in p.train_variants:
+        rows[v.name] = _measure(
+            run,
+            f"train {v.name}",
+            4 * p.measure_s,
+            lambda v=v: speed.train_rate(base, v, run.device, p.warmup, p.measure_s),
+            batch=v.batch,
+            compile=False,
+        )
+    fast = {k: r for k, r in rows.items() if r and not k.startswith("classic") and "images_per_s" in r}
+    if not fast:
+        return
+    best = max(r["images_per_s"] for r in fast.values())
+    chosen = min((r for r in fast.values() if r["images_per_s"] >= 0.9 * best), key=lambda r: r["batch"])  # smallest batch near the best
+    run.batch, run.train_rate = run.batch or chosen["batch"], chosen["images_per_s"]
+    if run.compile is not False:
+        compiled = speed.TrainVariant(f"bf16 b{run.batch} compiled", run.batch, compile=True)
+        r = _measure(
+            run,
+            f"train {compiled.name}",
+            p.compile_need_s,
+            lambda: speed.train_rate(base, compiled, run.device, p.warmup, p.measure_s),
+            batch=run.batch,
+            compile=True,
+        )
+        gain = r["images_per_s"] / chosen["images_per_s"] if r and "images_per_s" in r else 0.0
+        if run.compile is None:
+            run.compile = gain >= 1.2  # compiling again in every style's process must pay for itself
+        if run.compile and gain:
+            run.train_rate = r["images_per_s"]
+            run.compile_s = r["first_step_s"]  # paid again (from a warm cache) by every style's process
+    classic = next((r for k, r in rows.items() if k.startswith("classic") and r and "images_per_s" in r), None)
+    if classic:
+        run.results.add(
+            "speed",
+            "train choice",
+            batch=run.batch,
+            compile=bool(run.compile),
+            images_per_s=run.train_rate,
+            speedup_vs_classic=run.train_rate / classic["images_per_s"],
+        )
+
+
+def speed_loader(run: Run) -> None:
+    """The loader alone; training then uses the fastest worker count measured."""
+    p = run.profile
+    rates = {}
+    for w in p.loader_workers:
+        r = _measure(
+            run,
+            f"loader {w} workers",
+            2 * p.loader_s + 3,
+            lambda w=w: speed.loader_rate(run.data.photos, p.image_size, run.batch or 16, w, p.loader_s, run.device.type == "cuda"),
+        )
+        if r and "images_per_s" in r:
+            rates[w] = r["images_per_s"]
+    if rates:
+        run.workers = max(rates, key=rates.get)
+
+
+def speed_inference(run: Run) -> None:
+    from fastnst.model import ModelConfig, TransformerNet
+
+    p = run.profile
+    config = ModelConfig(width=p.width)
+    fpp = speed.flops_per_pixel(config)
+    run.results.add("speed", "network flops", flops_per_pixel=fpp, width=p.width)
+    torch.manual_seed(0)
+    model = TransformerNet(config).to(run.device).eval()
+    variants = speed.INFERENCE_VARIANTS if run.device.type == "cuda" else speed.INFERENCE_VARIANTS[:-1]  # graphs need CUDA
+    for hw in p.infer_sizes:
+        for b in p.infer_batches:
+            ref = None
+            for name in variants:
+
+                def fn(name=name, hw=hw, b=b) -> dict[str, Any]:
+                    nonlocal ref
+                    r, y = speed.inference_rate(model, name, b, hw, run.device, p.infer_s, ref)
+                    ref = y if ref is None else ref
+                    return {**r, "tflops": fpp * hw[0] * hw[1] * r["frames_per_s"] / 1e12}
+
+                _measure(run, f"infer {name} b{b} {hw[1]}x{hw[0]}", 3 * p.infer_s + 2, fn, variant=name, batch=b, height=hw[0], width=hw[1])
+
+
+def speed_gatys(run: Run) -> None:
+    p = run.profile
+    _measure(
+        run,
+        f"gatys {p.gatys_iterations} lbfgs {p.gatys_size}px",
+        p.gatys_need_s,
+        lambda: speed.gatys_seconds(
+            run.data.content(GATYS_PHOTO),
+            run.data.style("starry_night" if run.data.style("starry_night").exists() else run.styles[0]),
+            str(run.data.vgg),
+            "caffe",
+            p.gatys_size,
+            p.gatys_iterations,
+            run.device,
+            p.layers,
+        ),
+    )
+
+
+def stage_speed(run: Run) -> None:
+    run.speed_deadline = time.monotonic() + min(run.profile.speed_budget_s, 0.5 * run.clock.left())  # at least half for training
+    for part in (speed_training, speed_loader, speed_gatys, speed_inference):
+        part(run)
+    if run.device.type == "cuda":
+        torch.cuda.empty_cache()  # the training processes get the whole GPU
+
+
+# ---------------------------------------------------------------- training
+
+
+def style_budget(run: Run, left_s: float, styles_left: int) -> tuple[float, int]:
+    """Seconds for the next style and how many styles still fit.
+
+    Fewer styles rather than weak ones: styles are dropped from the end of the
+    list until each gets the time to reach ``min_images``; no style gets more
+    than it needs for ``target_images``."""
+    p = run.profile
+    rate = run.train_rate
+    startup = p.style_startup_s + (run.compile_s if run.compile else 0.0)
+    floor = startup + (p.min_images / rate if rate else 60.0)
+    need = startup + (p.target_images / rate if rate else math.inf)
+    k = styles_left
+    while k > 0 and left_s / k < floor:
+        k -= 1
+    if k == 0:
+        return 0.0, 0
+    return min(left_s / k, need), k
+
+
+def split_spec(spec: str) -> tuple[str, float | None, str]:
+    """``"candy@1"`` -> (painting "candy", style weight 1.0, run name "candy_sw1"); ``"candy"`` -> ("candy", None, "candy")."""
+    painting, _, weight = spec.partition("@")
+    return (painting, float(weight), f"{painting}_sw{weight}") if weight else (painting, None, painting)
+
+
+def _train_command(run: Run, spec: str, seconds: float) -> list[str]:
+    p, batch = run.profile, run.batch or 16
+    painting, weight, name = split_spec(spec)
+    iterations = math.ceil(p.target_images / batch)
+    every = max(1, p.checkpoint_every_images // batch)
+    cmd = [
+        sys.executable,
+        "-m",
+        "fastnst",
+        "train",
+        "--dataset",
+        str(run.data.photos),
+        "--style-image",
+        str(run.data.style(painting)),
+        "--save-model",
+        str(run.work / name / f"{name}.pth"),
+        "--checkpoint-dir",
+        str(run.work / name),
+        "--vgg-weights",
+        str(run.data.vgg),
+        "--vgg-preprocess",
+        "caffe",
+        "--image-size",
+        str(p.image_size),
+        "--width",
+        str(p.width),
+        "--batch-size",
+        str(batch),
+        "--iterations",
+        str(iterations),
+        "--max-time",
+        f"{seconds:.0f}s",
+        "--checkpoint-interval",
+        str(every),
+        "--sample-interval",
+        str(every),
+        "--log-interval",
+        str(max(1, every // 20)),
+        "--sample-image",
+        str(run.data.content(SAMPLE_PHOTO)),
+        "--workers",
+        str(run.workers if run.workers is not None else p.workers),
+        "--device",
+        str(run.device),
+        "--overwrite",
+        "--quiet",
+    ]
+    for key, value in p.layers.items():
+        cmd += [f"--{key.replace('_', '-')}", value]
+    if weight is not None:
+        cmd += ["--style-weight", f"{weight:g}"]
+    return cmd + (["--compile"] if run.compile else [])
+
+
+def train_style(run: Run, spec: str, seconds: float) -> None:
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]), PYTHONUNBUFFERED="1")
+    cmd = _train_command(run, spec, seconds)
+    style = split_spec(spec)[2]
+    t0 = time.monotonic()
+    with (run.out / "train.log").open("a") as log:
+        log.write(f"\n$ {' '.join(cmd)}\n")
+        log.flush()
+        try:
+            code = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, timeout=seconds + 120).returncode
+        except subprocess.TimeoutExpired:
+            code = "timeout"
+    wall = time.monotonic() - t0
+    model = run.work / style / f"{style}.pth"
+    if code != 0 or not model.exists():
+        run.results.add("train", style, error=f"exit {code}; see train.log", seconds=wall)
+        return
+    record = torch.load(model, weights_only=True)["train_config"]
+    metrics = [json.loads(line) for line in (run.work / style / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    rates = [m["images_per_s"] for m in metrics[1:]] or [m["images_per_s"] for m in metrics]
+    run.results.add(
+        "train",
+        style,
+        images_seen=record["images_seen"],
+        steps=record["steps_done"],
+        batch=record["batch_size"],
+        compile=bool(run.compile),
+        seconds=wall,
+        images_per_s=statistics.median(rates) if rates else None,
+        final=metrics[-1] if metrics else None,
+        style_weight=record["style_weight"],
+        ok=record["images_seen"] >= run.profile.min_images,
+    )
+
+
+def stage_train(run: Run) -> None:
+    def found(spec: str) -> bool:
+        return run.data.style(split_spec(spec)[0]).exists()
+
+    for spec in [s for s in run.styles if not found(s)]:
+        run.results.add("train", split_spec(spec)[2], skipped=f"no {run.data.style(split_spec(spec)[0])}")
+    run.styles = [s for s in run.styles if found(s)]
+    for i, style in enumerate(run.styles):
+        seconds, fit = style_budget(run, run.clock.left() - PACK_RESERVE_S, len(run.styles) - i)
+        if fit == 0:
+            for rest in run.styles[i:]:
+                run.results.add("train", split_spec(rest)[2], skipped="time budget")
+            return
+        try:
+            train_style(run, style, seconds)
+            pack(run, i // STYLES_PER_TAR)
+        except Exception as e:  # the next style still gets its time
+            traceback.print_exc()
+            run.results.add("train", split_spec(style)[2], error=f"{type(e).__name__}: {str(e)[:300]}")
+
+
+# ---------------------------------------------------------------- packing
+
+
+def _half_model(src: Path, dst: Path) -> None:
+    payload = torch.load(src, weights_only=True)
+    payload["state_dict"] = {k: v.half() if v.is_floating_point() else v for k, v in payload["state_dict"].items()}
+    torch.save(payload, dst)
+
+
+def pack(run: Run, group: int) -> None:
+    """models_<group+1>.tar: fp16 model, metrics and samples of each trained style of the group."""
+    specs = run.styles[group * STYLES_PER_TAR : (group + 1) * STYLES_PER_TAR]
+    names = [n for n in (split_spec(s)[2] for s in specs) if (run.work / n / f"{n}.pth").exists()]
+    if not names:
+        return
+    tmp = run.out / f".models_{group + 1}.tar.tmp"
+    with tarfile.open(tmp, "w") as tar:
+        for s in names:
+            _half_model(run.work / s / f"{s}.pth", run.work / s / f"{s}_fp16.pth")
+            tar.add(run.work / s / f"{s}_fp16.pth", f"{s}/{s}.pth")
+            tar.add(run.work / s / "metrics.jsonl", f"{s}/metrics.jsonl")
+            for sample in sorted((run.work / s / "samples").glob("*.jpg")):
+                tar.add(sample, f"{s}/samples/{sample.name}")
+    os.replace(tmp, run.out / f"models_{group + 1}.tar")
+    run.results.add(
+        "pack", f"models_{group + 1}.tar", styles=names, mib=round((run.out / f"models_{group + 1}.tar").stat().st_size / 2**20, 2)
+    )
+
+
+# ---------------------------------------------------------------- prepare, report, main
+
+
+def prepare(assets: Path, dest: Path) -> None:
+    """Copy what the GPU run reads into the git-ignored ``.device/`` and check it travels."""
+    dest.mkdir(exist_ok=True)
+    shutil.copytree(assets / "photos256", dest / "photos256", dirs_exist_ok=True)
+    shutil.copytree(assets / "vgg19", dest / "vgg19", dirs_exist_ok=True)
+    paintings = sorted({split_spec(s)[0] for s in STYLES})
+    for sub, names in (("styles", paintings), ("content", (SAMPLE_PHOTO, GATYS_PHOTO))):
+        (dest / sub).mkdir(exist_ok=True)
+        for n in names:
+            shutil.copy2(assets / sub / f"{n}.jpg", dest / sub / f"{n}.jpg")
+    tracked = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True).stdout.split(b"\0")
+    size = sum((ROOT / f.decode()).stat().st_size for f in tracked if f and (ROOT / f.decode()).is_file())
+    size += sum(f.stat().st_size for f in dest.rglob("*") if f.is_file())
+    print(f"{dest}: ready; with the tracked tree {size / 2**20:.1f} MiB travel (the limit is 64 MiB)")
+    if size > 62 * 2**20:
+        raise SystemExit("too large to carry: remove untracked files from the checkout or styles from .device/styles")
+
+
+def report(folder: Path) -> None:
+    """benchmarks/results/gpu.{json,md} from a fetched results.jsonl."""
+    from gpu_report import write_report
+
+    write_report(folder / "results.jsonl", ROOT / "benchmarks" / "results")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1]
+    )
+    ap.add_argument(
+        "--out",
+        type=Path,
+        default=Path(os.environ.get("OUT", "gpu_run_out")),
+        help="folder for results.jsonl, train.log and models_*.tar (default: $OUT)",
+    )
+    ap.add_argument("--data", type=Path, default=ROOT / ".device", help="folder written by --prepare (default: .device)")
+    ap.add_argument("--stages", default="env,speed,train", help="comma-separated, in order: env, speed, train (default: all)")
+    ap.add_argument("--styles", default=",".join(STYLES), help="styles to train, in priority order (default: the eight shipped styles)")
+    ap.add_argument("--budget", type=float, default=530.0, help="seconds for the whole command; each stage takes its share (default: 530)")
+    ap.add_argument("--batch-size", type=int, help="training batch (default: chosen by the speed stage, else 16)")
+    ap.add_argument(
+        "--compile",
+        action=argparse.BooleanOptionalAction,
+        help="torch.compile in training (default: when the speed stage measured it 20%% faster)",
+    )
+    ap.add_argument("--images-per-s", type=float, help="training rate to size the style budgets when the speed stage does not run")
+    ap.add_argument(
+        "--dry-run", action="store_true", help="the whole run on the CPU at tiny sizes, to check it before GPU minutes are spent"
+    )
+    ap.add_argument("--prepare", action="store_true", help="copy the run's data from --assets into .device/ and stop")
+    ap.add_argument(
+        "--assets", type=Path, default=ROOT.parent / "shared" / "assets", help="where --prepare copies from (default: ../shared/assets)"
+    )
+    ap.add_argument("--report", type=Path, metavar="DIR", help="write benchmarks/results/gpu.{json,md} from DIR/results.jsonl and stop")
+    return ap.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.prepare:
+        prepare(args.assets, args.data)
+        return 0
+    if args.report:
+        report(args.report)
+        return 0
+    profile = DRY if args.dry_run else GPU
+    if profile.device == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("no CUDA GPU here: use --dry-run to rehearse on the CPU")
+    args.out.mkdir(parents=True, exist_ok=True)
+    if profile.compile_backend:  # for the speed stage here and the training processes
+        os.environ["FASTNST_COMPILE_BACKEND"] = profile.compile_backend
+    work = Path(os.environ.get("TMPDIR", "/tmp")) / f"fastnst_gpu_run_{os.getpid()}"
+    run = Run(
+        profile,
+        Data(args.data),
+        args.out,
+        work,
+        Results(args.out),
+        Clock(args.budget),
+        torch.device(profile.device),
+        [s for s in args.styles.split(",") if s],
+        batch=args.batch_size,
+        compile=args.compile,
+        train_rate=args.images_per_s,
+    )
+    stages = {"env": stage_env, "speed": stage_speed, "train": stage_train}
+    unknown = [s for s in args.stages.split(",") if s not in stages]
+    if unknown:
+        raise SystemExit(f"--stages: unknown {', '.join(unknown)} (choose from {', '.join(stages)})")
+    for name in args.stages.split(","):
+        t0 = time.monotonic()
+        try:
+            stages[name](run)
+        except Exception as e:  # a broken stage must not cost the others their minutes
+            traceback.print_exc()
+            run.results.add("stage", name, error=f"{type(e).__name__}: {str(e)[:300]}")
+        run.results.add("stage", name, seconds=time.monotonic() - t0, left_s=run.clock.left())
+    from gpu_report import markdown
+
+    text = markdown(run.results.rows)
+    (run.out / "results.md").write_text(text)
+    print(text, flush=True)
+    shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

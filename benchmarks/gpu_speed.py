@@ -1,0 +1,244 @@
+"""Speed measurements of the GPU run (``gpu_run.py``): one function per figure.
+
+Every figure is timed the same way: warm-up calls first (cuDNN autotuning,
+compilation, allocator growth), then timed chunks of calls with the device
+synchronised at both ends of each chunk; the figure is the median chunk. On a
+CPU (the dry run) the same code runs with small sizes, so that every path is
+exercised before GPU minutes are spent on it.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from fastnst import distributed, training
+from fastnst.data import PhotoDataset, TrainBatchSampler, find_images
+from fastnst.model import ModelConfig, TransformerNet
+from fastnst.stylizer import TorchBackend
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed_rate(fn: Callable[[], Any], device: torch.device, warmup: int, seconds: float, chunk: int = 5, min_chunks: int = 3) -> float:
+    """Median seconds per call of ``fn`` over chunks of ``chunk`` calls, after ``warmup`` calls."""
+    for _ in range(warmup):
+        fn()
+    sync(device)
+    per_call, stop = [], time.perf_counter() + seconds
+    while len(per_call) < min_chunks or time.perf_counter() < stop:
+        t0 = time.perf_counter()
+        for _ in range(chunk):
+            fn()
+        sync(device)
+        per_call.append((time.perf_counter() - t0) / chunk)
+    return statistics.median(per_call)
+
+
+def peak_memory(device: torch.device) -> float | None:
+    """GiB allocated at the peak since the last reset (GPU only)."""
+    return torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
+
+
+def reset_peak(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+# ---------------------------------------------------------------- ceilings
+
+
+def ceilings(device: torch.device, matmul_n: int, copy_mib: int) -> dict[str, float]:
+    """The two ceilings METHOD.md asks for: a large bf16 (CPU: fp32) matrix
+    product on random data, and a device-to-device copy (bytes read + written)."""
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    a, b = (torch.randn(matmul_n, matmul_n, device=device, dtype=dtype) for _ in range(2))
+    s = timed_rate(lambda: a @ b, device, warmup=3, seconds=1.0, chunk=3)
+    src = torch.randn(copy_mib * 2**20 // 4, device=device)
+    dst = torch.empty_like(src)
+    c = timed_rate(lambda: dst.copy_(src), device, warmup=3, seconds=1.0, chunk=5)
+    return {
+        "matmul_tflops": 2 * matmul_n**3 / s / 1e12,
+        "matmul_dtype": str(dtype).removeprefix("torch."),
+        "copy_gb_s": 2 * src.numel() * 4 / c / 1e9,
+    }
+
+
+# ---------------------------------------------------------------- training
+
+
+@dataclass(frozen=True)
+class TrainVariant:
+    """One training configuration to time. ``classic`` undoes fastnst's GPU
+    settings: the pytorch/examples recipe (fp32, NCHW, foreach Adam, no cuDNN autotuning)."""
+
+    name: str
+    batch: int
+    amp: bool = True
+    compile: bool = False
+    classic: bool = False
+
+
+def _classic(run: Any) -> None:
+    run.model.to(memory_format=torch.contiguous_format)
+    run.loss.vgg.to(memory_format=torch.contiguous_format)
+    run.opt = torch.optim.Adam(run.model.parameters(), lr=run.cfg.lr)
+    torch.backends.cudnn.benchmark = False
+
+
+def train_rate(base: training.TrainConfig, variant: TrainVariant, device: torch.device, warmup: int, seconds: float) -> dict[str, Any]:
+    """Images/s of fastnst's own training step (``_Run.train_step``: forward, the
+    three losses, backward, the finiteness checks, Adam) on random images kept
+    on the device, so the figure is the step's, not the loader's."""
+    cfg = training.TrainConfig(
+        **{**vars(base), "batch_size": variant.batch, "amp": variant.amp, "compile": variant.compile, "overwrite": True}
+    )
+    plan = training._prepare(cfg, set(), 1)
+    reset_peak(device)
+    run = training._Run(plan, distributed.SINGLE, device)
+    if variant.classic:
+        _classic(run)
+    if variant.compile:
+        run._compile()
+    fmt = torch.contiguous_format if variant.classic or device.type != "cuda" else torch.channels_last
+    size = cfg.image_size
+    xs = [torch.rand(variant.batch, 3, size, size, device=device).contiguous(memory_format=fmt) for _ in range(3)]
+    it = iter(range(2**62))
+    t_compile = time.perf_counter()
+    run.train_step(xs[0])  # the first step compiles (with --compile) and autotunes
+    sync(device)
+    first_step_s = time.perf_counter() - t_compile
+    s = timed_rate(lambda: run.train_step(xs[next(it) % 3]), device, warmup, seconds)
+    torch.backends.cudnn.benchmark = device.type == "cuda"
+    return {"images_per_s": variant.batch / s, "step_ms": s * 1e3, "first_step_s": first_step_s, "peak_gib": peak_memory(device)}
+
+
+def loader_rate(photos: Path, image_size: int, batch: int, workers: int, seconds: float, pin: bool) -> dict[str, Any]:
+    """Images/s that fastnst's training loader delivers on its own (decode, crop, flip, collate)."""
+    files, _ = find_images(photos)
+    loader = training.make_loader(PhotoDataset(files, image_size), TrainBatchSampler(len(files), batch, seed=0), workers, pin)
+    batches = iter(loader)
+    next(batches)  # workers started
+    n, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        n += next(batches).images.shape[0]
+    return {"images_per_s": n / (time.perf_counter() - t0), "workers": workers}
+
+
+# ---------------------------------------------------------------- inference
+
+
+def flops_per_pixel(config: ModelConfig) -> float:
+    """Floating-point operations of one forward pass per input pixel (convolutions
+    and the rest, as counted by torch's FlopCounterMode at 256 x 256)."""
+    model = TransformerNet(config).eval()
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(torch.rand(1, 3, 256, 256))
+    return counter.get_total_flops() / 256**2
+
+
+class _Graphed:
+    """A CUDA graph of one forward pass on a fixed input buffer: replaying it
+    launches the whole network at once (no per-kernel launch cost)."""
+
+    def __init__(self, model: torch.nn.Module, x: torch.Tensor) -> None:
+        self.x = x.clone()
+        stream = torch.cuda.Stream()
+        stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(stream), torch.inference_mode():
+            for _ in range(3):
+                model(self.x)
+        torch.cuda.current_stream().wait_stream(stream)
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph), torch.inference_mode():
+            self.y = model(self.x)
+
+    def __call__(self) -> torch.Tensor:
+        self.graph.replay()
+        return self.y
+
+
+INFERENCE_VARIANTS = ("fp32", "fp16-autocast", "fp16-graph")
+
+
+def _inference_fn(name: str, model: TransformerNet, x: torch.Tensor, device: torch.device) -> Callable[[], torch.Tensor]:
+    """fp32: plain model; fp16-autocast: fastnst's stylizer path (TorchBackend: float16
+    autocast, channels_last); fp16: half weights, channels_last; fp16-graph: that, as a CUDA graph."""
+    if name == "fp32":
+        ref = model.float().to(memory_format=torch.contiguous_format)
+        return lambda: ref(x)
+    if name == "fp16-autocast":
+        backend = TorchBackend(model, device=str(device))
+        return lambda: backend._forward(x)
+    half = TransformerNet(model.config).to(device).eval()
+    half.load_state_dict(model.state_dict())
+    half = half.half().to(memory_format=torch.channels_last)
+    xh = x.half().contiguous(memory_format=torch.channels_last)
+    if name == "fp16" or device.type != "cuda":
+        return lambda: half(xh)
+    return _Graphed(half, xh)
+
+
+def inference_rate(
+    model: TransformerNet, name: str, batch: int, hw: tuple[int, int], device: torch.device, seconds: float, ref: torch.Tensor | None
+) -> tuple[dict[str, Any], torch.Tensor]:
+    """Frames/s of one variant, its peak memory and its largest error against ``ref`` (the fp32 output)."""
+    torch.manual_seed(0)
+    x = torch.rand(batch, 3, *hw, device=device)
+    reset_peak(device)
+    with torch.inference_mode():
+        fn = _inference_fn(name, model, x, device)
+        s = timed_rate(fn, device, warmup=3, seconds=seconds)
+        y = fn().float().clamp(0, 1)
+    out = {"frames_per_s": batch / s, "ms_per_call": s * 1e3, "peak_gib": peak_memory(device)}
+    if ref is not None:
+        out["max_abs_err"] = float((y - ref).abs().max())
+        out["psnr_db"] = float(10 * torch.log10(1 / (y - ref).pow(2).mean().clamp_min(1e-12)))
+    return out, y
+
+
+# ---------------------------------------------------------------- Gatys
+
+
+def gatys_seconds(
+    photo: Path, style: Path, vgg: str, preprocess: str, size: int, iterations: int, device: torch.device, layers: dict[str, str]
+) -> dict[str, Any]:
+    """Seconds for ``iterations`` L-BFGS iterations at ``size`` px (no early stop)."""
+    from fastnst.gatys import GatysConfig, GatysOptimizer
+    from fastnst.images import load_rgb, pil_to_tensor, resize_long_side
+
+    cfg = GatysConfig(
+        style_images=[str(style)],
+        vgg_weights=vgg,
+        vgg_preprocess=preprocess,
+        iterations=(iterations,),
+        min_improvement=0.0,
+        device=str(device),
+        progress=False,
+        **layers,
+    )
+    opt = GatysOptimizer(cfg)
+    content = pil_to_tensor(resize_long_side(load_rgb(photo), size))
+    reset_peak(device)
+    sync(device)
+    t0 = time.perf_counter()
+    result = opt.run(content)
+    sync(device)
+    return {
+        "seconds": time.perf_counter() - t0,
+        "iterations": sum(p.iterations for p in result.passes),
+        "size": list(content.shape[-2:]),
+        "peak_gib": peak_memory(device),
+        "loss": result.losses,
+    }

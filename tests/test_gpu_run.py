@@ -1,0 +1,204 @@
+"""benchmarks/gpu_run.py: the GPU run rehearsed on the CPU (--dry-run), its time
+sharing and its packing, so that GPU minutes never go to debugging it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+import torch
+
+from fastnst.checkpoint import load_model
+
+from .conftest import synthetic_photo, tiny_vgg_state_dict
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import gpu_report
+import gpu_run
+
+
+@pytest.fixture(scope="module")
+def device_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The layout --prepare writes, with tiny stand-ins: WebP photos, a tiny VGG, two styles, two photos."""
+    root = tmp_path_factory.mktemp("device")
+    for sub in ("photos256", "vgg19", "styles", "content"):
+        (root / sub).mkdir()
+    for i in range(8):
+        synthetic_photo(40, 40, seed=i).save(root / "photos256" / f"p{i}.webp")
+    for name, seed in (("candy", 50), ("mosaic", 51), (gpu_run.SAMPLE_PHOTO, 60), (gpu_run.GATYS_PHOTO, 61)):
+        synthetic_photo(48, 40, seed=seed).save(root / ("styles" if seed < 60 else "content") / f"{name}.jpg")
+    torch.save(tiny_vgg_state_dict(), root / "vgg19" / "tiny_caffe.pth")
+    return root
+
+
+def test_dry_run_measures_trains_and_packs(device_data: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    cmd = [
+        sys.executable,
+        str(ROOT / "benchmarks" / "gpu_run.py"),
+        "--dry-run",
+        "--data",
+        str(device_data),
+        "--out",
+        str(out),
+        "--budget",
+        "240",
+        "--styles",
+        "candy,candy@1,udnie",
+        "--compile",
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    by_name = {r["name"]: r for r in rows}
+    assert by_name["machine"]["pillow_webp"] and by_name["ceilings"]["matmul_tflops"] > 0
+    train_rows = [r for r in rows if r["stage"] == "speed" and r["name"].startswith("train ") and r["name"] != "train choice"]
+    assert train_rows and all(r.get("images_per_s", 0) > 0 for r in train_rows), train_rows
+    assert by_name["train choice"]["speedup_vs_classic"] > 0
+    assert all(r.get("images_per_s", 0) > 0 for r in rows if r["name"].startswith("loader"))
+    infer = [r for r in rows if r["name"].startswith("infer ")]
+    assert infer and all(r["frames_per_s"] > 0 and r["tflops"] > 0 for r in infer)
+    assert all("psnr_db" in r for r in infer if r["variant"] != "fp32"), "every fast variant is checked against fp32"
+    assert [r for r in rows if r["name"].startswith("gatys ")][0]["seconds"] > 0
+    trained = {r["name"]: r for r in rows if r["stage"] == "train"}
+    assert trained["udnie"]["skipped"].startswith("no ")
+    for style in ("candy", "candy_sw1"):
+        assert trained[style]["images_seen"] > 0 and trained[style]["compile"] is True, trained[style]
+    assert trained["candy_sw1"]["style_weight"] == 1.0 and trained["candy"]["style_weight"] == 0.3, (
+        "candy@1: the same painting at another weight"
+    )
+    assert "--compile" in (out / "train.log").read_text() and "--max-time" in (out / "train.log").read_text()
+
+    files = sorted(p.name for p in out.iterdir())
+    assert files == ["models_1.tar", "results.jsonl", "results.md", "train.log"], "what the device tool brings back: few plain files"
+    with tarfile.open(out / "models_1.tar") as tar:
+        names = tar.getnames()
+        tar.extractall(tmp_path / "unpacked", filter="data")
+    for style in ("candy", "candy_sw1"):
+        assert {f"{style}/{style}.pth", f"{style}/metrics.jsonl"} <= set(names) and any(n.startswith(f"{style}/samples/") for n in names)
+        state = torch.load(tmp_path / "unpacked" / style / f"{style}.pth", weights_only=True)["state_dict"]
+        assert all(v.dtype == torch.float16 for v in state.values() if v.is_floating_point()), "shipped weights are fp16"
+        model, info = load_model(tmp_path / "unpacked" / style / f"{style}.pth")
+        assert info["train_config"]["images_seen"] == trained[style]["images_seen"]
+        assert model(torch.rand(1, 3, 20, 28)).shape == (1, 3, 20, 28)
+    text = (out / "results.md").read_text()
+    assert "## Training step" in text and "## Trained styles" in text and "| candy |" in text
+
+
+def test_report_writes_json_and_markdown(tmp_path: Path) -> None:
+    rows = [
+        {
+            "stage": "env",
+            "name": "machine",
+            "gpu": "NVIDIA H100",
+            "gpu_memory_gib": 79.2,
+            "torch": "2.11",
+            "cuda": "13.0",
+            "cudnn": 91000,
+            "cpus": 16,
+        },
+        {"stage": "speed", "name": "train classic fp32 b4", "batch": 4, "images_per_s": 100.0},
+        {"stage": "speed", "name": "train bf16 b16", "batch": 16, "images_per_s": 700.0},
+        {"stage": "speed", "name": "train choice", "batch": 16, "compile": False, "images_per_s": 700.0, "speedup_vs_classic": 7.0},
+        {"stage": "train", "name": "candy", "images_seen": 96000, "batch": 16, "ok": True, "final": {"content": 5.0e4, "style": 1.0e5}},
+    ]
+    (tmp_path / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    gpu_report.write_report(tmp_path / "results.jsonl", tmp_path / "dest")
+    assert json.loads((tmp_path / "dest" / "gpu.json").read_text())["rows"] == rows
+    md = (tmp_path / "dest" / "gpu.md").read_text()
+    assert "NVIDIA H100" in md and "**7x** the classic recipe" in md and "| candy | 96000 |" in md
+
+
+def _run(train_rate: float | None) -> gpu_run.Run:
+    return gpu_run.Run(
+        gpu_run.GPU, gpu_run.Data(Path("x")), Path("o"), Path("w"), None, None, torch.device("cpu"), [], train_rate=train_rate
+    )  # type: ignore[arg-type]
+
+
+def test_style_budgets_prefer_fewer_good_models() -> None:
+    p = gpu_run.GPU
+    run = _run(1000.0)
+    floor = p.style_startup_s + p.min_images / 1000.0
+    need = p.style_startup_s + p.target_images / 1000.0
+    seconds, fit = gpu_run.style_budget(run, 8 * floor, 8)  # exactly enough for eight minimal models
+    assert fit == 8 and seconds == pytest.approx(floor)
+    seconds, fit = gpu_run.style_budget(run, 3 * floor, 8)
+    assert fit == 3, "styles are dropped from the end rather than trained below --min-images"
+    seconds, fit = gpu_run.style_budget(run, 100 * need, 2)
+    assert fit == 2 and seconds == pytest.approx(need), "no style gets more than it needs for the target"
+    assert gpu_run.style_budget(run, 0.5 * floor, 4) == (0.0, 0)
+
+
+def test_prepare_copies_what_the_run_reads(tmp_path: Path) -> None:
+    assets = tmp_path / "assets"
+    for sub in ("photos256", "vgg19", "styles", "content"):
+        (assets / sub).mkdir(parents=True)
+    synthetic_photo(40, 40).save(assets / "photos256" / "a.webp")
+    (assets / "vgg19" / "vgg.pth").write_bytes(b"w")
+    paintings = {gpu_run.split_spec(s)[0] for s in gpu_run.STYLES}
+    assert "candy@1" in gpu_run.STYLES and paintings >= {"candy", "mosaic", "udnie", "rain_princess"}
+    for name in (*paintings, "not_shipped"):
+        synthetic_photo(20, 20).save(assets / "styles" / f"{name}.jpg")
+    for name in (gpu_run.SAMPLE_PHOTO, gpu_run.GATYS_PHOTO, "other"):
+        synthetic_photo(20, 20).save(assets / "content" / f"{name}.jpg")
+    gpu_run.prepare(assets, tmp_path / "device")
+    copied = {p.relative_to(tmp_path / "device").as_posix() for p in (tmp_path / "device").rglob("*") if p.is_file()}
+    assert copied == {
+        "photos256/a.webp",
+        "vgg19/vgg.pth",
+        *(f"styles/{s}.jpg" for s in paintings),
+        f"content/{gpu_run.SAMPLE_PHOTO}.jpg",
+        f"content/{gpu_run.GATYS_PHOTO}.jpg",
+    }
+
+
+def test_style_specs_name_the_painting_and_the_weight() -> None:
+    assert gpu_run.split_spec("candy@1") == ("candy", 1.0, "candy_sw1")
+    assert gpu_run.split_spec("mosaic") == ("mosaic", None, "mosaic")
+
+
+def _fake_run_output(folder: Path) -> None:
+    """What a GPU run brings back: results.jsonl and a tar of style folders (fp16 models, metrics, samples)."""
+    from fastnst.checkpoint import save_model
+    from fastnst.model import ModelConfig, TransformerNet
+
+    folder.mkdir()
+    rows = [{"stage": "env", "name": "machine", "gpu": "NVIDIA H100 80GB HBM3", "torch": "2.11.0"}]
+    with tarfile.open(folder / "models_1.tar", "w") as tar:
+        for name, seen in (("candy", 160_000), ("candy_sw1", 160_000), ("mosaic", 1_000)):
+            d = folder / "build" / name
+            (d / "samples").mkdir(parents=True)
+            config = {
+                "style_image": ".device/styles/candy.jpg",
+                "images_seen": seen,
+                "steps_done": seen // 16,
+                "batch_size": 16,
+                "style_weight": 0.3,
+            }
+            save_model(TransformerNet(ModelConfig(width=0.25)), d / f"{name}.pth", config, half=True)
+            (d / "metrics.jsonl").write_text(json.dumps({"step": seen // 16, "content": 5e4, "style": 1e5, "tv": 9.0}) + "\n")
+            synthetic_photo(16, 16).save(d / "samples" / "step_0000010.jpg")
+            tar.add(d, name)
+            rows.append({"stage": "train", "name": name, "images_seen": seen, "seconds": 120.0, "images_per_s": 1400.0})
+    (folder / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def test_ship_puts_trained_models_and_cards_in_checkpoints(tmp_path: Path) -> None:
+    import gpu_ship
+
+    _fake_run_output(tmp_path / "fetched")
+    shipped = gpu_ship.ship(tmp_path / "fetched", None, None, tmp_path / "checkpoints")
+    assert [p.name for p in shipped] == ["candy.pth"], "variants are comparisons; under --min-images is never shipped"
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["candy.md", "candy.pth"], "no samples: the photos are not ours"
+    model, info = load_model(tmp_path / "checkpoints" / "candy.pth")
+    assert info["train_config"]["images_seen"] == 160_000
+    text = (tmp_path / "checkpoints" / "candy.md").read_text()
+    assert "NVIDIA H100 80GB HBM3" in text and "160000 images seen" in text and "style_weight 0.3" in text
+    gpu_ship.ship(tmp_path / "fetched", ["candy_sw1"], "candy", tmp_path / "chosen")
+    assert (tmp_path / "chosen" / "candy.pth").exists() and (tmp_path / "chosen" / "candy.md").read_text().startswith("# candy\n")
