@@ -12,6 +12,11 @@ weights of a VGG19 weight set:
   stationary point of content + w * style, i.e. -<dC, dS> / |dS|^2 on the
   image gradients (noisy: a feed-forward output is no per-image optimum).
 
+With ``--score IMAGE ...`` it instead prints the unweighted content and style
+losses of finished pictures (e.g. Gatys results at several style weights, a
+peer's output) against ``--score-photo`` and ``--score-style``: where each
+picture sits in the same loss landscape.
+
 Needs the VGG19 weights and the peer models, e.g. from ../shared/assets:
 
     python benchmarks/loss_balance.py --vgg-weights ../shared/assets/vgg19/vgg19_caffe_conv1_1-conv5_1.pth \\
@@ -59,6 +64,18 @@ def score(loss: PerceptualLoss, model: torch.nn.Module, photo: torch.Tensor) -> 
     }
 
 
+def score_images(args: argparse.Namespace, loss: PerceptualLoss) -> None:
+    """Content and style loss of each picture, resized to the photo's --size."""
+    loss.set_style([_image(args.styles / f"{args.score_style}.jpg", args.style_size)])
+    photo = _image(args.photos / f"{args.score_photo}.jpg", args.size)
+    targets = loss.content_targets(photo)
+    for path in args.score:
+        y = torch.nn.functional.interpolate(pil_to_tensor(load_rgb(path)), size=photo.shape[-2:], mode="bilinear")
+        with torch.no_grad():
+            terms = loss(y, targets)
+        print(f"{path.name}: content {float(terms.content):.3g}, style {float(terms.style):.3g}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--vgg-weights", required=True, help="VGG19 features state dict")
@@ -71,11 +88,17 @@ def main() -> None:
     ap.add_argument("--content-layers", default="relu2_2", help="content layer(s)")
     ap.add_argument("--size", type=int, default=256, help="photos resized to this longer side")
     ap.add_argument("--style-size", type=int, default=512, help="style images resized to this longer side")
+    ap.add_argument("--score", type=Path, nargs="+", metavar="IMAGE", help="score these stylized pictures instead of the peers")
+    ap.add_argument("--score-style", default="candy", help="with --score: the style (a name in --styles)")
+    ap.add_argument("--score-photo", default="chicago", help="with --score: the photo they were made from (a name in --photos)")
     args = ap.parse_args()
     torch.set_num_threads(max(1, torch.get_num_threads()))
 
     content_layers, style_layers = parse_layers(args.content_layers), parse_layers(DEFAULT_STYLE_LAYERS)
     vgg = build_vgg([*content_layers, *style_layers], args.vgg_weights, args.vgg_preprocess)
+    if args.score:
+        score_images(args, PerceptualLoss(vgg, content_layers, style_layers, LossWeights(1.0, 1.0, 0.0)))
+        return
     rows = []
     for name in args.names.split(","):
         model, _ = load_model(args.peers / f"{name}.pth")
