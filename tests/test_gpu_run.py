@@ -115,24 +115,29 @@ def test_report_writes_json_and_markdown(tmp_path: Path) -> None:
     assert "NVIDIA H100" in md and "**7x** the classic recipe" in md and "| candy | 96000 |" in md
 
 
-def _run(train_rate: float | None) -> gpu_run.Run:
+def _run(train_rate: float | None, n_styles: int = 9) -> gpu_run.Run:
     return gpu_run.Run(
-        gpu_run.GPU, gpu_run.Data(Path("x")), Path("o"), Path("w"), None, None, torch.device("cpu"), [], train_rate=train_rate
+        gpu_run.GPU, gpu_run.Data(Path("x")), Path("o"), Path("w"), None, None, torch.device("cpu"), ["s"] * n_styles, train_rate=train_rate
     )  # type: ignore[arg-type]
 
 
 def test_style_budgets_prefer_fewer_good_models() -> None:
     p = gpu_run.GPU
     run = _run(1000.0)
-    floor = p.style_startup_s + p.min_images / 1000.0
-    need = p.style_startup_s + p.target_images / 1000.0
-    seconds, fit = gpu_run.style_budget(run, 8 * floor, 8)  # exactly enough for eight minimal models
-    assert fit == 8 and seconds == pytest.approx(floor)
-    seconds, fit = gpu_run.style_budget(run, 3 * floor, 8)
-    assert fit == 3, "styles are dropped from the end rather than trained below --min-images"
-    seconds, fit = gpu_run.style_budget(run, 100 * need, 2)
-    assert fit == 2 and seconds == pytest.approx(need), "no style gets more than it needs for the target"
-    assert gpu_run.style_budget(run, 0.5 * floor, 4) == (0.0, 0)
+
+    def secs(images: int) -> float:
+        return p.style_startup_s + images / 1000.0
+
+    seconds, k = gpu_run.style_budget(run, 4 * secs(p.good_images), 0)
+    assert k == 4 and seconds == pytest.approx(secs(p.good_images)), "the four core styles share the time"
+    seconds, k = gpu_run.style_budget(run, 2.5 * secs(p.good_images), 0)
+    assert k == 2 and seconds == pytest.approx(1.25 * secs(p.good_images)), "fewer at a time rather than each under good_images"
+    seconds, k = gpu_run.style_budget(run, 100 * secs(p.target_images), 1)
+    assert k == 3 and seconds == pytest.approx(secs(p.target_images)), "no style gets more than it needs for the target"
+    seconds, k = gpu_run.style_budget(run, 1.5 * secs(p.target_images), 5)
+    assert k == 1 and seconds == pytest.approx(secs(p.target_images)), "past the core, one style at a time"
+    assert gpu_run.style_budget(run, 0.9 * secs(p.min_images), 0) == (0.0, 0), "nothing starts that cannot reach min_images"
+    assert gpu_run.style_budget(_run(None), 200.0, 0)[1] == 1, "without a measured rate: one style at a time, given all the time"
 
 
 def test_prepare_copies_what_the_run_reads(tmp_path: Path) -> None:
