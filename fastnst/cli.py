@@ -157,6 +157,11 @@ def add_train_parser(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--device", metavar="DEV", help="auto, cpu or cuda[:N] (default: auto = GPU when available)")
     g.add_argument("--amp", action=argparse.BooleanOptionalAction, help="bf16 mixed precision (default: on for CUDA, off for CPU)")
     g.add_argument(
+        "--channels-last",
+        action=argparse.BooleanOptionalAction,
+        help="channels_last memory layout for the network and VGG (default: on for CUDA, off for CPU)",
+    )
+    g.add_argument(
         "--compile",
         action=argparse.BooleanOptionalAction,
         help="torch.compile the network and the VGG loss: faster steps on a GPU after about a minute of compilation; "

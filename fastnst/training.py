@@ -74,7 +74,9 @@ FIXED_ON_RESUME = (
 
 
 # Per-invocation choices, not part of a run's record.
-_NOT_RECORDED = ("resume", "overwrite", "progress", "device", "workers", "amp", "checkpoint_dir", "dist_timeout", "max_time", "compile")
+_NOT_RECORDED = (
+    "resume", "overwrite", "progress", "device", "workers", "amp", "checkpoint_dir", "dist_timeout", "max_time", "compile", "channels_last",
+)  # fmt: skip
 
 # Under torchrun, Ctrl-C reaches each worker twice (from the terminal and
 # forwarded by torchrun); a repeat this soon is the same request, not "abort".
@@ -127,6 +129,7 @@ class TrainConfig:
     dist_timeout: float = distributed.DEFAULT_TIMEOUT_S
     max_time: float | None = None  # seconds of wall clock for this invocation, then a clean stop
     compile: bool = False  # torch.compile the network and VGG (pays off on a GPU; minutes to compile on a CPU)
+    channels_last: bool | None = None  # memory layout of network and VGG; None: on CUDA
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
@@ -341,6 +344,24 @@ def make_loader(dataset: PhotoDataset, sampler: Any, workers: int, pin: bool) ->
 # ---------------------------------------------------------------- run-time helpers
 
 
+def _align_optimizer(opt: torch.optim.Optimizer, fused: bool) -> None:
+    """Make restored Adam state fit this run: each state tensor in its parameter's layout,
+    and the fused kernel on a GPU only.
+
+    A checkpoint keeps the layout its state was saved in (channels_last from a GPU) and
+    the fused flag of the device it came from; the fused kernel assumes state laid out
+    like its parameter, so a GPU checkpoint resumed on a CPU silently updated wrongly."""
+    for group in opt.param_groups:
+        group["fused"] = fused
+        for p in group["params"]:
+            state = opt.state.get(p, {})
+            for key, value in state.items():
+                if key == "step" and torch.is_tensor(value):
+                    state[key] = value.to(p.device, torch.float32) if fused else value.cpu()
+                elif torch.is_tensor(value) and value.shape == p.shape and value.stride() != p.stride():
+                    state[key] = torch.empty_like(p).copy_(value)
+
+
 def _grads_finite(model: torch.nn.Module) -> bool:
     grads = [p.grad.isfinite().all() for p in model.parameters() if p.grad is not None]
     return bool(torch.stack(grads).all()) if grads else True
@@ -466,16 +487,24 @@ class _Run:
         self.step = 0
         if plan.ckpt is not None:
             self._restore(plan.ckpt)
-        if device.type == "cuda":
-            torch.backends.cudnn.benchmark = True
-            self.model = self.model.to(memory_format=torch.channels_last)
-            self.loss.vgg.to(memory_format=torch.channels_last)
+        self._set_layout()
         self.net: torch.nn.Module = self.model  # wrapped in DDP by run(), once every rank is ready
         self.sampler = TrainBatchSampler(len(self.files), cfg.batch_size, cfg.seed, self.step, dist.world_size, dist.rank)
         self.sample = _sample_tensor(cfg, self.files) if dist.is_main else None
         self.metrics = _Metrics(self.ckpt_dir / "metrics.jsonl", self.step) if dist.is_main else None
         self.stop: dict[str, Any] = {"signal": None}
         self.agreed_stop: str | None = None
+
+    def _set_layout(self) -> None:
+        """channels_last (on CUDA unless --no-channels-last) for the network and VGG, and an
+        optimizer whose restored state matches its parameters (see _align_optimizer)."""
+        self.channels_last = self.device.type == "cuda" if self.cfg.channels_last is None else self.cfg.channels_last
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True
+        if self.channels_last:
+            self.model.to(memory_format=torch.channels_last)
+            self.loss.vgg.to(memory_format=torch.channels_last)
+        _align_optimizer(self.opt, fused=self.device.type == "cuda")
 
     def _build_loss(self) -> PerceptualLoss:
         """VGG and the style Grams, on every rank: computing them is cheaper than sending them."""
@@ -620,7 +649,7 @@ class _Run:
                 batch = next(batches)
                 self._note_skipped(batch.skipped)
                 x = batch.images.to(self.device, non_blocking=True).float().div_(255.0)  # uint8 from the loader: 4x less to copy
-                if self.device.type == "cuda":
+                if self.channels_last:
                     x = x.contiguous(memory_format=torch.channels_last)
                 terms = self.train_step(x)
                 if terms is None:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import copy
 import json
 import os
 import signal
@@ -182,3 +183,61 @@ def test_compile_trains_the_same_weights(tmp_path: Path, photo_dir: Path, style_
     assert any(not torch.equal(b[k], init[k]) for k in b), "the compiled run trained the saved weights"
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6, msg=k)
+
+
+def test_gpu_optimizer_state_resumes_correctly_on_a_cpu() -> None:
+    """A checkpoint from a GPU holds fused-Adam state in channels_last layout; resumed
+    where the parameters are contiguous, the update must equal the plain one."""
+    from fastnst.training import _align_optimizer
+
+    def trained_state(channels_last: bool) -> tuple[dict, dict]:
+        torch.manual_seed(0)
+        model = TransformerNet(ModelConfig(width=0.25))
+        if channels_last:
+            model.to(memory_format=torch.channels_last)
+        opt = torch.optim.Adam(model.parameters(), lr=1e-2, fused=channels_last)
+        for _ in range(2):
+            model(torch.rand(1, 3, 16, 16)).mean().backward()
+            opt.step()
+            opt.zero_grad()
+        return copy.deepcopy(model.state_dict()), copy.deepcopy(opt.state_dict())
+
+    def resume_and_step(model_state: dict, opt_state: dict, align: bool) -> dict:
+        model_state, opt_state = copy.deepcopy(model_state), copy.deepcopy(opt_state)  # Adam updates loaded state in place
+        model = TransformerNet(ModelConfig(width=0.25))  # contiguous, as on a CPU
+        model.load_state_dict(model_state)
+        opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+        opt.load_state_dict(opt_state)
+        if align:
+            _align_optimizer(opt, fused=False)
+        torch.manual_seed(1)
+        model(torch.rand(1, 3, 16, 16)).mean().backward()
+        opt.step()
+        return {k: v.clone() for k, v in model.state_dict().items()}
+
+    gpu_model, gpu_opt = trained_state(channels_last=True)
+    assert any(v.dim() == 4 and not v.is_contiguous() for s in gpu_opt["state"].values() for v in s.values() if torch.is_tensor(v))
+    aligned = resume_and_step(gpu_model, gpu_opt, align=True)
+    plain_opt = {"state": {i: {k: v.contiguous() for k, v in s.items()} for i, s in gpu_opt["state"].items()},
+                 "param_groups": [{**g, "fused": None} for g in gpu_opt["param_groups"]]}  # fmt: skip
+    reference = resume_and_step(gpu_model, plain_opt, align=False)
+    for k in reference:
+        torch.testing.assert_close(aligned[k], reference[k], rtol=1e-6, atol=1e-7, msg=k)
+    unaligned = resume_and_step(gpu_model, gpu_opt, align=False)
+    assert any(not torch.allclose(unaligned[k], reference[k], atol=1e-4) for k in reference), "the case the alignment exists for"
+
+
+def test_channels_last_is_a_layout_not_another_model(tmp_path: Path, photo_dir: Path, style_file: Path, vgg_file: Path) -> None:
+    """--channels-last (the CUDA default) and --no-channels-last compute the same losses, up to
+    rounding, and train the same network (Adam's sign-like first steps turn rounding into
+    differences of a few learning rates, no more)."""
+    a, b = tmp_path / "a.pth", tmp_path / "b.pth"
+    assert main(["train", *tiny_train_args(photo_dir, style_file, vgg_file, a, iterations=3), "--channels-last"]) == 0
+    assert main(["train", *tiny_train_args(photo_dir, style_file, vgg_file, b, iterations=3), "--no-channels-last"]) == 0
+    first_a, first_b = _metrics(tmp_path / "a_run")[0], _metrics(tmp_path / "b_run")[0]
+    for term in ("content", "style", "tv"):
+        assert first_a[term] == pytest.approx(first_b[term], rel=1e-4), term
+    sa, sb = (torch.load(p, weights_only=True)["state_dict"] for p in (a, b))
+    for k in sa:
+        assert float((sa[k] - sb[k]).abs().max()) <= 3 * 2 * 1e-3 + 1e-6, k  # 3 steps at lr 1e-3
+    assert "channels_last" not in torch.load(a, weights_only=True)["train_config"], "a per-invocation choice"
