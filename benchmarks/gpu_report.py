@@ -50,9 +50,12 @@ def _speed(rows: list[dict[str, Any]]) -> list[str]:
     )
     choice = next((r for r in rows if r["name"] == "train choice"), None)
     if choice:
+        compiled = "compile " + (str(choice["compile"]) if choice.get("compile_measured") else "not measured (no time left)")
+        layout = "channels_last" if choice.get("channels_last", True) else "NCHW"
         out += [
-            f"Chosen: batch {choice['batch']}, compile {choice['compile']}: {_f(choice['images_per_s'])} images/s, "
-            f"**{_f(choice['speedup_vs_classic'])}x** the classic recipe.",
+            f"Chosen: batch {choice['batch']}, {layout}, {compiled}, {choice.get('workers')} loader workers: "
+            f"{_f(choice['images_per_s'])} images/s, **{_f(choice['speedup_vs_classic'])}x** the classic recipe "
+            "(fp32 = PyTorch's default, whose convolutions use cuDNN's TF32).",
             "",
         ]
     loader = [r for r in rows if r["name"].startswith("loader ")]
@@ -63,7 +66,7 @@ def _speed(rows: list[dict[str, Any]]) -> list[str]:
         ]
     infer = [r for r in rows if r["name"].startswith("infer ")]
     if infer:
-        out += ["## Inference (random input, device-resident)", ""]
+        out += ["## Inference (random input, device-resident; random weights: the error columns are indicative only)", ""]
         out += _table(
             ["variant", "batch", "size", "frames/s", "TFLOP/s", "peak GiB", "max error", "PSNR dB", "note"],
             [

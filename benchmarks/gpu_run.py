@@ -110,7 +110,8 @@ class Profile:
     checkpoint_every_images: int = 32_000
     workers: int = 12
     compile_backend: str | None = None
-    compile_need_s: float = 50.0  # the speed stage times --compile only with this much of its budget left
+    compile_need_s: float = 90.0  # the speed stage times --compile only with this much of its budget left
+    typical_style_s: float = 100.0  # what a core style gets in a 530 s run: the yardstick for --compile
 
 
 CLASSIC = speed.TrainVariant("classic fp32 b4", 4, amp=False, classic=True)
@@ -122,6 +123,7 @@ GPU = Profile(
         speed.TrainVariant("bf16 b32", 32),
         speed.TrainVariant("bf16 b8", 8),
         speed.TrainVariant("bf16 b4", 4),
+        speed.TrainVariant("bf16 b16 NCHW", 16, channels_last=False),
     ),
 )
 DRY = Profile(
@@ -131,11 +133,15 @@ DRY = Profile(
     layers={"content_layers": "relu2_2", "style_layers": "relu1_1,relu2_1,relu3_1"},
     matmul_n=256,
     copy_mib=16,
-    train_variants=(speed.TrainVariant("classic fp32 b2", 2, amp=False, classic=True), speed.TrainVariant("bf16 b2", 2)),
+    train_variants=(
+        speed.TrainVariant("classic fp32 b2", 2, amp=False, classic=True),
+        speed.TrainVariant("bf16 b2", 2),
+        speed.TrainVariant("bf16 b2 NCHW", 2, channels_last=False),
+    ),
     warmup=2,
     measure_s=0.2,
     speed_budget_s=120.0,
-    loader_workers=(0, 1),
+    loader_workers=(1, 2),
     loader_s=0.3,
     infer_sizes=((24, 40),),
     infer_batches=(1, 2),
@@ -225,6 +231,8 @@ class Run:
     speed_deadline: float = math.inf
     workers: int | None = None  # loader processes per training run (default: the profile's)
     compile_s: float = 0.0  # compilation time measured by the speed stage
+    can_train: bool = True
+    channels_last: bool = True  # the training layout: NCHW where the speed stage measured it faster
     classic_rows: list[dict[str, Any]] = field(default_factory=list)
     fast_rows: list[dict[str, Any]] = field(default_factory=list)
 
@@ -234,7 +242,6 @@ class Run:
 
 def stage_env(run: Run) -> None:
     import PIL
-    from PIL import features
 
     info: dict[str, Any] = {
         "torch": torch.__version__,
@@ -242,7 +249,6 @@ def stage_env(run: Run) -> None:
         "cudnn": torch.backends.cudnn.version(),
         "python": sys.version.split()[0],
         "pillow": PIL.__version__,
-        "pillow_webp": features.check("webp"),
         "cpus": os.cpu_count(),
         "device": str(run.device),
     }
@@ -252,8 +258,31 @@ def stage_env(run: Run) -> None:
     run.results.add("env", "machine", **info)
     c = speed.ceilings(run.device, run.profile.matmul_n, run.profile.copy_mib)
     run.results.add("env", "ceilings", **c)
-    if not info["pillow_webp"]:
-        print("WARNING: this Pillow cannot read WebP: the photos in photos256/ cannot be decoded", flush=True)
+    run.results.add("env", "checks", **_env_checks(run))
+
+
+def _env_checks(run: Run) -> dict[str, Any]:
+    """What would sink the training stage, found in seconds: WebP decoding, the loader's
+    worker processes (shared memory, pinned batches), the GPU's compute mode."""
+    from PIL import features
+
+    out: dict[str, Any] = {"pillow_webp": features.check("webp")}
+    if not out["pillow_webp"]:
+        run.can_train = False  # every photo in photos256/ is WebP
+    shm = shutil.disk_usage("/dev/shm").free / 2**30 if os.path.isdir("/dev/shm") else None
+    out["dev_shm_free_gib"] = round(shm, 2) if shm is not None else None
+    try:
+        speed.loader_rate(run.data.photos, run.profile.image_size, 4, 2, 0.2, run.device.type == "cuda")
+        out["loader_workers_ok"] = True
+    except Exception as e:  # e.g. no shared memory for worker processes: train with the main process alone
+        out["loader_workers_ok"], out["loader_error"] = False, f"{type(e).__name__}: {str(e)[:200]}"
+        run.workers = 0
+    try:
+        query = ["nvidia-smi", "--query-gpu=compute_mode,clocks.max.sm,power.limit", "--format=csv,noheader"]
+        out["nvidia_smi"] = subprocess.run(query, capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        out["nvidia_smi"] = None
+    return out
 
 
 def _base_config(run: Run, style: str = "candy") -> TrainConfig:
@@ -299,16 +328,24 @@ def speed_training(run: Run) -> None:
             lambda v=v: speed.train_rate(base, v, run.device, p.warmup, p.measure_s),
             batch=v.batch,
             compile=False,
+            nchw=not v.channels_last or v.classic,
         )
         if row and "images_per_s" in row:
             (run.classic_rows if v.classic else run.fast_rows).append(row)
-    if not run.fast_rows:
+    cl_rows = [r for r in run.fast_rows if not r["nchw"]]
+    if not cl_rows:
         return
-    best = max(r["images_per_s"] for r in run.fast_rows)
-    chosen = min((r for r in run.fast_rows if r["images_per_s"] >= 0.9 * best), key=lambda r: r["batch"])
-    given = [r for r in run.fast_rows if r["batch"] == run.batch]
+    best = max(r["images_per_s"] for r in cl_rows)
+    chosen = min((r for r in cl_rows if r["images_per_s"] >= 0.9 * best), key=lambda r: r["batch"])
+    layouts = {r["batch"]: r for r in cl_rows}
+    given = [r for r in cl_rows if r["batch"] == run.batch]
     run.batch = run.batch or chosen["batch"]
     run.train_rate = (given[0] if given else chosen)["images_per_s"]
+    nchw = [r for r in run.fast_rows if r["nchw"] and r["batch"] in layouts]
+    if nchw:  # ATen's instance norm makes its input contiguous: channels_last may cost more than it saves
+        ratio = nchw[0]["images_per_s"] / layouts[nchw[0]["batch"]]["images_per_s"]
+        run.channels_last = ratio < 1.05
+        run.train_rate *= 1.0 if run.channels_last else ratio
 
 
 def speed_compile(run: Run) -> None:
@@ -325,10 +362,12 @@ def speed_compile(run: Run) -> None:
             batch=run.batch,
             compile=True,
         )
-        gain = r["images_per_s"] / run.train_rate if r and "images_per_s" in r else 0.0
-        if run.compile is None:
-            run.compile = gain >= 1.2
-        if run.compile and gain:
+        if r and "images_per_s" in r and run.compile is None:
+            # each style's process compiles again (cache-warm, but charged here at the cold time):
+            # worth it only if a typical style's budget yields more images than without
+            t = p.typical_style_s - p.style_startup_s
+            run.compile = r["images_per_s"] * (t - r["first_step_s"]) > run.train_rate * t
+        if run.compile and r and "images_per_s" in r:
             run.train_rate, run.compile_s = r["images_per_s"], r["first_step_s"]
     if run.classic_rows and run.train_rate:
         run.results.add(
@@ -339,11 +378,15 @@ def speed_compile(run: Run) -> None:
             images_per_s=run.train_rate,
             speedup_vs_classic=run.train_rate / run.classic_rows[0]["images_per_s"],
             workers=run.workers,
+            channels_last=run.channels_last,
+            compile_measured=any(r["name"].endswith("compiled") and "images_per_s" in r for r in run.results.rows),
         )
 
 
 def speed_loader(run: Run) -> None:
-    """The loader alone; training then uses the fastest worker count measured."""
+    """The loader alone. Training uses the fewest workers that deliver 1.5x the training
+    rate (each worker is a process competing with the one that launches GPU work), else
+    the fastest count measured."""
     p = run.profile
     rates = {}
     for w in p.loader_workers:
@@ -355,8 +398,9 @@ def speed_loader(run: Run) -> None:
         )
         if r and "images_per_s" in r:
             rates[w] = r["images_per_s"]
-    if rates:
-        run.workers = max(rates, key=rates.get)
+    if rates and run.workers is None:
+        enough = [w for w, r in rates.items() if run.train_rate and r >= 1.5 * run.train_rate]
+        run.workers = min(enough) if enough else max(rates, key=rates.get)
 
 
 def speed_inference(run: Run) -> None:
@@ -492,6 +536,8 @@ def _train_command(run: Run, spec: str, seconds: float) -> list[str]:
         cmd += [f"--{key.replace('_', '-')}", value]
     if weight is not None:
         cmd += ["--style-weight", f"{weight:g}"]
+    if not run.channels_last:
+        cmd += ["--no-channels-last"]
     return cmd + (["--compile"] if run.compile else [])
 
 
@@ -503,15 +549,18 @@ def train_style(run: Run, spec: str, seconds: float) -> None:
     with (run.out / "train.log").open("a") as log:
         log.write(f"\n$ {' '.join(cmd)}\n")
         log.flush()
-        try:
-            code = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, timeout=seconds + 120).returncode
+        try:  # a hung process must not take the whole command (and its results) with it
+            limit = max(30.0, min(seconds + 120, run.clock.left() + 5))
+            code = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, timeout=limit).returncode
         except subprocess.TimeoutExpired:
             code = "timeout"
     wall = time.monotonic() - t0
     model = run.work / style / f"{style}.pth"
     if code != 0 or not model.exists():
-        run.results.add("train", style, error=f"exit {code}; see train.log", seconds=wall)
-        return
+        salvaged = _salvage(run.work / style, model)
+        run.results.add("train", style, error=f"exit {code}; see train.log", seconds=wall, salvaged_images=salvaged)
+        if not salvaged:
+            return
     record = torch.load(model, weights_only=True)["train_config"]
     metrics = [json.loads(line) for line in (run.work / style / "metrics.jsonl").read_text().splitlines() if line.strip()]
     rates = [m["images_per_s"] for m in metrics[1:]] or [m["images_per_s"] for m in metrics]
@@ -530,7 +579,24 @@ def train_style(run: Run, spec: str, seconds: float) -> None:
     )
 
 
+def _salvage(folder: Path, model: Path) -> int | None:
+    """After a failed or killed run: its last checkpoint as a model file (the images it had seen)."""
+    last = folder / "last.pth"
+    if not last.exists():
+        return None
+    ckpt = torch.load(last, weights_only=True)
+    config = ckpt.get("train_config", {})
+    seen = int(ckpt["step"]) * int(config.get("batch_size", 0)) * int(config.get("world_size", 1))
+    config.update(steps_done=int(ckpt["step"]), images_seen=seen)
+    torch.save({k: v for k, v in ckpt.items() if k not in ("optimizer", "rng", "job_id")}, model)
+    return seen
+
+
 def stage_train(run: Run) -> None:
+    if not run.can_train:
+        run.results.add("train", "all", skipped="this Pillow cannot read WebP, and every training photo is WebP")
+        return
+
     def found(spec: str) -> bool:
         return run.data.style(split_spec(spec)[0]).exists()
 

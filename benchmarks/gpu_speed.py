@@ -35,6 +35,8 @@ def timed_rate(fn: Callable[[], Any], device: torch.device, warmup: int, seconds
     for _ in range(warmup):
         fn()
     sync(device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)  # the steady state's peak, not cuDNN autotuning's workspaces
     per_call, stop = [], time.perf_counter() + seconds
     while len(per_call) < min_chunks or time.perf_counter() < stop:
         t0 = time.perf_counter()
@@ -80,19 +82,19 @@ def ceilings(device: torch.device, matmul_n: int, copy_mib: int) -> dict[str, fl
 
 @dataclass(frozen=True)
 class TrainVariant:
-    """One training configuration to time. ``classic`` undoes fastnst's GPU
-    settings: the pytorch/examples recipe (fp32, NCHW, foreach Adam, no cuDNN autotuning)."""
+    """One training configuration to time. ``classic`` undoes fastnst's GPU settings: the
+    pytorch/examples recipe as PyTorch runs it by default (fp32 with cuDNN's TF32
+    convolutions, NCHW, foreach Adam, no cuDNN autotuning)."""
 
     name: str
     batch: int
     amp: bool = True
     compile: bool = False
     classic: bool = False
+    channels_last: bool = True
 
 
 def _classic(run: Any) -> None:
-    run.model.to(memory_format=torch.contiguous_format)
-    run.loss.vgg.to(memory_format=torch.contiguous_format)
     run.opt = torch.optim.Adam(run.model.parameters(), lr=run.cfg.lr)
     torch.backends.cudnn.benchmark = False
 
@@ -101,9 +103,9 @@ def train_rate(base: training.TrainConfig, variant: TrainVariant, device: torch.
     """Images/s of fastnst's own training step (``_Run.train_step``: forward, the
     three losses, backward, the finiteness checks, Adam) on random images kept
     on the device, so the figure is the step's, not the loader's."""
-    cfg = training.TrainConfig(
-        **{**vars(base), "batch_size": variant.batch, "amp": variant.amp, "compile": variant.compile, "overwrite": True}
-    )
+    layout = variant.channels_last and not variant.classic and device.type == "cuda"
+    changes = {"batch_size": variant.batch, "amp": variant.amp, "compile": variant.compile, "channels_last": layout, "overwrite": True}
+    cfg = training.TrainConfig(**{**vars(base), **changes})
     plan = training._prepare(cfg, set(), 1)
     reset_peak(device)
     run = training._Run(plan, distributed.SINGLE, device)
@@ -111,7 +113,7 @@ def train_rate(base: training.TrainConfig, variant: TrainVariant, device: torch.
         _classic(run)
     if variant.compile:
         run._compile()
-    fmt = torch.contiguous_format if variant.classic or device.type != "cuda" else torch.channels_last
+    fmt = torch.channels_last if layout else torch.contiguous_format
     size = cfg.image_size
     xs = [torch.rand(variant.batch, 3, size, size, device=device).contiguous(memory_format=fmt) for _ in range(3)]
     it = iter(range(2**62))
@@ -140,8 +142,9 @@ def loader_rate(photos: Path, image_size: int, batch: int, workers: int, seconds
 
 
 def flops_per_pixel(config: ModelConfig) -> float:
-    """Floating-point operations of one forward pass per input pixel (convolutions
-    and the rest, as counted by torch's FlopCounterMode at 256 x 256)."""
+    """Floating-point operations of one forward pass per input pixel: the convolutions
+    (2 per multiply-add), as torch's FlopCounterMode counts them at 256 x 256; the
+    elementwise work (norms, activations, padding) is not counted."""
     model = TransformerNet(config).eval()
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
         model(torch.rand(1, 3, 256, 256))
@@ -169,12 +172,13 @@ class _Graphed:
         return self.y
 
 
-INFERENCE_VARIANTS = ("fp32", "fp16-autocast", "fp16-graph")
+INFERENCE_VARIANTS = ("fp32", "fp16-autocast", "fp16", "fp16-nchw", "fp16-graph")
 
 
 def _inference_fn(name: str, model: TransformerNet, x: torch.Tensor, device: torch.device) -> Callable[[], torch.Tensor]:
-    """fp32: plain model; fp16-autocast: fastnst's stylizer path (TorchBackend: float16
-    autocast, channels_last); fp16: half weights, channels_last; fp16-graph: that, as a CUDA graph."""
+    """fp32: plain model, NCHW (cuDNN's TF32 convolutions, PyTorch's default); fp16-autocast:
+    fastnst's stylizer path (TorchBackend: float16 autocast, channels_last); fp16: half weights,
+    channels_last; fp16-nchw: half weights, NCHW; fp16-graph: fp16 as one CUDA graph."""
     if name == "fp32":
         ref = model.float().to(memory_format=torch.contiguous_format)
         return lambda: ref(x)
@@ -183,9 +187,10 @@ def _inference_fn(name: str, model: TransformerNet, x: torch.Tensor, device: tor
         return lambda: backend._forward(x)
     half = TransformerNet(model.config).to(device).eval()
     half.load_state_dict(model.state_dict())
-    half = half.half().to(memory_format=torch.channels_last)
-    xh = x.half().contiguous(memory_format=torch.channels_last)
-    if name == "fp16" or device.type != "cuda":
+    fmt = torch.contiguous_format if name == "fp16-nchw" else torch.channels_last
+    half = half.half().to(memory_format=fmt)
+    xh = x.half().contiguous(memory_format=fmt)
+    if name != "fp16-graph" or device.type != "cuda":
         return lambda: half(xh)
     return _Graphed(half, xh)
 

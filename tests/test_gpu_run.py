@@ -57,10 +57,12 @@ def test_dry_run_measures_trains_and_packs(device_data: Path, tmp_path: Path) ->
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
     by_name = {r["name"]: r for r in rows}
-    assert by_name["machine"]["pillow_webp"] and by_name["ceilings"]["matmul_tflops"] > 0
+    assert by_name["ceilings"]["matmul_tflops"] > 0
+    assert by_name["checks"]["pillow_webp"] and by_name["checks"]["loader_workers_ok"], "worker processes checked before training needs them"
     train_rows = [r for r in rows if r["stage"] == "speed" and r["name"].startswith("train ") and r["name"] != "train choice"]
     assert train_rows and all(r.get("images_per_s", 0) > 0 for r in train_rows), train_rows
-    assert by_name["train choice"]["speedup_vs_classic"] > 0
+    assert by_name["train choice"]["speedup_vs_classic"] > 0 and by_name["train choice"]["workers"] >= 1
+    assert any(r["nchw"] for r in train_rows if "classic" not in r["name"]), "channels_last is measured against NCHW"
     assert all(r.get("images_per_s", 0) > 0 for r in rows if r["name"].startswith("loader"))
     infer = [r for r in rows if r["name"].startswith("infer ")]
     assert infer and all(r["frames_per_s"] > 0 and r["tflops"] > 0 for r in infer)
@@ -207,3 +209,16 @@ def test_ship_puts_trained_models_and_cards_in_checkpoints(tmp_path: Path) -> No
     assert "NVIDIA H100 80GB HBM3" in text and "160000 images seen" in text and "style_weight 0.3" in text
     gpu_ship.ship(tmp_path / "fetched", ["candy_sw1"], "candy", tmp_path / "chosen")
     assert (tmp_path / "chosen" / "candy.pth").exists() and (tmp_path / "chosen" / "candy.md").read_text().startswith("# candy\n")
+
+
+def test_a_killed_training_keeps_its_last_checkpoint(tmp_path: Path, photo_dir: Path, style_file: Path, vgg_file: Path) -> None:
+    from fastnst.cli import main
+
+    from .conftest import tiny_train_args
+
+    assert main(["train", *tiny_train_args(photo_dir, style_file, vgg_file, tmp_path / "m.pth", iterations=4)]) == 0
+    (tmp_path / "m.pth").unlink()  # as if the process had been killed before writing it
+    assert gpu_run._salvage(tmp_path / "m_run", tmp_path / "m.pth") == 4 * 2
+    model, info = load_model(tmp_path / "m.pth")
+    assert info["train_config"]["images_seen"] == 8 and "optimizer" not in torch.load(tmp_path / "m.pth", weights_only=True)
+    assert gpu_run._salvage(tmp_path / "nothing", tmp_path / "x.pth") is None
