@@ -54,9 +54,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--iterations", type=int, default=10, help="iterations per timed size (default: 10)")
     p.add_argument("--compare-size", type=int, default=512, help="output size of the coarse-to-fine comparison; 0 skips it (default: 512)")
     p.add_argument("--single-iterations", type=int, default=40, help="single scale: iterations at full size (default: 40)")
-    p.add_argument(
-        "--c2f-iterations", type=_ints, default=[40, 20], help="coarse-to-fine: iterations at half size, then at full size (default: 40,20)"
-    )
+    p.add_argument("--c2f-iterations", type=_ints, default=[40, 20], help="coarse-to-fine: iterations at half size, then at full size (default: 40,20)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
     p.add_argument("--save-images", metavar="DIR", help="also write the two comparison pictures there (PNG)")
     p.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"), help="folder for the JSON and Markdown results")
@@ -134,13 +132,8 @@ def compare_coarse_to_fine(args: argparse.Namespace, style: str) -> dict:
     out = {
         "size": size,
         "single": {"iterations": [len(history)], "seconds": round(t_single, 2), "losses": _losses(single), "history": _rounded(history)},
-        "coarse_to_fine": {
-            "scales": [size // 2, size],
-            "iterations": [p.iterations for p in c2f.passes],
-            "seconds": round(t_c2f, 2),
-            "losses": _losses(c2f),
-            "history": [_rounded(p.history) for p in c2f.passes],
-        },
+        "coarse_to_fine": {"scales": [size // 2, size], "iterations": [p.iterations for p in c2f.passes], "seconds": round(t_c2f, 2),
+                           "losses": _losses(c2f), "history": [_rounded(p.history) for p in c2f.passes]},
         "single_iterations_to_reach_c2f_loss": reached,
         "single_seconds_to_reach_c2f_loss": round(reached * per_it, 2) if reached else None,
     }
@@ -151,9 +144,7 @@ def compare_coarse_to_fine(args: argparse.Namespace, style: str) -> dict:
 def environment(args: argparse.Namespace) -> dict:
     cuda = torch.cuda.is_available() and args.device != "cpu"
     return {
-        "device": torch.cuda.get_device_name()
-        if cuda
-        else f"CPU ({cpu_name()}, {os.cpu_count()} cores), {torch.get_num_threads()} threads",
+        "device": torch.cuda.get_device_name() if cuda else f"CPU ({cpu_name()}, {os.cpu_count()} cores), {torch.get_num_threads()} threads",
         "cpu_count": os.cpu_count(),
         "load_average_at_start": [round(v, 1) for v in os.getloadavg()] if hasattr(os, "getloadavg") else None,
         "torch": torch.__version__,

@@ -191,7 +191,6 @@ class Results:
     """``results.jsonl`` in the output folder, one line per figure, flushed as it comes."""
 
     def __init__(self, out: Path) -> None:
-        self.out = out
         self.path = out / "results.jsonl"
         self.rows: list[dict[str, Any]] = []
 
@@ -285,11 +284,12 @@ def _env_checks(run: Run) -> dict[str, Any]:
     return out
 
 
-def _base_config(run: Run, style: str = "candy") -> TrainConfig:
+def _base_config(run: Run) -> TrainConfig:
+    """The speed stage's training settings: candy, the run's sizes, no loader workers (random images)."""
     p = run.profile
     return TrainConfig(
         dataset=str(run.data.photos),
-        style_image=str(run.data.style(style)),
+        style_image=str(run.data.style("candy")),
         save_model=str(run.work / "bench" / "bench.pth"),
         vgg_weights=str(run.data.vgg),
         vgg_preprocess="caffe",

@@ -9,6 +9,7 @@ exercised before GPU minutes are spent on it.
 
 from __future__ import annotations
 
+import itertools
 import statistics
 import time
 from collections.abc import Callable
@@ -116,12 +117,12 @@ def train_rate(base: training.TrainConfig, variant: TrainVariant, device: torch.
     fmt = torch.channels_last if layout else torch.contiguous_format
     size = cfg.image_size
     xs = [torch.rand(variant.batch, 3, size, size, device=device).contiguous(memory_format=fmt) for _ in range(3)]
-    it = iter(range(2**62))
+    batches = itertools.cycle(xs)
     t_compile = time.perf_counter()
     run.train_step(xs[0])  # the first step compiles (with --compile) and autotunes
     sync(device)
     first_step_s = time.perf_counter() - t_compile
-    s = timed_rate(lambda: run.train_step(xs[next(it) % 3]), device, warmup, seconds)
+    s = timed_rate(lambda: run.train_step(next(batches)), device, warmup, seconds)
     torch.backends.cudnn.benchmark = device.type == "cuda"
     return {"images_per_s": variant.batch / s, "step_ms": s * 1e3, "first_step_s": first_step_s, "peak_gib": peak_memory(device)}
 

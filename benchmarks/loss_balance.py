@@ -118,10 +118,7 @@ def main() -> None:
         "",
         "| style | photo | content loss | style loss | balanced ratio | stationary ratio | cos(dC, dS) |",
         "|---|---|---|---|---|---|---|",
-        *[
-            f"| {r['style']} | {r['photo']} | {r['content_loss']:.3g} | {r['style_loss']:.3g} | {r['balanced_ratio']:.2f} | {r['stationary_ratio']:.3g} | {r['gradient_cosine']:.2f} |"
-            for r in rows
-        ],
+        *[f"| {r['style']} | {r['photo']} | {r['content_loss']:.3g} | {r['style_loss']:.3g} | {r['balanced_ratio']:.2f} | {r['stationary_ratio']:.3g} | {r['gradient_cosine']:.2f} |" for r in rows],
         "",
         f"Medians: balanced {summary['balanced_ratio']:.2f}, stationary {summary['stationary_ratio']:.3g}.",
     ]

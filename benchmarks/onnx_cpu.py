@@ -48,9 +48,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--batch", type=int, default=1, help="images per call (default: 1)")
     p.add_argument("--warmup", type=int, default=2, help="untimed runs per size and backend (default: 2)")
     p.add_argument("--runs", type=int, default=5, help="timed runs per size and backend (default: 5)")
-    p.add_argument(
-        "--threads", default=str(cpu_cores()), help="comma-separated thread counts for both runtimes (default: the number of cores)"
-    )
+    p.add_argument("--threads", default=str(cpu_cores()), help="comma-separated thread counts for both runtimes (default: the number of cores)")
     p.add_argument("--fp16", action="store_true", help="also time the --fp16 export on the CPU provider")
     p.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"), help="folder for onnx_cpu.json/.md")
     return p.parse_args()
@@ -70,12 +68,7 @@ def environment() -> dict:
     """The machine and library versions, for the results files."""
     return {
         "machine": {"cpu": cpu_name(), "cores": cpu_cores(), "platform": platform.platform()},
-        "versions": {
-            "fastnst": __version__,
-            "torch": torch.__version__,
-            "onnxruntime": ort.__version__,
-            "python": platform.python_version(),
-        },
+        "versions": {"fastnst": __version__, "torch": torch.__version__, "onnxruntime": ort.__version__, "python": platform.python_version()},
     }
 
 

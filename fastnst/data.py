@@ -87,7 +87,7 @@ class PhotoDataset(Dataset):
         if min(img.size) < MIN_PHOTO_SIDE:
             raise FastNSTError(f"{path}: too small ({img.width}x{img.height}; at least {MIN_PHOTO_SIDE} px needed)")
         img = _resize_crop(img, self.image_size, gen)
-        t = torch.from_numpy(np.asarray(img.convert("RGB"), dtype=np.uint8).copy()).permute(2, 0, 1).contiguous()
+        t = torch.from_numpy(np.array(img, dtype=np.uint8)).permute(2, 0, 1).contiguous()  # load_rgb gave RGB
         if bool(torch.randint(0, 2, (1,), generator=gen)):
             t = t.flip(-1)
         return t

@@ -54,14 +54,6 @@ from .vgg import build_vgg, resolve_preprocess
 
 __all__ = ["DEFAULT_ITERATIONS", "TrainConfig", "TrainingInterrupted", "format_duration", "make_loader", "train"]
 
-def format_duration(seconds: float) -> str:
-    """90 -> '1m30s', 7200 -> '2h': how --max-time is written on the command line."""
-    s = round(seconds)
-    h, rest = divmod(s, 3600)
-    m, sec = divmod(rest, 60)
-    return "".join(f"{v}{u}" for v, u in ((h, "h"), (m, "m"), (sec, "s")) if v) or f"{seconds:g}s"
-
-
 DEFAULT_ITERATIONS = 40_000  # Johnson et al.: 40k steps of batch 4, about 2 epochs of COCO
 MAX_BAD_STEPS = 10  # consecutive non-finite losses before giving up
 
@@ -87,6 +79,14 @@ DEBUG_BATCHES_ENV = "FASTNST_DEBUG_BATCHES"
 # Test aid: "eager" traces the graphs as --compile does but skips code generation,
 # which takes minutes on a CPU.
 COMPILE_BACKEND_ENV = "FASTNST_COMPILE_BACKEND"
+
+
+def format_duration(seconds: float) -> str:
+    """90 -> '1m30s', 7200 -> '2h': how --max-time is written on the command line."""
+    s = round(seconds)
+    h, rest = divmod(s, 3600)
+    m, sec = divmod(rest, 60)
+    return "".join(f"{v}{u}" for v, u in ((h, "h"), (m, "m"), (sec, "s")) if v) or f"{seconds:g}s"
 
 
 class TrainingInterrupted(FastNSTError):
@@ -482,7 +482,7 @@ class _Run:
         self.model = TransformerNet(ModelConfig(width=cfg.width)).to(device)
         self.loss = self._build_loss()
         # fused: one kernel for all parameters on a GPU (else ~10 launches per tensor); a resumed
-        # run keeps the variant its checkpoint recorded
+        # run gets this device's choice back in _set_layout
         self.opt = torch.optim.Adam(self.model.parameters(), lr=cfg.lr, fused=device.type == "cuda")
         self.step = 0
         if plan.ckpt is not None:
