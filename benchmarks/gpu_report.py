@@ -53,7 +53,7 @@ def _speed(rows: list[dict[str, Any]]) -> list[str]:
         compiled = "compile " + (str(choice["compile"]) if choice.get("compile_measured") else "not measured (no time left)")
         layout = "channels_last" if choice.get("channels_last", True) else "NCHW"
         out += [
-            f"Chosen: batch {choice['batch']}, {layout}, {compiled}, {choice.get('workers')} loader workers: "
+            f"Chosen: batch {choice['batch']}, {layout}, {compiled}, {choice.get('workers') or 'default'} loader workers: "
             f"{_f(choice['images_per_s'])} images/s, **{_f(choice['speedup_vs_classic'])}x** the classic recipe "
             "(fp32 = PyTorch's default, whose convolutions use cuDNN's TF32).",
             "",
@@ -118,9 +118,27 @@ def markdown(rows: list[dict[str, Any]]) -> str:
     return "\n".join(["# GPU run", "", *_env(rows), *_speed(rows), *_train(rows)])
 
 
-def write_report(results: Path, dest: Path) -> None:
+def read_rows(folders: list[Path]) -> list[dict[str, Any]]:
+    """The rows of one or more fetched commands, in order.
+
+    A second command trains the styles the first had to skip, so a later row
+    replaces an earlier one of the same stage and name, unless it was skipped
+    itself: the report then shows each style once, with what it got.
+    """
+    merged: dict[tuple[str, str], dict[str, Any]] = {}
+    for folder in folders:
+        for line in (folder / "results.jsonl").read_text().splitlines():
+            if line.strip():
+                row = json.loads(line)
+                key = (row["stage"], row["name"])
+                if key not in merged or not row.get("skipped"):
+                    merged[key] = row
+    return list(merged.values())
+
+
+def write_report(folders: list[Path], dest: Path) -> None:
     from onnx_cpu import write_results  # imported here: the GPU machine only needs markdown()
 
-    rows = [json.loads(line) for line in results.read_text().splitlines() if line.strip()]
-    meta = {"written": time.strftime("%Y-%m-%d"), "source": str(results)}
+    rows = read_rows(folders)
+    meta = {"written": time.strftime("%Y-%m-%d"), "source": [str(f / "results.jsonl") for f in folders]}
     write_results({"meta": meta, "rows": rows}, dest, "gpu", markdown(rows))

@@ -40,9 +40,10 @@ the choices the first printed ("train choice") instead of a new speed stage::
     PYTHONUNBUFFERED=1 python3 benchmarks/gpu_run.py --out $OUT --stages train --styles starry_night,the_great_wave \
         --batch-size 16 --no-compile --images-per-s 1500 --budget 200 2>&1 | tee $OUT/run2.log
 
-Back on the CPU, with DIR the folder the fetched files lie in:
-``python benchmarks/gpu_run.py --report DIR`` writes
-``benchmarks/results/gpu.{json,md}``; ``python benchmarks/gpu_ship.py DIR``
+Back on the CPU, with DIR... the folders the fetched files of each command lie
+in, in order (a later command's rows replace the styles an earlier one skipped):
+``python benchmarks/gpu_run.py --report DIR...`` writes
+``benchmarks/results/gpu.{json,md}``; ``python benchmarks/gpu_ship.py DIR...``
 puts the models trained on at least 40k images into ``checkpoints/`` with a
 model card each; ``benchmarks/quality.py`` compares them with the peers.
 """
@@ -667,11 +668,11 @@ def prepare(assets: Path, dest: Path) -> None:
         raise SystemExit("too large to carry: remove untracked files from the checkout or styles from .device/styles")
 
 
-def report(folder: Path) -> None:
-    """benchmarks/results/gpu.{json,md} from a fetched results.jsonl."""
+def report(folders: list[Path]) -> None:
+    """benchmarks/results/gpu.{json,md} from the fetched results.jsonl of each command, in order."""
     from gpu_report import write_report
 
-    write_report(folder / "results.jsonl", ROOT / "benchmarks" / "results")
+    write_report(folders, ROOT / "benchmarks" / "results")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -702,7 +703,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument(
         "--assets", type=Path, default=ROOT.parent / "shared" / "assets", help="where --prepare copies from (default: ../shared/assets)"
     )
-    ap.add_argument("--report", type=Path, metavar="DIR", help="write benchmarks/results/gpu.{json,md} from DIR/results.jsonl and stop")
+    ap.add_argument(
+        "--report", type=Path, nargs="+", metavar="DIR", help="write benchmarks/results/gpu.{json,md} from each DIR/results.jsonl (in order) and stop"
+    )
     return ap.parse_args(argv)
 
 

@@ -25,21 +25,22 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+from gpu_report import read_rows  # noqa: E402
 from gpu_run import GPU  # noqa: E402
 
 MAX_MB = 5.0
 
 
-def read_results(folder: Path) -> dict[str, dict[str, Any]]:
+def read_results(folders: list[Path]) -> dict[str, dict[str, Any]]:
     """The run's rows by name: the machine, the training choice and one row per trained style."""
-    rows = [json.loads(line) for line in (folder / "results.jsonl").read_text().splitlines() if line.strip()]
+    rows = read_rows(folders)
     return {r["name"]: r for r in rows if r["stage"] in ("env", "train") or r["name"] == "train choice"}
 
 
-def unpack(folder: Path, dest: Path) -> dict[str, Path]:
-    """Every style folder of every tar, extracted under ``dest``; returns name -> folder."""
+def unpack(folders: list[Path], dest: Path) -> dict[str, Path]:
+    """Every style folder of every tar, extracted under ``dest``; returns name -> folder (a later command's wins)."""
     found = {}
-    for tar_path in sorted(folder.glob("models_*.tar")):
+    for tar_path in (t for folder in folders for t in sorted(folder.glob("models_*.tar"))):
         with tarfile.open(tar_path) as tar:
             tar.extractall(dest, filter="data")
             found.update({n.split("/")[0]: dest / n.split("/")[0] for n in tar.getnames()})
@@ -72,7 +73,7 @@ def card(name: str, record: dict[str, Any], row: dict[str, Any], machine: dict[s
             f"{row.get('seconds', 0):.0f} s wall, {row.get('images_per_s') or 0:.0f} images/s.",
             "",
             f"- painting: `{Path(str(record.get('style_image'))).name}`; VGG19: Oxford/Caffe weights ({record.get('vgg_preprocess')})",
-            f"- photos: {record.get('dataset')} (2,285 photos, ImageNet samples and BSDS500, 256² crops)",
+            f"- photos: `{Path(str(record.get('dataset'))).name}` (2,285 photos, ImageNet samples and BSDS500, 256² crops)",
             f"- settings: {settings}, seed {record.get('seed')}",
             f"- last logged losses (weighted): content {last.get('content', float('nan')):.4g}, "
             f"style {last.get('style', float('nan')):.4g}, tv {last.get('tv', float('nan')):.4g}",
@@ -81,12 +82,12 @@ def card(name: str, record: dict[str, Any], row: dict[str, Any], machine: dict[s
     )
 
 
-def ship(folder: Path, names: list[str] | None, rename: str | None, dest: Path, min_images: int = GPU.min_images) -> list[Path]:
-    results = read_results(folder)
+def ship(folders: list[Path], names: list[str] | None, rename: str | None, dest: Path, min_images: int = GPU.min_images) -> list[Path]:
+    results = read_results(folders)
     machine = results.get("machine", {})
     shipped = []
     with tempfile.TemporaryDirectory() as tmp:
-        styles = unpack(folder, Path(tmp))
+        styles = unpack(folders, Path(tmp))
         chosen = names or [n for n in styles if "_sw" not in n]  # "candy@1" runs (named candy_sw1) are comparisons
         for name in chosen:
             model = styles[name] / f"{name}.pth"
@@ -112,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1]
     )
-    ap.add_argument("folder", type=Path, help="the fetched $OUT of the GPU run (results.jsonl, models_*.tar)")
+    ap.add_argument("folders", type=Path, nargs="+", help="the fetched $OUT of each command of the GPU run, in order (results.jsonl, models_*.tar)")
     ap.add_argument("--styles", help="comma-separated run names to ship (default: every style trained at the default weights)")
     ap.add_argument("--as", dest="rename", help="with one --styles name: ship it under this name")
     ap.add_argument("--dest", type=Path, default=ROOT / "checkpoints", help="where models and cards go (default: checkpoints/)")
@@ -121,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     names = args.styles.split(",") if args.styles else None
     if args.rename and (not names or len(names) != 1):
         ap.error("--as renames exactly one --styles name")
-    ship(args.folder, names, args.rename, args.dest, args.min_images)
+    ship(args.folders, names, args.rename, args.dest, args.min_images)
     return 0
 
 

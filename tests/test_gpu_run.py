@@ -111,10 +111,27 @@ def test_report_writes_json_and_markdown(tmp_path: Path) -> None:
         {"stage": "train", "name": "candy", "images_seen": 96000, "batch": 16, "ok": True, "final": {"content": 5.0e4, "style": 1.0e5}},
     ]
     (tmp_path / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    gpu_report.write_report(tmp_path / "results.jsonl", tmp_path / "dest")
+    gpu_report.write_report([tmp_path], tmp_path / "dest")
     assert json.loads((tmp_path / "dest" / "gpu.json").read_text())["rows"] == rows
     md = (tmp_path / "dest" / "gpu.md").read_text()
     assert "NVIDIA H100" in md and "**7x** the classic recipe" in md and "| candy | 96000 |" in md
+
+
+def test_a_second_command_fills_in_the_styles_the_first_skipped(tmp_path: Path) -> None:
+    first = [
+        {"stage": "env", "name": "machine", "gpu": "NVIDIA H200"},
+        {"stage": "train", "name": "candy", "images_seen": 160_000},
+        {"stage": "train", "name": "mosaic", "skipped": "time budget"},
+        {"stage": "train", "name": "udnie", "skipped": "time budget"},
+    ]
+    second = [{"stage": "train", "name": "mosaic", "images_seen": 104_336}, {"stage": "train", "name": "udnie", "skipped": "time budget"}]
+    for name, rows in (("1", first), ("2", second)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    merged = gpu_report.read_rows([tmp_path / "1", tmp_path / "2"])
+    assert [r["name"] for r in merged] == ["machine", "candy", "mosaic", "udnie"], "each style once, in the first command's order"
+    assert merged[2]["images_seen"] == 104_336 and merged[3]["skipped"]
+    assert gpu_report.read_rows([tmp_path / "2", tmp_path / "1"])[0]["images_seen"] == 104_336, "a skipped row never replaces a result"
 
 
 def _run(train_rate: float | None, n_styles: int = 9) -> gpu_run.Run:
@@ -200,14 +217,14 @@ def test_ship_puts_trained_models_and_cards_in_checkpoints(tmp_path: Path) -> No
     import gpu_ship
 
     _fake_run_output(tmp_path / "fetched")
-    shipped = gpu_ship.ship(tmp_path / "fetched", None, None, tmp_path / "checkpoints")
+    shipped = gpu_ship.ship([tmp_path / "fetched"], None, None, tmp_path / "checkpoints")
     assert [p.name for p in shipped] == ["candy.pth"], "variants are comparisons; under --min-images is never shipped"
     assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["candy.md", "candy.pth"], "no samples: the photos are not ours"
     model, info = load_model(tmp_path / "checkpoints" / "candy.pth")
     assert info["train_config"]["images_seen"] == 160_000
     text = (tmp_path / "checkpoints" / "candy.md").read_text()
     assert "NVIDIA H100 80GB HBM3" in text and "160000 images seen" in text and "style_weight 0.3" in text
-    gpu_ship.ship(tmp_path / "fetched", ["candy_sw1"], "candy", tmp_path / "chosen")
+    gpu_ship.ship([tmp_path / "fetched"], ["candy_sw1"], "candy", tmp_path / "chosen")
     assert (tmp_path / "chosen" / "candy.pth").exists() and (tmp_path / "chosen" / "candy.md").read_text().startswith("# candy\n")
 
 
