@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import tarfile
 import tempfile
@@ -47,7 +48,21 @@ def unpack(folders: list[Path], dest: Path) -> dict[str, Path]:
     return found
 
 
-def card(name: str, record: dict[str, Any], row: dict[str, Any], machine: dict[str, Any], metrics: list[dict[str, Any]]) -> str:
+def train_command(folders: list[Path], name: str) -> str | None:
+    """The ``fastnst train`` command that trained ``name`` (from the run's train.log), with the
+    GPU machine's folders taken out of its paths, so a reader can repeat it."""
+    for log in (f / "train.log" for f in reversed(folders)):
+        lines = log.read_text().splitlines() if log.exists() else []
+        for line in lines:
+            if line.startswith("$ ") and f"/{name}/{name}.pth " in line:
+                args = line.split(" -m fastnst ", 1)[-1]
+                return "fastnst " + re.sub(r"\S*/fastnst_gpu_run_\d+/|\S*/\.device/", "", args)
+    return None
+
+
+def card(
+    name: str, record: dict[str, Any], row: dict[str, Any], machine: dict[str, Any], metrics: list[dict[str, Any]], command: str | None = None
+) -> str:
     """The model card: how it was trained, on what, for how long, and where the losses ended."""
     last = metrics[-1] if metrics else {}
     settings = ", ".join(
@@ -78,6 +93,7 @@ def card(name: str, record: dict[str, Any], row: dict[str, Any], machine: dict[s
             f"- last logged losses (weighted): content {last.get('content', float('nan')):.4g}, "
             f"style {last.get('style', float('nan')):.4g}, tv {last.get('tv', float('nan')):.4g}",
             "",
+            *(["Command (paths relative to the prepared data folder):", "", "```", command, "```", ""] if command else []),
         ]
     )
 
@@ -102,7 +118,8 @@ def ship(folders: list[Path], names: list[str] | None, rename: str | None, dest:
             if (dest / f"{target}.pth").stat().st_size > MAX_MB * 2**20:
                 raise SystemExit(f"{dest / f'{target}.pth'}: over {MAX_MB} MB; ship fp16 weights")
             metrics = [json.loads(line) for line in (styles[name] / "metrics.jsonl").read_text().splitlines() if line.strip()]
-            text = card(target, {**record, "fastnst_version": payload.get("fastnst_version")}, results.get(name, {}), machine, metrics)
+            record = {**record, "fastnst_version": payload.get("fastnst_version")}
+            text = card(target, record, results.get(name, {}), machine, metrics, train_command(folders, name))
             (dest / f"{target}.md").write_text(text)
             shipped.append(dest / f"{target}.pth")
             print(f"shipped {dest / f'{target}.pth'} ({record.get('images_seen')} images)")

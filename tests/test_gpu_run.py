@@ -210,6 +210,8 @@ def _fake_run_output(folder: Path) -> None:
             synthetic_photo(16, 16).save(d / "samples" / "step_0000010.jpg")
             tar.add(d, name)
             rows.append({"stage": "train", "name": name, "images_seen": seen, "seconds": 120.0, "images_per_s": 1400.0})
+            with (folder / "train.log").open("a") as log:
+                log.write(f"\n$ /venv/bin/python3 -m fastnst train --dataset /work/x/.device/photos256 --save-model /tmp/fastnst_gpu_run_7/{name}/{name}.pth --quiet\n")
     (folder / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
 
 
@@ -224,6 +226,7 @@ def test_ship_puts_trained_models_and_cards_in_checkpoints(tmp_path: Path) -> No
     assert info["train_config"]["images_seen"] == 160_000
     text = (tmp_path / "checkpoints" / "candy.md").read_text()
     assert "NVIDIA H100 80GB HBM3" in text and "160000 images seen" in text and "style_weight 0.3" in text
+    assert "fastnst train --dataset photos256 --save-model candy/candy.pth --quiet" in text, "the command, without the machine's folders"
     gpu_ship.ship([tmp_path / "fetched"], ["candy_sw1"], "candy", tmp_path / "chosen")
     assert (tmp_path / "chosen" / "candy.pth").exists() and (tmp_path / "chosen" / "candy.md").read_text().startswith("# candy\n")
 
