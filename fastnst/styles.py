@@ -1,0 +1,59 @@
+"""The styles that ship with fastnst: trained models a user can run without training.
+
+They live in the checkout's ``checkpoints/`` folder (one ``<style>.pth`` and a
+model card ``<style>.md`` each); an installed fastnst carries them as the
+package ``fastnst.checkpoints`` (pyproject maps the folder there), so
+``--style candy`` works the same from a clone, an editable install and a
+wheel.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from typing import Any
+
+from .errors import FastNSTError
+
+DEFAULT_STYLE = "candy"  # what `fastnst stylize photo.jpg -o out.jpg` uses when no model is named
+
+
+def models_dir() -> Path:
+    """Where the shipped models are: the installed ``fastnst.checkpoints`` package, else
+    (running from a source tree that is not installed) the ``checkpoints/`` beside the package."""
+    try:
+        spec = importlib.util.find_spec("fastnst.checkpoints")
+    except (ImportError, ValueError):
+        spec = None
+    if spec is not None and spec.submodule_search_locations:
+        return Path(next(iter(spec.submodule_search_locations)))
+    return Path(__file__).resolve().parents[1] / "checkpoints"
+
+
+def shipped_styles() -> dict[str, Path]:
+    """Style name -> model file, sorted by name."""
+    folder = models_dir()
+    return {p.stem: p for p in sorted(folder.glob("*.pth"))} if folder.is_dir() else {}
+
+
+def shipped_model(name: str) -> Path:
+    """The model file of a shipped style; a one-line error listing the styles otherwise."""
+    styles = shipped_styles()
+    if name in styles:
+        return styles[name]
+    known = ", ".join(styles) or "none in this installation"
+    raise FastNSTError(f"--style {name}: no such shipped style (shipped: {known}); for your own model use --model PATH")
+
+
+def style_summary(path: Path) -> dict[str, Any]:
+    """What ``fastnst styles`` prints about one model: its painting and how long it trained."""
+    from .checkpoint import read_checkpoint
+
+    record = read_checkpoint(path).get("train_config") or {}
+    return {
+        "name": path.stem,
+        "painting": Path(str(record.get("style_image", path.stem))).name,
+        "images_seen": record.get("images_seen"),
+        "style_weight": record.get("style_weight"),
+        "path": path,
+    }
