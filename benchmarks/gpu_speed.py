@@ -178,7 +178,7 @@ INFERENCE_VARIANTS = ("fp32", "fp16-autocast", "fp16", "fp16-nchw", "fp16-graph"
 
 def _inference_fn(name: str, model: TransformerNet, x: torch.Tensor, device: torch.device) -> Callable[[], torch.Tensor]:
     """fp32: plain model, NCHW (cuDNN's TF32 convolutions, PyTorch's default); fp16-autocast:
-    fastnst's stylizer path (TorchBackend: float16 autocast, channels_last); fp16: half weights,
+    fastnst's stylizer path (TorchBackend: float16 autocast, NCHW); fp16: half weights,
     channels_last; fp16-nchw: half weights, NCHW; fp16-graph: fp16 as one CUDA graph."""
     if name == "fp32":
         ref = model.float().to(memory_format=torch.contiguous_format)

@@ -48,14 +48,14 @@ class Backend(Protocol):
 
 
 class TorchBackend:
-    """PyTorch eager. On CUDA: channels_last and float16 autocast by default."""
+    """PyTorch eager. On CUDA: float16 autocast by default, NCHW layout (channels_last
+    measured 15-35% slower for this network's half-precision inference on an H200:
+    benchmarks/results/gpu.md)."""
 
     def __init__(self, model: TransformerNet, info: dict[str, Any] | None = None, device: str = "auto", amp: bool | None = None) -> None:
         self.device = resolve_device(device)
         self.model = model.eval().to(self.device)
         self.amp = self.device.type == "cuda" if amp is None else amp
-        if self.device.type == "cuda":
-            self.model = self.model.to(memory_format=torch.channels_last)
         self.info = dict(info or {})
         self.info.setdefault("backend", "torch")
 
@@ -89,8 +89,6 @@ class TorchBackend:
 
     def _forward(self, batch: torch.Tensor) -> torch.Tensor:
         x = batch.to(self.device, non_blocking=True)
-        if self.device.type == "cuda":
-            x = x.contiguous(memory_format=torch.channels_last)
         ctx = torch.autocast(self.device.type, dtype=torch.float16 if self.device.type == "cuda" else torch.bfloat16) if self.amp else nullcontext()
         with ctx:
             return self.model(x)

@@ -129,7 +129,7 @@ class TrainConfig:
     dist_timeout: float = distributed.DEFAULT_TIMEOUT_S
     max_time: float | None = None  # seconds of wall clock for this invocation, then a clean stop
     compile: bool = False  # torch.compile the network and VGG (pays off on a GPU; minutes to compile on a CPU)
-    channels_last: bool | None = None  # memory layout of network and VGG; None: on CUDA
+    channels_last: bool = False  # memory layout of network and VGG; NCHW measured faster on an H200 (benchmarks/results/gpu.md)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
@@ -496,9 +496,9 @@ class _Run:
         self.agreed_stop: str | None = None
 
     def _set_layout(self) -> None:
-        """channels_last (on CUDA unless --no-channels-last) for the network and VGG, and an
-        optimizer whose restored state matches its parameters (see _align_optimizer)."""
-        self.channels_last = self.device.type == "cuda" if self.cfg.channels_last is None else self.cfg.channels_last
+        """channels_last (with --channels-last) for the network and VGG, and an optimizer
+        whose restored state matches its parameters (see _align_optimizer)."""
+        self.channels_last = self.cfg.channels_last
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True
         if self.channels_last:

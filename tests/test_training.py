@@ -228,7 +228,7 @@ def test_gpu_optimizer_state_resumes_correctly_on_a_cpu() -> None:
 
 
 def test_channels_last_is_a_layout_not_another_model(tmp_path: Path, photo_dir: Path, style_file: Path, vgg_file: Path) -> None:
-    """--channels-last (the CUDA default) and --no-channels-last compute the same losses, up to
+    """--channels-last and --no-channels-last (the default) compute the same losses, up to
     rounding, and train the same network (Adam's sign-like first steps turn rounding into
     differences of a few learning rates, no more)."""
     a, b = tmp_path / "a.pth", tmp_path / "b.pth"
