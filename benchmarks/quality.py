@@ -41,6 +41,7 @@ from fastnst.checkpoint import load_model
 from fastnst.devices import resolve_device
 from fastnst.images import IMAGE_SUFFIXES, load_rgb, pil_to_tensor, resize_max, tensor_to_pil
 from fastnst.losses import DEFAULT_STYLE_LAYERS, GATYS_CONTENT_LAYERS, LossWeights, PerceptualLoss, parse_layers
+from fastnst.training import load_style
 from fastnst.vgg import build_vgg
 
 METHODS = ("peer", "fastnst", "gatys")
@@ -90,7 +91,7 @@ def score_style(
     args: argparse.Namespace, name: str, loss: PerceptualLoss, device: torch.device
 ) -> tuple[list[dict[str, Any]], list[list[Image.Image]]]:
     """Per photo and method: content and style loss; and the grid rows."""
-    loss.set_style([pil_to_tensor(resize_max(load_rgb(args.styles / f"{name}.jpg"), args.style_size)).to(device)])
+    loss.set_style([load_style(args.styles / f"{name}.jpg", args.style_size).to(device)])  # as training scales it
     cache = {"peer": _network(args.peers / f"{name}.pth", device), "fastnst": _network(args.models / f"{name}.pth", device)}
     rows, grid = [], []
     for i, path in enumerate(_photos(args.photos)):

@@ -40,6 +40,7 @@ __all__ = [
     "format_layers",
     "gram_matrix",
     "parse_layers",
+    "range_penalty",
     "style_loss",
     "tv_loss",
 ]
@@ -97,17 +98,27 @@ GATYS_DEFAULT_WEIGHTS = {
 }
 
 
+# Weight of range_penalty in training (PerceptualLoss.picture_terms). Chosen on CPU probes
+# (benchmarks/finetune_probe.py): strong enough to keep a new network's output in range, and
+# zero for a network whose output stays in [0, 1]. The losses of both VGG preprocessings are
+# of the same order (their weights were set so), so one value serves both.
+RANGE_PENALTY = 1e6
+
+
 @dataclass
 class LossTerms:
-    """Weighted terms (already multiplied by their global weights) and total."""
+    """Weighted terms (already multiplied by their global weights) and total; ``range`` is the
+    out-of-range penalty of training (None where no such penalty applies)."""
 
     content: torch.Tensor
     style: torch.Tensor
     tv: torch.Tensor
     total: torch.Tensor
+    range: torch.Tensor | None = None
 
     def items(self) -> dict[str, float]:
-        return {k: float(getattr(self, k).detach()) for k in ("content", "style", "tv", "total")}
+        keys = ("content", "style", "tv", "total") + (("range",) if self.range is not None else ())
+        return {k: float(getattr(self, k).detach()) for k in keys}
 
 
 def parse_layers(spec: str | dict[str, float], flag: str = "layers") -> dict[str, float]:
@@ -177,6 +188,11 @@ def style_loss(
     return total  # type: ignore[return-value]
 
 
+def range_penalty(y: torch.Tensor) -> torch.Tensor:
+    """Mean squared excursion of ``y`` outside [0, 1] (0 when it stays inside)."""
+    return (F.relu(y - 1) ** 2 + F.relu(-y) ** 2).mean()
+
+
 def tv_loss(img: torch.Tensor) -> torch.Tensor:
     img = img.float()
     dy = img[..., 1:, :] - img[..., :-1, :]
@@ -231,3 +247,17 @@ class PerceptualLoss(nn.Module):
         s = self.weights.style * style_loss(feats, self.target_grams, self.style_layers)
         t = self.weights.tv * tv_loss(y) if self.weights.tv else y.new_zeros(())
         return LossTerms(content=c, style=s, tv=t, total=c + s + t)
+
+    def picture_terms(self, y: torch.Tensor, content_targets: dict[str, torch.Tensor]) -> LossTerms:
+        """The training loss: the terms of the picture a user gets (a model in use clamps its
+        output to [0, 1]) plus ``RANGE_PENALTY`` on the raw output's excursions out of range.
+
+        Scored raw, a network learns to match the style with pixels out of range that the
+        user never sees (7% of the first full-length candy model's, its style loss 3.3x
+        higher once clamped); scored clamped alone, such pixels get no gradient and a new
+        network's drift out of range until its pictures are black and red. The penalty is
+        their only gradient, and pulls them back (README, "Losses and defaults").
+        """
+        terms = self(y.clamp(0.0, 1.0), content_targets)
+        r = RANGE_PENALTY * range_penalty(y)
+        return LossTerms(content=terms.content, style=terms.style, tv=terms.tv, total=terms.total + r, range=r)

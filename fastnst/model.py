@@ -11,8 +11,10 @@ boundary only:
 * Any height and width: the input is reflection-padded to a multiple of 4
   (the two stride-2 convolutions need it to come back at the same size) and
   the output is cropped back. Nothing is resized.
-* In eval mode the output is clamped to [0, 1]; in training mode it is not,
-  so the losses still get gradients from out-of-range pixels.
+* In eval mode the output is clamped to [0, 1]; in training mode it is not:
+  the trainer scores the clamped picture through
+  :func:`fastnst.losses.clamp_straight_through`, so that out-of-range pixels
+  still get gradients.
 """
 
 from __future__ import annotations

@@ -293,12 +293,18 @@ def _prepare(cfg: TrainConfig, explicit: set[str], world_size: int) -> _Plan:
     return _Plan(cfg, ckpt, files, empty)
 
 
-def _style_tensor(cfg: TrainConfig) -> torch.Tensor:
-    img = load_rgb(cfg.style_image)
-    if cfg.style_size:
-        scale = cfg.style_size / max(img.size)
+def load_style(path: str | os.PathLike, size: int | None) -> torch.Tensor:
+    """The painting as training sees it: scaled up or down to ``size`` px on its longer
+    side (None: as it is). Scoring a model (benchmarks/quality.py) uses it too."""
+    img = load_rgb(path)
+    if size:
+        scale = size / max(img.size)
         img = img.resize((max(16, round(img.width * scale)), max(16, round(img.height * scale))), resample=3)
     return pil_to_tensor(img)
+
+
+def _style_tensor(cfg: TrainConfig) -> torch.Tensor:
+    return load_style(cfg.style_image, cfg.style_size)
 
 
 def _sample_tensor(cfg: TrainConfig, files: list[Path]) -> torch.Tensor | None:
@@ -424,11 +430,11 @@ class _Window:
 
     @classmethod
     def start(cls) -> _Window:
-        return cls({k: 0.0 for k in ("content", "style", "tv", "total")}, t0=time.perf_counter())
+        return cls({k: 0.0 for k in ("content", "style", "tv", "range", "total")}, t0=time.perf_counter())
 
     def add(self, terms: dict[str, float], images: int) -> None:
         for k, v in terms.items():
-            self.sums[k] += v
+            self.sums[k] = self.sums.get(k, 0.0) + v
         self.steps += 1
         self.images += images
 
@@ -591,7 +597,7 @@ class _Run:
         self.opt.zero_grad(set_to_none=True)
         with self._autocast():
             y = self.net(x)
-            terms = self.loss(y, self.loss.content_targets(x))
+            terms = self.loss.picture_terms(y, self.loss.content_targets(x))  # what the user will see
         agreed = self._agree(terms)
         if agreed is None:
             return None

@@ -112,7 +112,7 @@ def test_report_writes_json_and_markdown(tmp_path: Path) -> None:
     ]
     (tmp_path / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     gpu_report.write_report([tmp_path], tmp_path / "dest")
-    assert json.loads((tmp_path / "dest" / "gpu.json").read_text())["rows"] == rows
+    assert json.loads((tmp_path / "dest" / "gpu.json").read_text())["rows"] == [{**r, "command": 1} for r in rows]
     md = (tmp_path / "dest" / "gpu.md").read_text()
     assert "NVIDIA H100" in md and "**7x** the classic recipe" in md and "| candy | 96000 |" in md
 
@@ -124,13 +124,18 @@ def test_a_second_command_fills_in_the_styles_the_first_skipped(tmp_path: Path) 
         {"stage": "train", "name": "mosaic", "skipped": "time budget"},
         {"stage": "train", "name": "udnie", "skipped": "time budget"},
     ]
-    second = [{"stage": "train", "name": "mosaic", "images_seen": 104_336}, {"stage": "train", "name": "udnie", "skipped": "time budget"}]
+    second = [
+        {"stage": "train", "name": "mosaic", "images_seen": 104_336},
+        {"stage": "train", "name": "udnie", "skipped": "time budget"},
+        {"stage": "stage", "name": "train", "seconds": 300.0},
+    ]
     for name, rows in (("1", first), ("2", second)):
         (tmp_path / name).mkdir()
         (tmp_path / name / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     merged = gpu_report.read_rows([tmp_path / "1", tmp_path / "2"])
-    assert [r["name"] for r in merged] == ["machine", "candy", "mosaic", "udnie"], "each style once, in the first command's order"
-    assert merged[2]["images_seen"] == 104_336 and merged[3]["skipped"]
+    assert [r["name"] for r in merged] == ["machine", "candy", "mosaic", "udnie", "train"], "each style once, in the first command's order"
+    assert merged[2]["images_seen"] == 104_336 and merged[2]["command"] == 2 and merged[3]["skipped"]
+    assert [r["seconds"] for r in merged if r["stage"] == "stage"] == [300.0], "rows other than a style's are all kept"
     assert gpu_report.read_rows([tmp_path / "2", tmp_path / "1"])[0]["images_seen"] == 104_336, "a skipped row never replaces a result"
 
 
@@ -166,7 +171,7 @@ def test_prepare_copies_what_the_run_reads(tmp_path: Path) -> None:
     synthetic_photo(40, 40).save(assets / "photos256" / "a.webp")
     (assets / "vgg19" / "vgg.pth").write_bytes(b"w")
     paintings = {gpu_run.split_spec(s)[0] for s in gpu_run.STYLES}
-    assert "candy@1" in gpu_run.STYLES and paintings >= {"candy", "mosaic", "udnie", "rain_princess"}
+    assert "candy@0.15" in gpu_run.STYLES and paintings >= {"candy", "mosaic", "udnie", "rain_princess"}
     for name in (*paintings, "not_shipped"):
         synthetic_photo(20, 20).save(assets / "styles" / f"{name}.jpg")
     for name in (gpu_run.SAMPLE_PHOTO, gpu_run.GATYS_PHOTO, "other"):
@@ -184,6 +189,7 @@ def test_prepare_copies_what_the_run_reads(tmp_path: Path) -> None:
 
 def test_style_specs_name_the_painting_and_the_weight() -> None:
     assert gpu_run.split_spec("candy@1") == ("candy", 1.0, "candy_sw1")
+    assert gpu_run.split_spec("candy@0.15") == ("candy", 0.15, "candy_sw0.15")
     assert gpu_run.split_spec("mosaic") == ("mosaic", None, "mosaic")
 
 
@@ -211,7 +217,8 @@ def _fake_run_output(folder: Path) -> None:
             tar.add(d, name)
             rows.append({"stage": "train", "name": name, "images_seen": seen, "seconds": 120.0, "images_per_s": 1400.0})
             with (folder / "train.log").open("a") as log:
-                log.write(f"\n$ /venv/bin/python3 -m fastnst train --dataset /work/x/.device/photos256 --save-model /tmp/fastnst_gpu_run_7/{name}/{name}.pth --quiet\n")
+                where = f"--dataset /work/x/.device/photos256 --save-model /tmp/fastnst_gpu_run_7/{name}/{name}.pth"
+                log.write(f"\n$ /venv/bin/python3 -m fastnst train {where} --quiet\n")
     (folder / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
 
 

@@ -4,7 +4,15 @@ import pytest
 import torch
 
 from fastnst.errors import FastNSTError
-from fastnst.losses import LossWeights, PerceptualLoss, content_loss, gram_matrix, parse_layers, style_loss, tv_loss
+from fastnst.losses import (
+    LossWeights,
+    PerceptualLoss,
+    content_loss,
+    gram_matrix,
+    parse_layers,
+    style_loss,
+    tv_loss,
+)
 from fastnst.vgg import VGGFeatures
 
 from .conftest import tiny_vgg_state_dict
@@ -97,3 +105,25 @@ def test_style_blend() -> None:
     for bad in ([1.0], [-1.0, 2.0], [0.0, 0.0]):
         with pytest.raises(FastNSTError, match="blend weights"):
             loss.set_style([a, b], blend=bad)
+
+
+def test_training_scores_the_clamped_picture_and_pulls_stray_pixels_back() -> None:
+    torch.manual_seed(0)
+    loss = _loss(content=1.0, style=10.0, tv=1.0)
+    loss.set_style([torch.rand(1, 3, 16, 16)])
+    x = torch.rand(2, 3, 12, 12)
+    targets = loss.content_targets(x)
+    inside = x * 0.8 + 0.1
+    terms = loss.picture_terms(inside, targets)
+    assert float(terms.range) == 0 and float(terms.total) == pytest.approx(float(loss(inside, targets).total))
+    y = (inside * 3 - 1).requires_grad_(True)
+    terms = loss.picture_terms(y, targets)
+    clamped = loss(y.detach().clamp(0, 1), targets)
+    got, want = terms.items(), clamped.items()
+    for k in ("content", "style", "tv"):
+        assert got[k] == pytest.approx(want[k], rel=1e-6), k
+    assert got["total"] == pytest.approx(want["total"] + got["range"], rel=1e-6) and got["range"] > 0
+    assert "range" not in want, "only training adds the penalty"
+    terms.total.backward()
+    above, below = y.detach() > 1, y.detach() < 0
+    assert (y.grad[above] > 0).all() and (y.grad[below] < 0).all(), "a descent step moves stray pixels back towards [0, 1]"

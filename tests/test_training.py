@@ -97,6 +97,35 @@ def test_bad_photos_are_skipped_and_counted(tmp_path: Path, photo_dir: Path, sty
     assert _metrics(tmp_path / "m_run")[-1]["skipped_files"] == 2
 
 
+def test_the_loss_scores_the_picture_the_user_gets(tmp_path: Path, photo_dir: Path, style_file: Path, vgg_file: Path, monkeypatch) -> None:
+    """A model in use clamps its output to [0, 1], so training scores the clamped picture (plus
+    a penalty on the raw output out of range): scoring the raw output let the network match
+    the style with pixels no one sees."""
+    from fastnst import training
+
+    original, seen = training._Run.train_step, []
+
+    def checked(self, x):
+        if not seen:
+            with torch.no_grad():
+                self.model.deconv3.conv2d.bias += 0.7  # push much of the output above 1
+                raw = self.model(x)
+                self.model.eval()
+                expected = self.loss(self.model(x), self.loss.content_targets(x))
+                self.model.train()
+            seen.append((float((raw > 1).float().mean()), expected, original(self, x)))
+            return seen[0][2]
+        return original(self, x)
+
+    monkeypatch.setattr(training._Run, "train_step", checked)
+    assert main(["train", *tiny_train_args(photo_dir, style_file, vgg_file, tmp_path / "m.pth", iterations=2)]) == 0
+    out_of_range, expected, got = seen[0]
+    assert out_of_range > 0.2, "the check needs pixels out of range"
+    for term in ("content", "style", "tv"):
+        assert got[term] == pytest.approx(float(getattr(expected, term)), rel=1e-5), term
+    assert got["range"] > 0 and got["total"] == pytest.approx(float(expected.total) + got["range"], rel=1e-5), "and pulls stray pixels back"
+
+
 def test_non_finite_loss_skips_steps_then_stops(tmp_path: Path, photo_dir: Path, style_file: Path, vgg_file: Path, monkeypatch) -> None:
     from fastnst import training
     from fastnst.errors import FastNSTError
