@@ -73,7 +73,9 @@ def make_gallery(models: dict[str, Path], photos: dict[str, Image.Image], dest: 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--dest", type=Path, default=ROOT / "docs" / "gallery", help="where the pictures and README.md go (default: docs/gallery/)")
+    ap.add_argument(
+        "--dest", type=Path, default=ROOT / "docs" / "gallery", help="where the pictures and README.md go (default: docs/gallery/)"
+    )
     ap.add_argument("--size", type=int, default=SIZE, help=f"longer side of the pictures in px (default: {SIZE})")
     args = ap.parse_args(argv)
     models = shipped_styles()

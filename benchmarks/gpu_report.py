@@ -119,21 +119,26 @@ def markdown(rows: list[dict[str, Any]]) -> str:
 
 
 def read_rows(folders: list[Path]) -> list[dict[str, Any]]:
-    """The rows of one or more fetched commands, in order.
+    """The rows of one or more fetched commands, in order, each tagged with its command (1, 2, ...).
 
-    A second command trains the styles the first had to skip, so a later row
-    replaces an earlier one of the same stage and name, unless it was skipped
-    itself: the report then shows each style once, with what it got.
+    A second command trains the styles the first had to skip, so a style's
+    row replaces an earlier row of the same style, unless it was skipped
+    itself: the report shows each style once, with what it got. Every other
+    row (errors, stage timings, measurements) is kept.
     """
-    merged: dict[tuple[str, str], dict[str, Any]] = {}
-    for folder in folders:
+    rows: list[dict[str, Any]] = []
+    styles: dict[str, int] = {}  # style -> its index in rows
+    for command, folder in enumerate(folders, 1):
         for line in (folder / "results.jsonl").read_text().splitlines():
-            if line.strip():
-                row = json.loads(line)
-                key = (row["stage"], row["name"])
-                if key not in merged or not row.get("skipped"):
-                    merged[key] = row
-    return list(merged.values())
+            if not line.strip():
+                continue
+            row = {**json.loads(line), "command": command}
+            if row["stage"] != "train" or row["name"] not in styles:
+                styles.update({row["name"]: len(rows)} if row["stage"] == "train" else {})
+                rows.append(row)
+            elif not row.get("skipped"):
+                rows[styles[row["name"]]] = row
+    return rows
 
 
 def write_report(folders: list[Path], dest: Path) -> None:

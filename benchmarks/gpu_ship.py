@@ -61,7 +61,12 @@ def train_command(folders: list[Path], name: str) -> str | None:
 
 
 def card(
-    name: str, record: dict[str, Any], row: dict[str, Any], machine: dict[str, Any], metrics: list[dict[str, Any]], command: str | None = None
+    name: str,
+    record: dict[str, Any],
+    row: dict[str, Any],
+    machine: dict[str, Any],
+    metrics: list[dict[str, Any]],
+    command: str | None = None,
 ) -> str:
     """The model card: how it was trained, on what, for how long, and where the losses ended."""
     last = metrics[-1] if metrics else {}
@@ -130,7 +135,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1]
     )
-    ap.add_argument("folders", type=Path, nargs="+", help="the fetched $OUT of each command of the GPU run, in order (results.jsonl, models_*.tar)")
+    ap.add_argument(
+        "folders", type=Path, nargs="+", help="the fetched $OUT of each command of the GPU run, in order (results.jsonl, models_*.tar)"
+    )
     ap.add_argument("--styles", help="comma-separated run names to ship (default: every style trained at the default weights)")
     ap.add_argument("--as", dest="rename", help="with one --styles name: ship it under this name")
     ap.add_argument("--dest", type=Path, default=ROOT / "checkpoints", help="where models and cards go (default: checkpoints/)")

@@ -41,6 +41,15 @@ def shipped_model(name: str) -> Path:
     styles = shipped_styles()
     if name in styles:
         return styles[name]
+    from .images import IMAGE_SUFFIXES
+
+    suffix = Path(name).suffix.lower()
+    if suffix in (".pth", ".pt", ".onnx"):
+        raise FastNSTError(f"--style {name}: --style takes the name of a shipped style; for a model file use --model {name}")
+    if suffix in IMAGE_SUFFIXES or Path(name).exists():
+        raise FastNSTError(
+            f"--style {name}: --style takes the name of a shipped style; to copy a painting's style use --style-image {name}"
+        )
     known = ", ".join(styles) or "none in this installation"
     raise FastNSTError(f"--style {name}: no such shipped style (shipped: {known}); for your own model use --model PATH")
 

@@ -49,7 +49,7 @@ class Backend(Protocol):
 
 class TorchBackend:
     """PyTorch eager. On CUDA: float16 autocast by default, NCHW layout (channels_last
-    measured 15-35% slower for this network's half-precision inference on an H200:
+    measured 14-26% slower for this network's half-precision inference on an H200:
     benchmarks/results/gpu.md)."""
 
     def __init__(self, model: TransformerNet, info: dict[str, Any] | None = None, device: str = "auto", amp: bool | None = None) -> None:

@@ -32,7 +32,8 @@ def shipped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     folder.mkdir()
     for seed, name in enumerate(("candy", "wave")):
         torch.manual_seed(seed)
-        save_model(TransformerNet(ModelConfig(width=0.25)), folder / f"{name}.pth", {"style_image": f"styles/{name}.jpg", "images_seen": 160_000})
+        config = {"style_image": f"styles/{name}.jpg", "images_seen": 160_000}
+        save_model(TransformerNet(ModelConfig(width=0.25)), folder / f"{name}.pth", config)
     monkeypatch.setattr(styles, "models_dir", lambda: folder)
     return folder
 
@@ -69,6 +70,10 @@ def test_style_picks_a_shipped_model_by_name(shipped: Path, photo: Path, tmp_pat
         (["--style", "wave", "--style-image", "{photo}"], "--style NAME picks a trained network; --style-image PAINTING"),
         (["--style", "wave", "--method", "gatys"], "--style NAME picks a trained network"),
         (["--model", "wave"], "--model wave: no such file; for the shipped style use --style wave"),
+        (["--style", "starry.jpg"], "--style takes the name of a shipped style; to copy a painting's style use --style-image starry.jpg"),
+        (["--style", "mine.pth"], "--style takes the name of a shipped style; for a model file use --model mine.pth"),
+        (["--style", "wave", "--style", "candy"], "give one --model or --style; several are only for --webcam"),
+        (["--style", "wave", "--iterations", "3"], "--iterations: only for the Gatys optimizer; with --model or --style"),
     ],
 )
 def test_style_mistakes_are_one_line(shipped: Path, photo: Path, tmp_path: Path, capsys, monkeypatch, args, message) -> None:
@@ -88,6 +93,30 @@ def test_without_shipped_styles_a_model_is_asked_for(tmp_path: Path, photo: Path
     assert "--method fast needs --model PATH or --style NAME" in capsys.readouterr().err
 
 
+def test_the_default_is_announced_only_when_something_is_stylized(shipped: Path, capsys) -> None:
+    assert main(["stylize", "-o", "out.png"]) == 2
+    err = capsys.readouterr().err
+    assert "give at least one INPUT" in err and "using the shipped style" not in err
+
+
+def test_one_broken_model_does_not_hide_the_others(shipped: Path, capsys) -> None:
+    (shipped / "broken.pth").write_bytes(b"not a model")
+    assert main(["styles"]) == 0
+    out = capsys.readouterr().out
+    assert "broken           unreadable:" in out and out.count("training images") == 2
+
+
+def test_an_installed_package_is_looked_up_first(tmp_path: Path, monkeypatch) -> None:
+    """A wheel installs checkpoints/ as the package fastnst.checkpoints: models_dir() finds it there."""
+    import importlib.machinery
+    import importlib.util
+
+    spec = importlib.machinery.ModuleSpec("fastnst.checkpoints", None, is_package=True)
+    spec.submodule_search_locations = [str(tmp_path / "site" / "fastnst" / "checkpoints")]
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: spec if name == "fastnst.checkpoints" else None)
+    assert styles.models_dir() == tmp_path / "site" / "fastnst" / "checkpoints"
+
+
 def test_styles_lists_names_paintings_and_training_length(shipped: Path, capsys) -> None:
     assert main(["styles"]) == 0
     lines = capsys.readouterr().out.splitlines()
@@ -101,8 +130,8 @@ def test_a_shipped_style_exports_to_onnx(shipped: Path, tmp_path: Path) -> None:
     assert (tmp_path / "wave.onnx").stat().st_size > 0
 
 
-def test_an_installed_fastnst_finds_the_checkouts_models() -> None:
-    """The editable install (pyproject maps checkpoints/ to fastnst.checkpoints) and a bare source tree agree."""
+def test_a_checkout_finds_its_own_models() -> None:
+    """From a source tree (installed editable or not), the models are the checkout's checkpoints/."""
     assert styles.models_dir().resolve() == (ROOT / "checkpoints").resolve()
 
 
