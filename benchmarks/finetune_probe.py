@@ -46,7 +46,6 @@ from fastnst.training import load_style  # noqa: E402
 from fastnst.vgg import build_vgg  # noqa: E402
 
 LOSSES = ("raw", "clamped", "ste", "penalty", "clamped_penalty")
-PENALTY = RANGE_PENALTY  # weight of the mean squared excess outside [0, 1] (--loss penalty)
 
 
 def clamp_straight_through(y: torch.Tensor) -> torch.Tensor:
@@ -63,7 +62,7 @@ def step_loss(kind: str, loss: PerceptualLoss, y: torch.Tensor, x: torch.Tensor)
         return loss.picture_terms(y, loss.content_targets(x)).total
     scored = {"clamped": y.clamp(0, 1), "ste": clamp_straight_through(y)}.get(kind, y)
     terms = loss(scored, loss.content_targets(x))
-    return terms.total + (PENALTY * range_penalty(y) if kind == "penalty" else 0.0)
+    return terms.total + (RANGE_PENALTY * range_penalty(y) if kind == "penalty" else 0.0)
 
 
 def evaluate(model: torch.nn.Module, loss: PerceptualLoss, x: torch.Tensor) -> tuple[float, float]:

@@ -133,11 +133,13 @@ def read_rows(folders: list[Path]) -> list[dict[str, Any]]:
             if not line.strip():
                 continue
             row = {**json.loads(line), "command": command}
-            if row["stage"] != "train" or row["name"] not in styles:
-                styles.update({row["name"]: len(rows)} if row["stage"] == "train" else {})
-                rows.append(row)
-            elif not row.get("skipped"):
-                rows[styles[row["name"]]] = row
+            if row["stage"] == "train" and row["name"] in styles:
+                if not row.get("skipped"):
+                    rows[styles[row["name"]]] = row
+                continue
+            if row["stage"] == "train":
+                styles[row["name"]] = len(rows)
+            rows.append(row)
     return rows
 
 

@@ -326,19 +326,20 @@ def _resolve_styles(args: argparse.Namespace) -> None:
     painting for the Gatys optimizer, the default style is used (and said, unless --quiet)."""
     from .styles import shipped_model, shipped_styles
 
+    available = shipped_styles()  # one look at the folder
     names = args.style or []
     if names and (hasattr(args, "style_image") or getattr(args, "method", None) == "gatys"):
         raise FastNSTError(
             "--style NAME picks a trained network; --style-image PAINTING optimises each image for a painting (Gatys): give one"
         )
     if not names and not args.model and not hasattr(args, "style_image") and getattr(args, "method", None) != "gatys":
-        if DEFAULT_STYLE not in shipped_styles():
+        if DEFAULT_STYLE not in available:
             return  # nothing ships here: _stylize_method says what to give
         names = [DEFAULT_STYLE]
         if not args.quiet and (args.inputs or args.webcam is not None):  # else the missing input is the news
             print(f"fastnst: no --model given: using the shipped style '{DEFAULT_STYLE}' (see 'fastnst styles')", file=sys.stderr)
     for m in args.model or []:
-        if m in shipped_styles() and not Path(m).exists():
+        if m in available and not Path(m).exists():
             raise FastNSTError(f"--model {m}: no such file; for the shipped style use --style {m}")
     args.model = [*(args.model or []), *(str(shipped_model(n)) for n in names)]
 

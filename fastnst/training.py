@@ -434,7 +434,7 @@ class _Window:
 
     def add(self, terms: dict[str, float], images: int) -> None:
         for k, v in terms.items():
-            self.sums[k] = self.sums.get(k, 0.0) + v
+            self.sums[k] += v
         self.steps += 1
         self.images += images
 
