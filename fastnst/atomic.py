@@ -10,6 +10,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
+from .errors import FastNSTError
+
 __all__ = ["atomic_path", "atomic_write", "remove_leftovers"]
 
 
@@ -42,38 +44,74 @@ def remove_leftovers(path: str | os.PathLike) -> int:
 
 
 @contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+def atomic_path(path: str | os.PathLike, replace: bool = True) -> Iterator[Path]:
     """Yield a temporary path that is renamed to ``path`` once the block succeeds.
 
     For writers that want a file name rather than a file object (FFmpeg's
     muxers seek and rewrite headers themselves). The temporary name keeps
     the suffix, hidden with a leading dot, in the same folder so the rename
     is atomic; on any error it is removed and ``path`` is left untouched.
+
+    ``replace=False`` (no ``--overwrite``): a file that appeared under
+    ``path`` while this one was written (another run with the same output)
+    is kept, and this one discarded with an error, never silently replaced.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+    except OSError as e:
+        raise FastNSTError(f"{path}: cannot create the file here ({e.strerror or e}); check the folder and its permissions") from None
     try:
         if hasattr(os, "fchmod"):  # mkstemp's 0600 would surprise users
             os.fchmod(fd, 0o666 & ~_umask())
         os.close(fd)
         yield Path(tmp)
         _fsync_file(tmp)
-        os.replace(tmp, path)
+        _rename(tmp, path, replace)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     _fsync_dir(path.parent)
 
 
+def _rename(tmp: str, path: Path, replace: bool) -> None:
+    """``os.replace``, or with ``replace=False`` a rename that never replaces.
+
+    A hard link fails atomically when the name is taken (POSIX has no
+    portable no-replace rename); where links are not supported (some network
+    and FAT file systems) a check just before the rename narrows the window.
+    """
+    if replace:
+        os.replace(tmp, path)
+        return
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        raise FastNSTError(_TAKEN.format(path=path)) from None
+    except OSError:
+        if os.path.lexists(path):
+            raise FastNSTError(_TAKEN.format(path=path)) from None
+        os.replace(tmp, path)
+        return
+    os.unlink(tmp)
+
+
+_TAKEN = (
+    "{path}: another program created this file while fastnst was writing it; it was kept and this result "
+    "discarded. Pass --overwrite to replace it, or choose another output"
+)
+
+
 @contextmanager
-def atomic_write(path: str | os.PathLike) -> Iterator[IO[bytes]]:
+def atomic_write(path: str | os.PathLike, replace: bool = True) -> Iterator[IO[bytes]]:
     """Yield a binary file that appears under ``path`` only once complete.
 
     Temporary file in the same folder, fsync, rename: a crash or a full disk
     leaves either the old file or the new one, never half of one.
+    ``replace`` as in :func:`atomic_path`.
     """
-    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+    with atomic_path(path, replace) as tmp, open(tmp, "wb") as f:
         yield f
 
 

@@ -31,8 +31,9 @@ from . import __version__
 from .atomic import atomic_write, remove_leftovers
 from .errors import FastNSTError
 from .model import ModelConfig, TransformerNet
+from .paths import require_file
 
-__all__ = ["FORMAT", "from_examples_state_dict", "load_model", "load_weights_only", "model_payload", "read_checkpoint", "save_model", "write_checkpoint"]
+__all__ = ["FORMAT", "check_payload", "from_examples_state_dict", "load_model", "load_weights_only", "model_payload", "read_checkpoint", "save_model", "write_checkpoint"]
 
 FORMAT = "fastnst"
 FORMAT_VERSION = 1
@@ -61,21 +62,20 @@ def load_weights_only(p: Path, kind: str = "model") -> Any:
 
 def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     """A model file or training checkpoint as a dict, with one-line errors for user mistakes."""
-    p = Path(path)
-    if not p.is_file():
-        raise FastNSTError(f"{p}: model file not found")
+    p = require_file(path, "model file not found")
     obj = load_weights_only(p)
     if not isinstance(obj, dict):
         raise FastNSTError(f"{p}: expected a dict of weights, found {type(obj).__name__}")
     return obj
 
 
-def write_checkpoint(payload: dict[str, Any], path: str | os.PathLike) -> None:
+def write_checkpoint(payload: dict[str, Any], path: str | os.PathLike, replace: bool = True) -> None:
     """Atomic, fsynced save: an interrupted write never replaces a good file
-    (and the temporary file a killed one left is cleared first)."""
+    (and the temporary file a killed one left is cleared first). ``replace=False``
+    keeps a file another program wrote there meanwhile (see fastnst.atomic)."""
     remove_leftovers(path)
     try:
-        with atomic_write(path) as f:
+        with atomic_write(path, replace) as f:
             torch.save(payload, f)
     except OSError as e:
         raise FastNSTError(
@@ -98,9 +98,11 @@ def model_payload(model: TransformerNet, train_config: dict[str, Any] | None = N
     }
 
 
-def save_model(model: TransformerNet, path: str | os.PathLike, train_config: dict[str, Any] | None = None, half: bool = False) -> None:
+def save_model(
+    model: TransformerNet, path: str | os.PathLike, train_config: dict[str, Any] | None = None, half: bool = False, replace: bool = True
+) -> None:
     """The small file users share: weights and config, no optimizer."""
-    write_checkpoint(model_payload(model, train_config, half), path)
+    write_checkpoint(model_payload(model, train_config, half), path, replace)
 
 
 _RUNNING_STATS = re.compile(r"in\d+\.running_(mean|var)$|\.num_batches_tracked$")
@@ -112,23 +114,72 @@ def from_examples_state_dict(sd: dict[str, torch.Tensor], source: str = "state d
     Old (PyTorch < 0.4) saves carry instance-norm running stats that the
     network never used; they are dropped as pytorch/examples does.
     """
-    sd = {k: v for k, v in sd.items() if not _RUNNING_STATS.search(k)}
-    if "conv1.conv2d.weight" not in sd:
+    sd = {k: v for k, v in _check_state_dict(sd, source).items() if not _RUNNING_STATS.search(k)}
+    first = sd.get("conv1.conv2d.weight")
+    if first is None or first.dim() != 4:
         raise FastNSTError(f"{source}: not a fastnst model or a pytorch/examples fast_neural_style state dict")
-    width = sd["conv1.conv2d.weight"].shape[0] / 32
     n_res = len({m.group(1) for k in sd if (m := re.match(r"(res\d+)\.", k))})
-    return ModelConfig(width=width, n_residual=n_res, pixel_range=255.0), sd
+    return _config({"width": first.shape[0] / 32, "n_residual": n_res, "pixel_range": 255.0}, source), sd
+
+
+def _config(d: Any, source: str) -> ModelConfig:
+    try:
+        return ModelConfig.from_dict(d)
+    except (ValueError, TypeError) as e:
+        raise FastNSTError(f"{source}: {e}; the file is damaged or not a fastnst model") from None
+
+
+def _check_state_dict(sd: Any, source: str) -> dict[str, torch.Tensor]:
+    """Names to tensors, every value finite: NaN weights would stylize everything to one flat colour."""
+    if not isinstance(sd, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in sd.items()):
+        raise FastNSTError(f"{source}: the weights are not a dict of named tensors; the file is damaged or not a model")
+    bad = next((k for k, v in sd.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())), None)
+    if bad is not None:
+        raise FastNSTError(f"{source}: the weights hold NaN or infinite values ({bad}); the training diverged or the file is damaged")
+    return sd
+
+
+def check_payload(ckpt: dict[str, Any], source: str) -> tuple[ModelConfig, dict[str, torch.Tensor], dict[str, Any]]:
+    """Config, weights and info of a fastnst file, every value type- and range-checked."""
+    version = ckpt.get("format_version", 0)
+    if isinstance(version, bool) or not isinstance(version, int) or version < 0:
+        raise FastNSTError(f"{source}: format_version is {version!r}, not a whole number; the file is damaged")
+    if version > FORMAT_VERSION:
+        raise FastNSTError(f"{source}: written by a newer fastnst ({str(ckpt.get('fastnst_version'))[:40]}); upgrade fastnst to read it")
+    if "model_config" not in ckpt or "state_dict" not in ckpt:
+        raise FastNSTError(f"{source}: fastnst file without model_config/state_dict; is it complete?")
+    config = _config(ckpt["model_config"], source)
+    state = _check_state_dict(ckpt["state_dict"], source)
+    train_config, version_str, step = ckpt.get("train_config") or {}, ckpt.get("fastnst_version"), ckpt.get("step")
+    if not isinstance(train_config, dict) or not (version_str is None or isinstance(version_str, str)):
+        raise FastNSTError(f"{source}: train_config or fastnst_version has the wrong type; the file is damaged")
+    if step is not None and (isinstance(step, bool) or not isinstance(step, int) or step < 0):
+        raise FastNSTError(f"{source}: step is {step!r}, not a whole number >= 0; the file is damaged")
+    return config, state, {"train_config": train_config, "fastnst_version": version_str, "step": step}
 
 
 def _build(config: ModelConfig, sd: dict[str, torch.Tensor], source: str) -> TransformerNet:
-    model = TransformerNet(config)
-    result = model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in sd.items()}, strict=False)
-    problems = list(result.missing_keys) + list(result.unexpected_keys)
-    if problems:
+    """The network with these weights, allocated only once they are known to fit.
+
+    It is first built on the ``meta`` device (shapes, no memory), so a small
+    file that claims a large architecture costs nothing; the weights then
+    take the place of the meta parameters.
+    """
+    with torch.device("meta"):
+        model = TransformerNet(config)
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    missing, unexpected = sorted(expected.keys() - sd.keys()), sorted(sd.keys() - expected.keys())
+    if missing or unexpected:
         raise FastNSTError(
             f"{source}: weights do not fit a TransformerNet(width={config.width:g}, n_residual={config.n_residual}) "
-            f"({len(result.missing_keys)} missing, {len(result.unexpected_keys)} unexpected, e.g. {problems[0]})"
+            f"({len(missing)} missing, {len(unexpected)} unexpected, e.g. {(missing + unexpected)[0]})"
         )
+    wrong = next((k for k in expected if tuple(sd[k].shape) != expected[k]), None)
+    if wrong is not None:
+        raise FastNSTError(
+            f"{source}: weights do not fit the recorded architecture ({wrong} is {tuple(sd[wrong].shape)}, expected {expected[wrong]})"
+        )
+    model.load_state_dict({k: v.float() if v.is_floating_point() else v.clone() for k, v in sd.items()}, assign=True)
     return model.eval()
 
 
@@ -141,22 +192,11 @@ def load_model(path: str | os.PathLike) -> tuple[TransformerNet, dict[str, Any]]
     ckpt = read_checkpoint(path)
     source = str(path)
     if ckpt.get("format") == FORMAT:
-        if int(ckpt.get("format_version", 0)) > FORMAT_VERSION:
-            raise FastNSTError(f"{source}: written by a newer fastnst ({ckpt.get('fastnst_version')}); upgrade fastnst to read it")
-        try:
-            config = ModelConfig.from_dict(ckpt["model_config"])
-            state = ckpt["state_dict"]
-        except (KeyError, TypeError):
-            raise FastNSTError(f"{source}: fastnst file without model_config/state_dict; is it complete?") from None
-        info = {k: ckpt.get(k) for k in ("train_config", "fastnst_version", "step")}
+        config, state, info = check_payload(ckpt, source)
     else:
         config, state = from_examples_state_dict(ckpt, source)
         info = {"train_config": {"style_image": Path(path).stem}, "fastnst_version": None, "imported_from": "pytorch/examples"}
-    try:
-        model = _build(config, state, source)
-    except RuntimeError as e:  # shape mismatches
-        first = str(e).strip().splitlines()
-        raise FastNSTError(f"{source}: weights do not fit the recorded architecture ({first[-1].strip()[:200] if first else e})") from None
+    model = _build(config, state, source)
     info["train_config"] = info.get("train_config") or {}
     info["style"] = Path(str(info["train_config"].get("style_image") or Path(path).stem)).stem
     info["model_config"] = config.to_dict()

@@ -8,8 +8,11 @@ non-zero exit status, never a traceback.
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -17,6 +20,7 @@ import torch
 
 from . import __version__, distributed
 from .errors import FastNSTError
+from .limits import argtype
 from .losses import DEFAULT_CONTENT_LAYERS, DEFAULT_STYLE_LAYERS, DEFAULT_WEIGHTS
 from .styles import DEFAULT_STYLE
 
@@ -27,6 +31,7 @@ __all__ = ["build_parser", "main"]
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143  # 128 + SIGTERM, as shells report it
 
 S = argparse.SUPPRESS  # unset flags stay out of the namespace, so "given" is knowable
 
@@ -34,26 +39,6 @@ S = argparse.SUPPRESS  # unset flags stay out of the namespace, so "given" is kn
 class _Formatter(argparse.RawDescriptionHelpFormatter):
     def __init__(self, prog: str) -> None:
         super().__init__(prog, max_help_position=32, width=100)
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got '{text}'") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def _non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got '{text}'") from None
-    if not value >= 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
-    return value
 
 
 def _num(x: float) -> str:
@@ -77,16 +62,14 @@ def _duration(text: str) -> float:
     return seconds
 
 
-def _number_list(kind: type, minimum: float) -> Callable[[str], list]:
-    """argparse type for comma-separated numbers, e.g. ``--scales 256,512``."""
+def _number_list(name: str) -> Callable[[str], list]:
+    """argparse type for comma-separated numbers, e.g. ``--scales 256,512``, each within LIMITS[name]."""
+    one = argtype(name)
 
     def parse(text: str) -> list:
-        try:
-            values = [kind(v) for v in text.replace(" ", "").split(",") if v]
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected comma-separated {kind.__name__}s, e.g. 1,2, got '{text}'") from None
-        if not values or any(not (v >= minimum and v != float("inf")) for v in values):
-            raise argparse.ArgumentTypeError(f"expected finite numbers >= {minimum:g}, got '{text}'")
+        values = [one(v) for v in text.replace(" ", "").split(",") if v]
+        if not values:
+            raise argparse.ArgumentTypeError(f"expected comma-separated numbers, e.g. 1,2, got '{text}'")
         return values
 
     return parse
@@ -125,13 +108,13 @@ def add_train_parser(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--style-image", metavar="PATH", help="the painting to learn")
     g.add_argument("--save-model", metavar="PATH", help="where to write the trained model (.pth)")
     g.add_argument("--checkpoint-dir", metavar="DIR", help="checkpoints, metrics.jsonl and samples/ (default: <save-model without suffix>_run)")
-    g.add_argument("--checkpoint-interval", type=_positive_int, metavar="N", help="save a resumable checkpoint every N iterations (default: 1000)")
-    g.add_argument("--sample-interval", type=_positive_int, metavar="N", help="stylize the sample image every N iterations (default: the checkpoint interval)")
+    g.add_argument("--checkpoint-interval", type=argtype("checkpoint_interval"), metavar="N", help="save a resumable checkpoint every N iterations (default: 1000)")
+    g.add_argument("--sample-interval", type=argtype("sample_interval"), metavar="N", help="stylize the sample image every N iterations (default: the checkpoint interval)")
     g.add_argument("--sample-image", metavar="PATH", help="image for the progress samples (default: the first photo of the dataset)")
-    g.add_argument("--log-interval", type=_positive_int, metavar="N", help="average losses over N iterations into metrics.jsonl (default: 50)")
+    g.add_argument("--log-interval", type=argtype("log_interval"), metavar="N", help="average losses over N iterations into metrics.jsonl (default: 50)")
     g.add_argument("--resume", metavar="PATH", help="continue a run from its checkpoint (file or checkpoint dir); its settings are reused")
     g.add_argument("--overwrite", action="store_true", help="replace an existing --save-model and start over in a checkpoint dir that holds a run")
-    g.add_argument("--max-pixels", type=_positive_int, metavar="N", help="skip photos above N pixels, Pillow's decompression-bomb guard (default: 89478485)")
+    g.add_argument("--max-pixels", type=argtype("max_pixels"), metavar="N", help="skip photos above N pixels, Pillow's decompression-bomb guard (default: 89478485)")
 
     g = p.add_argument_group("VGG19 loss network")
     _add_vgg_flags(g)
@@ -139,20 +122,20 @@ def add_train_parser(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--style-layers", metavar="LAYERS", help=f"comma-separated layers, optionally NAME:WEIGHT (default: {DEFAULT_STYLE_LAYERS})")
     tv, caffe = DEFAULT_WEIGHTS["torchvision"], DEFAULT_WEIGHTS["caffe"]
     defaults = {k: f"(default: {_num(getattr(tv, k))} torchvision, {_num(getattr(caffe, k))} caffe)" for k in ("content", "style", "tv")}
-    g.add_argument("--content-weight", type=_non_negative_float, metavar="W", help=f"weight of the content loss {defaults['content']}")
-    g.add_argument("--style-weight", type=_non_negative_float, metavar="W", help=f"weight of the style loss; higher = stronger style {defaults['style']}")
-    g.add_argument("--tv-weight", type=_non_negative_float, metavar="W", help=f"weight of the total-variation smoothness loss {defaults['tv']}")
+    g.add_argument("--content-weight", type=argtype("content_weight"), metavar="W", help=f"weight of the content loss {defaults['content']}")
+    g.add_argument("--style-weight", type=argtype("style_weight"), metavar="W", help=f"weight of the style loss; higher = stronger style {defaults['style']}")
+    g.add_argument("--tv-weight", type=argtype("tv_weight"), metavar="W", help=f"weight of the total-variation smoothness loss {defaults['tv']}")
 
     g = p.add_argument_group("optimisation")
-    g.add_argument("--image-size", type=_positive_int, metavar="PX", help="training crops are PX x PX (default: 256)")
-    g.add_argument("--style-size", type=_positive_int, metavar="PX", help="style image resized to PX on its longer side; larger = finer strokes (default: 512)")
-    g.add_argument("--batch-size", type=_positive_int, metavar="N", help="images per iteration and process; under torchrun the global batch is N x processes (default: 4)")
+    g.add_argument("--image-size", type=argtype("image_size"), metavar="PX", help="training crops are PX x PX (default: 256)")
+    g.add_argument("--style-size", type=argtype("style_size"), metavar="PX", help="style image resized to PX on its longer side; larger = finer strokes (default: 512)")
+    g.add_argument("--batch-size", type=argtype("batch_size"), metavar="N", help="images per iteration and process; under torchrun the global batch is N x processes (default: 4)")
     length = g.add_mutually_exclusive_group()
-    length.add_argument("--iterations", type=_positive_int, metavar="N", help="number of optimizer steps (default: 40000, about 2 epochs of COCO)")
-    length.add_argument("--epochs", type=float, metavar="E", help="train for E passes over the dataset instead of --iterations")
-    g.add_argument("--lr", type=float, metavar="LR", help="Adam learning rate (default: 1e-3)")
-    g.add_argument("--width", type=float, metavar="X", help="channel multiplier of the network; 0.5 has ~4x fewer operations, for CPU use (default: 1.0)")
-    g.add_argument("--seed", type=int, metavar="N", help="seed for initialisation and data order (default: 42)")
+    length.add_argument("--iterations", type=argtype("iterations"), metavar="N", help="number of optimizer steps (default: 40000, about 2 epochs of COCO)")
+    length.add_argument("--epochs", type=argtype("epochs"), metavar="E", help="train for E passes over the dataset instead of --iterations")
+    g.add_argument("--lr", type=argtype("lr"), metavar="LR", help="Adam learning rate (default: 1e-3)")
+    g.add_argument("--width", type=argtype("width"), metavar="X", help="channel multiplier of the network; 0.5 has ~4x fewer operations, for CPU use (default: 1.0)")
+    g.add_argument("--seed", type=argtype("seed"), metavar="N", help="seed for initialisation and data order (default: 42)")
 
     g = p.add_argument_group("hardware")
     g.add_argument("--device", metavar="DEV", help="auto, cpu or cuda[:N] (default: auto = GPU when available)")
@@ -175,8 +158,8 @@ def add_train_parser(sub: argparse._SubParsersAction) -> None:
         help="stop cleanly after this much wall-clock time, e.g. 90s, 20m, 1h30m: the checkpoint and the model are saved, "
         "and --resume trains further (default: no limit)",
     )
-    g.add_argument("--workers", type=int, metavar="N", help="data loading processes (default: up to 8 on GPU, 1 on CPU)")
-    g.add_argument("--dist-timeout", type=_positive_int, metavar="S", help=f"under torchrun: seconds a process waits for the others before the job is stopped as hung (default: {distributed.DEFAULT_TIMEOUT_S})")
+    g.add_argument("--workers", type=argtype("workers"), metavar="N", help="data loading processes (default: up to 8 on GPU, 1 on CPU)")
+    g.add_argument("--dist-timeout", type=argtype("dist_timeout"), metavar="S", help=f"under torchrun: seconds a process waits for the others before the job is stopped as hung (default: {distributed.DEFAULT_TIMEOUT_S})")
     g.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)
 
@@ -245,16 +228,16 @@ def add_stylize_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--method", choices=["fast", "gatys"], default=S, help="fast = the trained --model; gatys = optimise each image for --style-image (default: fast with --model, gatys with --style-image)")
     p.add_argument("--output", "-o", metavar="PATH", help="output file (one input) or folder (mirrors input folders; keeps each input's format); not used with --webcam")
-    p.add_argument("--max-size", type=_positive_int, metavar="PX", help="shrink inputs so the longer side is at most PX (default: keep the input size)")
+    p.add_argument("--max-size", type=argtype("max_size"), metavar="PX", help="shrink inputs so the longer side is at most PX (default: keep the input size)")
     p.add_argument("--preserve-color", action="store_true", help="keep the photo's colours, take only the luminance of the style")
-    p.add_argument("--strength", type=float, default=1.0, metavar="S", help="blend with the photo: 1 = fully stylized, 0 = unchanged (default: 1)")
-    p.add_argument("--batch-size", type=_positive_int, metavar="N", help="trained models: stylize up to N same-size images per network call (default: 4)")
+    p.add_argument("--strength", type=argtype("strength"), default=1.0, metavar="S", help="blend with the photo: 1 = fully stylized, 0 = unchanged (default: 1)")
+    p.add_argument("--batch-size", type=argtype("batch_size"), metavar="N", help="trained models: stylize up to N same-size images per network call (default: 4)")
     p.add_argument("--device", default="auto", metavar="DEV", help="auto, cpu or cuda[:N] (default: auto = the GPU when it is usable)")
     p.add_argument("--providers", metavar="LIST", help="ONNX models only: ONNX Runtime execution providers in priority order, e.g. cuda,cpu or tensorrt,cuda,cpu (default: from --device; auto = CUDA when usable, else CPU)")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files (and --save-every folders)")
-    p.add_argument("--max-pixels", type=_positive_int, metavar="N", help="refuse images above N pixels, Pillow's decompression-bomb guard (default: 89478485)")
+    p.add_argument("--max-pixels", type=argtype("max_pixels"), metavar="N", help="refuse images above N pixels, Pillow's decompression-bomb guard (default: 89478485)")
     p.add_argument("--max-memory", metavar="SIZE", help="memory budget, e.g. 8G or 512M; images that would need more are stylized in tiles (default: half the free RAM, or 70%% of the free GPU memory)")
-    p.add_argument("--tile-size", type=_positive_int, metavar="PX", help="stylize in overlapping tiles of about PX x PX even when the image fits in memory (at least 288 for the standard network; default: tiles only when needed)")
+    p.add_argument("--tile-size", type=argtype("tile_size"), metavar="PX", help="stylize in overlapping tiles of about PX x PX even when the image fits in memory (at least 288 for the standard network; default: tiles only when needed)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_video_arguments(p)
     _add_gatys_flags(p)
@@ -271,13 +254,13 @@ def _add_video_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("video and webcam (pip install 'fastnst[video]')")
     g.add_argument("--video", action="store_true", help=f"treat INPUTs as videos whatever their suffix, and search folders for videos (default: by suffix: {', '.join(_video_suffixes())})")
     g.add_argument("--stabilize", action="store_true", help="reduce frame-to-frame flicker: blend with the previous output moved along the optical flow, where the flow is reliable")
-    g.add_argument("--stabilize-strength", type=float, metavar="S", help="with --stabilize: share of the previous output kept, 0 to below 1; higher is steadier but lags fast changes (default: 0.7)")
+    g.add_argument("--stabilize-strength", type=argtype("stabilize_strength"), metavar="S", help="with --stabilize: share of the previous output kept, 0 to below 1; higher is steadier but lags fast changes (default: 0.7)")
     g.add_argument("--no-audio", action="store_true", help="leave the audio track out of stylized videos (default: copy it)")
     g.add_argument("--webcam", nargs="?", const="0", metavar="SOURCE", help="stylize a live camera in a window: a camera index (default 0), or a video file played as if it were a camera")
     g.add_argument("--record", metavar="PATH", help="with --webcam: save the stylized feed to this video file (.mp4, .mkv, .webm, .mov, .avi)")
     g.add_argument("--no-display", action="store_true", help="with --webcam: open no window (headless use, e.g. with --record); stop with Ctrl-C")
     g.add_argument("--side-by-side", action="store_true", help="with --webcam: start with the camera image next to the stylized one (key s toggles)")
-    g.add_argument("--max-frames", type=_positive_int, metavar="N", help="with --webcam: stop after N stylized frames")
+    g.add_argument("--max-frames", type=argtype("max_frames"), metavar="N", help="with --webcam: stop after N stylized frames")
     g.add_argument("--all-frames", action="store_true", help="with --webcam FILE: stylize every frame of the file instead of dropping those a slow model misses")
 
 
@@ -298,21 +281,21 @@ def _add_gatys_flags(p: argparse.ArgumentParser) -> None:
         "Optimises the pixels of each image; GPU when present, slow but working on a CPU (use small images there).",
     )
     g.add_argument("--style-image", action="append", metavar="PATH", default=S, help="the painting whose style to copy; repeat to blend several")
-    g.add_argument("--style-blend-weights", type=_number_list(float, 0), metavar="W,W", default=S, help="one weight per --style-image, e.g. 0.7,0.3 (default: equal)")
-    g.add_argument("--style-scale", type=float, metavar="X", default=S, help="style image size relative to the output: larger = longer, broader brush strokes; smaller = the painting's motifs repeated smaller; at most 10 (default: 1)")
-    g.add_argument("--iterations", type=_number_list(int, 1), metavar="N[,N]", default=S, help=f"iterations per pass, one number for all or one per pass (default: {DEFAULT_ITERATIONS})")
-    g.add_argument("--scales", type=_number_list(int, 16), metavar="PX,PX", default=S, help="coarse-to-fine: first optimise at these longer sides, each result starting the next, then at full size; e.g. 256,512 (default: full size only)")
+    g.add_argument("--style-blend-weights", type=_number_list("style_blend_weights"), metavar="W,W", default=S, help="one weight per --style-image, e.g. 0.7,0.3 (default: equal)")
+    g.add_argument("--style-scale", type=argtype("style_scale"), metavar="X", default=S, help="style image size relative to the output: larger = longer, broader brush strokes; smaller = the painting's motifs repeated smaller; at most 10 (default: 1)")
+    g.add_argument("--iterations", type=_number_list("iterations"), metavar="N[,N]", default=S, help=f"iterations per pass, one number for all or one per pass (default: {DEFAULT_ITERATIONS})")
+    g.add_argument("--scales", type=_number_list("scales"), metavar="PX,PX", default=S, help="coarse-to-fine: first optimise at these longer sides, each result starting the next, then at full size; e.g. 256,512 (default: full size only)")
     g.add_argument("--optimizer", choices=["lbfgs", "adam"], default=S, help="L-BFGS converges in a few hundred iterations; Adam is steadier but needs more (default: lbfgs)")
-    g.add_argument("--lr", type=float, metavar="LR", default=S, help=f"step size (default: {DEFAULT_LR['lbfgs']:g} for lbfgs, {DEFAULT_LR['adam']:g} for adam, in [0, 1] pixel units)")
+    g.add_argument("--lr", type=argtype("lr"), metavar="LR", default=S, help=f"step size (default: {DEFAULT_LR['lbfgs']:g} for lbfgs, {DEFAULT_LR['adam']:g} for adam, in [0, 1] pixel units)")
     g.add_argument("--init", choices=["content", "noise"], default=S, help="start from the photo or from white noise (default: content)")
     g.add_argument("--content-layers", metavar="LAYERS", default=S, help=f"comma-separated VGG layers, optionally NAME:WEIGHT (default: {GATYS_CONTENT_LAYERS})")
     g.add_argument("--style-layers", metavar="LAYERS", default=S, help=f"comma-separated VGG layers, optionally NAME:WEIGHT (default: {DEFAULT_STYLE_LAYERS})")
-    g.add_argument("--content-weight", type=_non_negative_float, metavar="W", default=S, help=f"weight of the content loss (default: {caffe.content:g} caffe, {tv.content:g} torchvision)")
-    g.add_argument("--style-weight", type=_non_negative_float, metavar="W", default=S, help=f"weight of the style loss; higher = stronger style (default: {caffe.style:g} caffe, {tv.style:g} torchvision)")
-    g.add_argument("--tv-weight", type=_non_negative_float, metavar="W", default=S, help=f"weight of the total-variation smoothness loss (default: {caffe.tv:g})")
-    g.add_argument("--min-improvement", type=_non_negative_float, metavar="REL", default=S, help=f"end a pass when the loss improved by less than REL over {STALL_WINDOW} iterations; 0 = never (default: {DEFAULT_MIN_IMPROVEMENT:g})")
-    g.add_argument("--save-every", type=_positive_int, metavar="N", default=S, help="also write the image every N iterations to <output>_iterations/ (default: off)")
-    g.add_argument("--seed", type=int, metavar="N", default=S, help="seed of the noise for --init noise (default: 0)")
+    g.add_argument("--content-weight", type=argtype("content_weight"), metavar="W", default=S, help=f"weight of the content loss (default: {caffe.content:g} caffe, {tv.content:g} torchvision)")
+    g.add_argument("--style-weight", type=argtype("style_weight"), metavar="W", default=S, help=f"weight of the style loss; higher = stronger style (default: {caffe.style:g} caffe, {tv.style:g} torchvision)")
+    g.add_argument("--tv-weight", type=argtype("tv_weight"), metavar="W", default=S, help=f"weight of the total-variation smoothness loss (default: {caffe.tv:g})")
+    g.add_argument("--min-improvement", type=argtype("min_improvement"), metavar="REL", default=S, help=f"end a pass when the loss improved by less than REL over {STALL_WINDOW} iterations; 0 = never (default: {DEFAULT_MIN_IMPROVEMENT:g})")
+    g.add_argument("--save-every", type=argtype("save_every"), metavar="N", default=S, help="also write the image every N iterations to <output>_iterations/ (default: off)")
+    g.add_argument("--seed", type=argtype("seed"), metavar="N", default=S, help="seed of the noise for --init noise (default: 0)")
     _add_vgg_flags(g, default=S)
 
 
@@ -412,7 +395,7 @@ def cmd_stylize(args: argparse.Namespace) -> int:
     args.model = args.model[0]
     if args.max_pixels:
         set_max_pixels(args.max_pixels)
-    pairs = plan_outputs(args.inputs, args.output, overwrite=args.overwrite)
+    pairs = plan_outputs(args.inputs, args.output, overwrite=args.overwrite, protect=[(args.model, "the --model file")])
     return _write_images(args, pairs, _stylizer(args, args.model).stylize_many)
 
 
@@ -428,7 +411,8 @@ def cmd_gatys(args: argparse.Namespace) -> int:
     _require_inputs_and_output(args)
     if args.max_pixels:
         set_max_pixels(args.max_pixels)
-    pairs = plan_outputs(args.inputs, args.output, overwrite=args.overwrite)
+    protect = [(s, "the --style-image") for s in args.style_image] + [(getattr(args, "vgg_weights", None), "the --vgg-weights file")]
+    pairs = plan_outputs(args.inputs, args.output, overwrite=args.overwrite, protect=protect)
     return _write_images(args, pairs, _gatys_process(args, pairs))
 
 
@@ -443,7 +427,7 @@ def _write_images(args: argparse.Namespace, pairs: list, process: Callable) -> i
     """Run ``process`` (a stylize_many) over the pairs; exit status 1 if some inputs could not be read."""
     from .files import process_files
 
-    failed = process_files(process, pairs, progress=not args.quiet)
+    failed = process_files(process, pairs, progress=not args.quiet, overwrite=args.overwrite)
     done = len(pairs) - failed
     print(f"wrote {done} image(s){' to ' + str(pairs[0][1]) if len(pairs) == 1 and done else ''}", file=sys.stderr)
     if failed:
@@ -527,9 +511,8 @@ def _reject(args: argparse.Namespace, names: Sequence[str], scope: str) -> None:
 
 
 def _stylizer(args: argparse.Namespace, model: str) -> Stylizer:
-    from .stylizer import Stylizer
-
     from .memory import parse_bytes
+    from .stylizer import Stylizer
 
     return Stylizer.from_file(
         model,
@@ -562,17 +545,41 @@ def cmd_stylize_videos(args: argparse.Namespace) -> int:
     from .video import VIDEOS, stylize_video
 
     strength = _stabilize_strength(args)
-    pairs = plan_outputs(args.inputs, args.output, overwrite=args.overwrite, kind=VIDEOS)
+    pairs = plan_outputs(args.inputs, args.output, overwrite=args.overwrite, kind=VIDEOS, protect=[(args.model[0], "the --model file")])
     stylizer = _stylizer(args, args.model[0])
+    short = 0
     for src, dst in pairs:
         post = Stabilizer(strength) if strength is not None else None  # fresh per video: no flow across files
-        stats = stylize_video(stylizer, src, dst, post=post, progress=not args.quiet, keep_audio=not args.no_audio)
+        stats = stylize_video(stylizer, src, dst, post=post, progress=not args.quiet, keep_audio=not args.no_audio, overwrite=args.overwrite)
         print(f"wrote {dst}: {stats.frames} frames in {stats.seconds:.1f} s ({stats.fps:.1f} frames/s)", file=sys.stderr)
-    return 0
+        if stats.missing:
+            short += 1
+            print(
+                f"fastnst: warning: {src}: the file announces {stats.expected} frames but only {stats.frames} could be decoded "
+                f"(it is truncated or damaged); {dst} holds those {stats.frames}",
+                file=sys.stderr,
+            )
+    if short:
+        print(f"fastnst: {short} video(s) were incomplete (see warnings above)", file=sys.stderr)
+    return 1 if short else 0
+
+
+def _check_record(args: argparse.Namespace) -> None:
+    """--record PATH: a video suffix, not one of the inputs, free (or --overwrite), in a writable folder."""
+    from .paths import check_not_inputs, check_writable
+    from .video import check_video_suffix
+
+    check_video_suffix(args.record)
+    inputs = [(args.webcam, "the video given to --webcam"), *((m, "a --model file") for m in args.model)]
+    check_not_inputs([(args.record, "--record")], inputs)
+    if Path(args.record).is_dir():
+        raise FastNSTError(f"{args.record}: is a folder; --record is the video file to write")
+    if Path(args.record).exists() and not args.overwrite:
+        raise FastNSTError(f"{args.record}: already exists; pass --overwrite to replace it")
+    check_writable(Path(args.record).parent, "--record")
 
 
 def cmd_webcam(args: argparse.Namespace) -> int:
-    from .video import check_video_suffix
     from .webcam import NoDisplay, WindowDisplay, open_source, run_webcam
 
     _reject(args, ("no_audio",), "video files (the webcam records no sound)")
@@ -580,17 +587,13 @@ def cmd_webcam(args: argparse.Namespace) -> int:
         raise FastNSTError("--webcam takes no INPUT and no --output; save the stylized feed with --record PATH")
     strength = _stabilize_strength(args)
     if args.record:
-        check_video_suffix(args.record)
-        if Path(args.record).resolve() == Path(args.webcam).resolve():
-            raise FastNSTError(f"{args.record}: --record would overwrite the video given to --webcam; choose another path")
-        if Path(args.record).exists() and not args.overwrite:
-            raise FastNSTError(f"{args.record}: already exists; pass --overwrite to replace it")
+        _check_record(args)
     models = [(Path(m).stem, _stylizer(args, m)) for m in args.model]
     source = open_source(args.webcam, realtime=not args.all_frames)
     display = NoDisplay() if args.no_display else WindowDisplay(f"fastnst: {source.name}")
     stats = run_webcam(
         models, source, display=display, record=args.record, max_frames=args.max_frames, stabilize=strength,
-        keep_all=args.all_frames, side_by_side_view=args.side_by_side, progress=not args.quiet,
+        keep_all=args.all_frames, side_by_side_view=args.side_by_side, progress=not args.quiet, overwrite=args.overwrite,
     )  # fmt: skip
     print(
         f"{stats.frames} frames in {stats.seconds:.1f} s: {stats.fps:.1f} frames/s, mean latency {stats.mean_latency_s * 1000:.0f} ms, "
@@ -659,11 +662,35 @@ SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
 ]
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``kill``, a job scheduler, a container stop) unwinds like Ctrl-C:
+    every ``finally`` runs, so no temporary file is left behind."""
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated()
+
+
+@contextmanager
+def _sigterm_unwinds() -> Iterator[None]:
+    """SIGTERM raises :class:`Terminated` in the main thread while a command runs.
+    Training installs its own handler (a clean stop at the next step) inside this one."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return int(args.func(args) or 0)
+        with _sigterm_unwinds():
+            return int(args.func(args) or 0)
     except FastNSTError as e:
         from .training import TrainingInterrupted
 
@@ -671,10 +698,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             kind = "" if isinstance(e, TrainingInterrupted) else "error: "
             print(f"fastnst: {kind}{distributed.report_prefix()}{e}", file=sys.stderr)
         return EXIT_INTERRUPTED if isinstance(e, TrainingInterrupted) else EXIT_USER_ERROR
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
         if distributed.is_rank_zero():
-            print("fastnst: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+            print(f"fastnst: {'terminated' if isinstance(e, Terminated) else 'interrupted'}", file=sys.stderr)
+        return EXIT_TERMINATED if isinstance(e, Terminated) else EXIT_INTERRUPTED
+    except OSError as e:
+        if e.filename is None:  # not about a file: a bug or a system failure, keep its traceback
+            raise
+        # The file system refused (permissions, a full disk, a read-only mount, a path too long):
+        # the user's environment, not fastnst's code.
+        print(f"fastnst: error: {e.filename}: {e.strerror or e}; check the path, its permissions and free space", file=sys.stderr)
+        return EXIT_USER_ERROR
     except (torch.OutOfMemoryError, MemoryError) as e:
         # Too large a picture or batch is a user's choice, not a crash: say which knobs to turn.
         where = "GPU" if isinstance(e, torch.OutOfMemoryError) else "CPU"

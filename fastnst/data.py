@@ -25,6 +25,7 @@ from torch.utils.data import Dataset, Sampler
 
 from .errors import FastNSTError
 from .images import IMAGE_SUFFIXES, load_rgb
+from .paths import describe, walk_files
 
 __all__ = ["MIN_PHOTO_SIDE", "Batch", "PhotoDataset", "TrainBatchSampler", "collate", "find_images"]
 
@@ -35,22 +36,19 @@ def find_images(root: str | os.PathLike) -> tuple[list[Path], list[tuple[str, st
     """Image files under ``root`` (recursive, sorted), and the skipped empty ones."""
     root = Path(root)
     if not root.is_dir():
-        raise FastNSTError(f"{root}: dataset folder not found (any folder of photos works; see data/README.md)")
+        what = describe(root)
+        missing = "dataset folder not found (any folder of photos works; see data/README.md)"
+        raise FastNSTError(f"{root}: {missing if what == 'no such file' else what + '; --dataset is a folder of photos'}")
     files, skipped = [], []
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        for name in sorted(filenames):
-            if name.startswith(".") or not name.lower().endswith(IMAGE_SUFFIXES):
-                continue
-            p = Path(dirpath) / name
-            try:
-                empty = p.stat().st_size == 0
-            except OSError:
-                empty = True
-            if empty:
-                skipped.append((str(p), "empty file"))
-            else:
-                files.append(p)
+    for p in walk_files(root, IMAGE_SUFFIXES):  # symbolic links followed, each folder and photo once
+        try:
+            empty = p.stat().st_size == 0
+        except OSError:
+            empty = True
+        if empty:
+            skipped.append((str(p), "empty file"))
+        else:
+            files.append(p)
     if not files:
         raise FastNSTError(f"{root}: no images found ({', '.join(IMAGE_SUFFIXES)}, searched recursively)")
     return files, skipped
@@ -83,7 +81,8 @@ class PhotoDataset(Dataset):
 
     def load(self, path: Path, seed: int) -> torch.Tensor:
         gen = torch.Generator().manual_seed(seed)
-        img = load_rgb(path, draft=(self.image_size, self.image_size))
+        side = max(self.image_size, MIN_PHOTO_SIDE)  # a JPEG decoded at 1/8 must still pass the size check below
+        img = load_rgb(path, draft=(side, side))
         if min(img.size) < MIN_PHOTO_SIDE:
             raise FastNSTError(f"{path}: too small ({img.width}x{img.height}; at least {MIN_PHOTO_SIDE} px needed)")
         img = _resize_crop(img, self.image_size, gen)

@@ -30,6 +30,7 @@ from .checkpoint import load_model
 from .errors import FastNSTError
 from .model import MIN_SIZE, TransformerNet
 from .onnx_format import INPUT_NAME, IO_CONVENTION, OPSET, OUTPUT_NAME, build_metadata
+from .paths import check_not_inputs, check_writable
 from .providers import CPU, make_session
 
 __all__ = ["TOLERANCE", "VERIFY_SHAPES", "ExportResult", "export_graph", "export_onnx", "verify_graph"]
@@ -135,8 +136,10 @@ def _check_paths(src: Path, out: Path, overwrite: bool) -> None:
         raise FastNSTError(f"{out}: the output needs the .onnx suffix, which is how 'fastnst stylize' recognises ONNX models")
     if out.is_dir():
         raise FastNSTError(f"{out}: is a folder; --output is the .onnx file to write")
+    check_not_inputs([(out, "--output")], [(src, "the --model file")])
     if out.exists() and not overwrite:
         raise FastNSTError(f"{out}: already exists; pass --overwrite to replace it")
+    check_writable(out.parent)  # before the export and its verification, not after
 
 
 def export_onnx(model_path: str | os.PathLike, output: str | os.PathLike, fp16: bool = False, overwrite: bool = False) -> ExportResult:
@@ -153,7 +156,7 @@ def export_onnx(model_path: str | os.PathLike, output: str | os.PathLike, fp16: 
     onnx.checker.check_model(proto, full_check=True)
     data = proto.SerializeToString()
     try:
-        with atomic_write(out) as f:
+        with atomic_write(out, replace=overwrite) as f:
             f.write(data)
     except OSError as e:
         raise FastNSTError(f"{out}: cannot write the ONNX model ({e.strerror or e}); check free space and permissions") from None

@@ -8,7 +8,6 @@ an output that would overwrite an input, an existing output without
 
 from __future__ import annotations
 
-import glob
 import os
 import sys
 from collections.abc import Callable, Iterable, Iterator
@@ -20,6 +19,7 @@ from tqdm import tqdm
 
 from .errors import FastNSTError
 from .images import FRAMES_KEY, READ_SUFFIXES, check_output_suffix, open_image, save_image
+from .paths import check_not_inputs, check_writable, describe, glob_files, walk_files
 
 __all__ = ["IMAGES", "MediaKind", "Source", "expand_inputs", "plan_outputs", "process_files"]
 
@@ -46,7 +46,7 @@ IMAGES = MediaKind("images", READ_SUFFIXES, check_output_suffix)
 
 
 def _files_in(folder: Path, suffixes: tuple[str, ...]) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in suffixes and not p.name.startswith("."))
+    return sorted(walk_files(folder, suffixes))
 
 
 def expand_inputs(inputs: list[str], kind: MediaKind = IMAGES) -> list[Source]:
@@ -63,13 +63,14 @@ def expand_inputs(inputs: list[str], kind: MediaKind = IMAGES) -> list[Source]:
             found += [(f, p) for f in files]
         elif p.is_file():
             found.append((p, p.parent))
-        elif _GLOB_CHARS & set(arg):
-            matches = sorted(Path(m) for m in glob.glob(arg, recursive=True) if Path(m).is_file())
+        elif _GLOB_CHARS & set(arg) and not os.path.lexists(p):
+            matches = glob_files(arg)
             if not matches:
                 raise FastNSTError(f"{arg}: the pattern matches no files")
             found += [(m, m.parent) for m in matches]
         else:
-            raise FastNSTError(f"{arg}: no such file or folder")
+            what = describe(p)
+            raise FastNSTError(f"{arg}: {'no such file or folder' if what == 'no such file' else what}")
     return found
 
 
@@ -79,12 +80,19 @@ def _is_file_output(output: Path, sources: list[Source], inputs: list[str]) -> b
 
 
 def plan_outputs(
-    inputs: list[str], output: str | os.PathLike, overwrite: bool = False, suffix: str | None = None, kind: MediaKind = IMAGES
+    inputs: list[str],
+    output: str | os.PathLike,
+    overwrite: bool = False,
+    suffix: str | None = None,
+    kind: MediaKind = IMAGES,
+    protect: Iterable[tuple[str | os.PathLike | None, str]] = (),
 ) -> list[tuple[Path, Path]]:
     """(source, destination) pairs; raises before any work if a pair is unsafe.
 
     ``--output`` is a file when there is exactly one input file and it has a
     suffix; otherwise a folder that mirrors the inputs' sub-folders.
+    ``protect`` lists the run's other inputs as (path, what), e.g. the model
+    file: no output may replace one, even with ``--overwrite``.
     """
     sources = expand_inputs(inputs, kind)
     out = Path(output)
@@ -99,16 +107,20 @@ def plan_outputs(
             ext = suffix or _OUTPUT_SUFFIX.get(f.suffix.lower(), f.suffix.lower())
             pairs.append((f, out / f.relative_to(root).with_suffix(ext)))
     _check_pairs(pairs, overwrite)
+    check_not_inputs(((dst, "--output") for _, dst in pairs), protect)
+    for folder in sorted({dst.parent for _, dst in pairs}):
+        check_writable(folder)
     return pairs
 
 
 def _check_pairs(pairs: list[tuple[Path, Path]], overwrite: bool) -> None:
     inputs = {p.resolve() for p, _ in pairs}
+    inodes = {_inode(p) for p, _ in pairs}  # hard links to an input have another name
     seen: dict[Path, Path] = {}
     for src, dst in pairs:
         rd = dst.resolve()
-        if rd in inputs:
-            raise FastNSTError(f"{dst}: this output would overwrite an input image; choose another --output")
+        if rd in inputs or (dst.exists() and _inode(dst) in inodes):
+            raise FastNSTError(f"{dst}: this output would overwrite an input; choose another --output")
         if rd in seen:
             raise FastNSTError(f"{seen[rd]} and {src} would both be written to {dst}; stylize them separately")
         seen[rd] = src
@@ -116,7 +128,17 @@ def _check_pairs(pairs: list[tuple[Path, Path]], overwrite: bool) -> None:
             raise FastNSTError(f"{dst}: already exists; pass --overwrite to replace it")
 
 
-def process_files(process: ProcessFn, pairs: list[tuple[Path, Path]], progress: bool = True, desc: str = "stylizing") -> int:
+def _inode(path: Path) -> tuple[int, int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def process_files(
+    process: ProcessFn, pairs: list[tuple[Path, Path]], progress: bool = True, desc: str = "stylizing", overwrite: bool = False
+) -> int:
     """Read, process and atomically write each pair; returns how many failed.
 
     A file that cannot be read or stylized is reported and skipped; the
@@ -144,6 +166,6 @@ def process_files(process: ProcessFn, pairs: list[tuple[Path, Path]], progress: 
                 failed += 1
                 tqdm.write(f"warning: skipped {src}: {alpha}", file=sys.stderr)
             else:
-                save_image(rgb, dst, alpha)
+                save_image(rgb, dst, alpha, replace=overwrite)
             bar.update(1)
     return failed

@@ -17,6 +17,7 @@ from PIL import Image, ImageOps
 
 from .atomic import atomic_write
 from .errors import FastNSTError
+from .paths import require_file
 
 __all__ = [
     "FRAMES_KEY",
@@ -72,9 +73,7 @@ def open_image(path: str | os.PathLike, draft: tuple[int, int] | None = None) ->
     animation or a multi-page file, the first frame is returned, with the
     frame count in ``img.info[FRAMES_KEY]``.
     """
-    p = Path(path)
-    if not p.is_file():
-        raise FastNSTError(f"{p}: no such file")
+    p = require_file(path)
     if p.stat().st_size == 0:
         raise FastNSTError(f"{p}: the file is empty (0 bytes); re-download or remove it")
     try:
@@ -220,12 +219,13 @@ def check_output_suffix(path: str | os.PathLike) -> str:
     return fmt
 
 
-def save_image(img: Image.Image, path: str | os.PathLike, alpha: Image.Image | None = None) -> None:
+def save_image(img: Image.Image, path: str | os.PathLike, alpha: Image.Image | None = None, replace: bool = True) -> None:
     """Write atomically (temporary file, fsync, rename) in the suffix's format.
 
     A crash or a full disk never leaves a half-written picture under the
     final name. Formats without alpha (JPEG, BMP) get the image composited
-    over white instead.
+    over white instead. ``replace=False`` never replaces a file that
+    appeared meanwhile (see :func:`fastnst.atomic.atomic_path`).
     """
     path = Path(path)
     fmt = check_output_suffix(path)
@@ -239,7 +239,7 @@ def save_image(img: Image.Image, path: str | os.PathLike, alpha: Image.Image | N
             img.putalpha(alpha)
     options = {"quality": 95} if fmt in ("JPEG", "WEBP") else {}
     try:
-        with atomic_write(path) as f:
+        with atomic_write(path, replace) as f:
             img.save(f, format=fmt, **options)
     except OSError as e:
         raise FastNSTError(f"{path}: cannot write the image ({e.strerror or e}); check free space and permissions") from None

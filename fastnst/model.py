@@ -25,6 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .limits import problem
+
 __all__ = ["InstanceNorm", "ModelConfig", "NormStats", "TransformerNet", "receptive_radius"]
 
 # Channel widths of the examples network at width 1.0.
@@ -48,8 +50,19 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> ModelConfig:
-        known = {k: d[k] for k in ("width", "n_residual", "pixel_range") if k in d}
-        return cls(**known)
+        """A config read from a file, checked before anything is allocated.
+
+        Raises ValueError (TypeError for a non-dict) saying which value is wrong: a 1 KB file claiming a
+        million residual blocks must be refused, not built.
+        """
+        if not isinstance(d, dict):
+            raise TypeError(f"model_config is a {type(d).__name__}, not a dict")
+        names = ("width", "n_residual", "pixel_range")
+        for key in names:
+            wrong = problem(key, d.get(key, getattr(cls, key)))
+            if wrong:
+                raise ValueError(f"model_config.{key}: {wrong}")
+        return cls(**{k: d[k] for k in names if k in d})
 
     def channels(self) -> tuple[int, int, int]:
         return tuple(max(4, int(round(c * self.width))) for c in BASE_CHANNELS)  # type: ignore[return-value]

@@ -19,7 +19,7 @@ from typing import Any
 
 from . import __version__
 from .errors import FastNSTError
-from .model import MIN_SIZE
+from .model import MIN_SIZE, ModelConfig
 
 __all__ = [
     "FORMAT",
@@ -47,6 +47,7 @@ IO_CONVENTION = (
 )
 
 _JSON_KEYS = ("model_config", "train_config", "verification")
+_REEXPORT = "re-export the model with 'fastnst export --model M.pth --output M.onnx'"
 
 
 def build_metadata(info: dict[str, Any], precision: str, verification: list[dict[str, Any]]) -> dict[str, str]:
@@ -77,15 +78,22 @@ def parse_metadata(props: dict[str, str], source: str) -> dict[str, Any]:
             "(value range, colour order) is unknown; export the .pth with 'fastnst export --model M.pth --output M.onnx'"
         )
     try:
-        version = int(props.get("fastnst_format_version", "0"))
+        version = int(props.get("fastnst_format_version", "0")[:20])
     except ValueError:
-        version = 0
+        raise FastNSTError(f"{source}: the fastnst metadata is damaged (fastnst_format_version is not a number); {_REEXPORT}") from None
     if version > FORMAT_VERSION:
         raise FastNSTError(f"{source}: exported by a newer fastnst ({props.get('fastnst_version')}); upgrade fastnst to run it")
     info: dict[str, Any] = dict(props)
     for key in _JSON_KEYS:
         try:
             info[key] = json.loads(props.get(key) or "{}")
-        except json.JSONDecodeError:
-            info[key] = {}
+        except (json.JSONDecodeError, RecursionError):
+            info[key] = None
+        if not isinstance(info[key], dict if key != "verification" else (dict, list)):
+            raise FastNSTError(f"{source}: the fastnst metadata '{key}' is damaged (not a JSON object); {_REEXPORT}")
+    if info["model_config"]:
+        try:
+            ModelConfig.from_dict(info["model_config"])
+        except (ValueError, TypeError) as e:
+            raise FastNSTError(f"{source}: the fastnst metadata is damaged: {e}; {_REEXPORT}") from None
     return info

@@ -11,17 +11,18 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import onnx
 import torch
+from onnx import numpy_helper
 
 from .errors import FastNSTError
 from .model import NormStats
 from .onnx_format import parse_metadata
 from .onnx_stats import apply_graph, norm_count, record_graph, stat_names
+from .paths import require_file
 from .providers import choose_providers, make_session
 
 __all__ = ["OnnxBackend", "read_onnx"]
@@ -52,26 +53,47 @@ def _check_io(proto: onnx.ModelProto, source: str) -> None:
             f"{source}: has {len(inputs)} input(s) and {len(outputs)} output(s); "
             "a style model has one image input and one image output, so this is not a fastnst model"
         )
-    tensor = inputs[0].type.tensor_type
+    for value, kind in ((inputs[0], "input"), (outputs[0], "output")):
+        _check_image_type(value, kind, source)
+
+
+def _check_image_type(value: onnx.ValueInfoProto, kind: str, source: str) -> None:
+    """An (N, 3, H, W) float tensor, as far as the file declares it."""
+    tensor = value.type.tensor_type
+    if not value.type.HasField("tensor_type") or not tensor.HasField("shape"):
+        if kind == "input":
+            raise FastNSTError(f"{source}: input '{value.name}' has no declared shape; not a fastnst style model")
+        return  # an undeclared output shape is checked on the first run
     dims = tensor.shape.dim
     if len(dims) != 4:
-        raise FastNSTError(f"{source}: input '{inputs[0].name}' has rank {len(dims)}, not 4 (batch, 3, height, width); not a fastnst style model")
+        raise FastNSTError(f"{source}: {kind} '{value.name}' has rank {len(dims)}, not 4 (batch, 3, height, width); not a fastnst style model")
     channels = dims[1].dim_value if dims[1].HasField("dim_value") else dims[1].dim_param or "?"
     if channels != 3:
-        raise FastNSTError(f"{source}: input '{inputs[0].name}' has {channels} channels, not 3 (RGB); not a fastnst style model")
+        raise FastNSTError(f"{source}: {kind} '{value.name}' has {channels} channels, not 3 (RGB); not a fastnst style model")
     if tensor.elem_type not in _FLOAT_TYPES:
         name = onnx.TensorProto.DataType.Name(tensor.elem_type)
-        raise FastNSTError(f"{source}: input '{inputs[0].name}' is {name}, not float32 or float16; not a fastnst style model")
+        raise FastNSTError(f"{source}: {kind} '{value.name}' is {name}, not float32 or float16; not a fastnst style model")
+
+
+def _check_weights(proto: onnx.ModelProto, source: str) -> None:
+    """Finite weights only: NaN weights stylize every picture to one flat colour."""
+    for t in proto.graph.initializer:
+        if t.data_type in _FLOAT_TYPES:
+            try:
+                values = numpy_helper.to_array(t)
+            except Exception:  # noqa: BLE001 - external data or a damaged tensor: ONNX Runtime will say
+                continue
+            if not np.isfinite(values).all():
+                raise FastNSTError(f"{source}: the weights hold NaN or infinite values ({t.name}); {_REEXPORT} from a good .pth")
 
 
 def read_onnx(path: str | os.PathLike) -> tuple[bytes, dict[str, Any]]:
     """The file's bytes and its info (metadata), after every check that can fail."""
-    p = Path(path)
-    if not p.is_file():
-        raise FastNSTError(f"{p}: model file not found")
+    p = require_file(path, "model file not found")
     data = p.read_bytes()
     proto = _parse(data, str(p))
     _check_io(proto, str(p))
+    _check_weights(proto, str(p))
     info = parse_metadata({m.key: m.value for m in proto.metadata_props}, str(p))
     info["opset"] = max((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), default=None)
     return data, info
@@ -135,7 +157,11 @@ class OnnxBackend:
                 m, v = stat_names(k)
                 feed[m], feed[v] = mean.numpy().astype(np.float32), var.numpy().astype(np.float32)
         (y,) = session.run([self.output_name], feed)
-        return torch.from_numpy(np.asarray(y, dtype=np.float32)).clamp_(0, 1)
+        y = np.asarray(y, dtype=np.float32)
+        if y.shape != tuple(batch.shape):
+            path = self._variants["path"]
+            raise FastNSTError(f"{path}: the model returned shape {y.shape} for an input of {tuple(batch.shape)}; not a fastnst style model")
+        return torch.from_numpy(y).clamp_(0, 1)
 
     def norm_stats(self, batch: torch.Tensor) -> NormStats:
         """Instance-norm statistics pooled over the whole batch (e.g. crops of one image)."""

@@ -17,6 +17,8 @@ and writes, the ranks agree on every branch they take).
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 import math
 import os
@@ -28,17 +30,18 @@ from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args, get_type_hints
 
 import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from . import distributed
-from .checkpoint import model_payload, read_checkpoint, save_model, write_checkpoint
+from .checkpoint import check_payload, model_payload, read_checkpoint, save_model, write_checkpoint
 from .data import PhotoDataset, TrainBatchSampler, collate, find_images
 from .errors import FastNSTError
-from .images import load_rgb, pil_to_tensor, resize_max, save_image, tensor_to_pil
+from .images import READ_SUFFIXES, load_rgb, pil_to_tensor, resize_max, save_image, tensor_to_pil
+from .limits import LIMITS, problem
 from .losses import (
     DEFAULT_CONTENT_LAYERS,
     DEFAULT_STYLE_LAYERS,
@@ -50,9 +53,13 @@ from .losses import (
     parse_layers,
 )
 from .model import ModelConfig, TransformerNet
+from .paths import check_not_inputs, require_file, same_file
 from .vgg import build_vgg, resolve_preprocess
 
 __all__ = ["DEFAULT_ITERATIONS", "TrainConfig", "TrainingInterrupted", "format_duration", "make_loader", "train"]
+
+# --save-model must not be named like a picture, a video or an export (a dataset photo, the painting).
+_NOT_MODEL_SUFFIXES = (*READ_SUFFIXES, ".onnx", ".mp4", ".mkv", ".webm", ".mov", ".avi", ".json", ".txt")
 
 DEFAULT_ITERATIONS = 40_000  # Johnson et al.: 40k steps of batch 4, about 2 epochs of COCO
 MAX_BAD_STEPS = 10  # consecutive non-finite losses before giving up
@@ -150,7 +157,10 @@ def _resolve_config(cfg: TrainConfig, explicit: set[str], world_size: int = 1) -
         ckpt = read_checkpoint(path)
         if "optimizer" not in ckpt or "step" not in ckpt:
             raise FastNSTError(f"{path}: a model file, not a training checkpoint; resume from <checkpoint-dir>/last.pth")
-        old = ckpt.get("train_config", {})
+        check_payload(ckpt, str(path))
+        if not isinstance(ckpt["optimizer"], dict):
+            raise FastNSTError(f"{path}: the optimizer state is damaged; resume from an earlier checkpoint or start a new run")
+        old = _check_recorded(ckpt.get("train_config") or {}, path)
         for key in FIXED_ON_RESUME:
             if key in explicit and old.get(key) is not None and getattr(cfg, key) != old[key]:
                 raise FastNSTError(f"--{key.replace('_', '-')} cannot change when resuming (the run used {old[key]}); start a new run instead")
@@ -158,6 +168,7 @@ def _resolve_config(cfg: TrainConfig, explicit: set[str], world_size: int = 1) -
             if f.name not in explicit and f.name not in _NOT_RECORDED and old.get(f.name) is not None:
                 setattr(cfg, f.name, old[f.name])
         _check_global_batch(cfg, old, world_size)
+        _check_same_style(cfg, old, explicit)
         if "checkpoint_dir" not in explicit:
             cfg.checkpoint_dir = str(path.parent)
         cfg.resume = str(path)
@@ -216,30 +227,72 @@ def _check_global_batch(cfg: TrainConfig, old: dict[str, Any], world_size: int) 
     )
 
 
+@functools.cache
+def _kinds() -> dict[str, tuple[tuple[type, ...], bool]]:
+    """Per TrainConfig field: the accepted Python types and whether None is allowed."""
+    kinds = {}
+    for name, hint in get_type_hints(TrainConfig).items():
+        args = get_args(hint) or (hint,)
+        kinds[name] = (tuple(a for a in args if a is not type(None)), type(None) in args)
+    return kinds
+
+
+def setting_problem(name: str, value: Any) -> str | None:
+    """Why ``value`` cannot be the TrainConfig setting ``name`` (type, finiteness, range), or None."""
+    types, optional = _kinds()[name]
+    if value is None:
+        return None if optional else "a value is required"
+    if name in LIMITS:
+        return problem(name, value)
+    if isinstance(value, bool) and bool not in types or not isinstance(value, types):
+        return f"expected {' or '.join(t.__name__ for t in types)}, got {value!r}"
+    return None
+
+
 def _validate_numbers(cfg: TrainConfig) -> None:
-    checks = [
-        ("image-size", cfg.image_size, cfg.image_size >= 16),
-        ("batch-size", cfg.batch_size, cfg.batch_size >= 1),
-        ("lr", cfg.lr, cfg.lr > 0),
-        ("width", cfg.width, cfg.width > 0),
-        ("checkpoint-interval", cfg.checkpoint_interval, cfg.checkpoint_interval >= 1),
-        ("log-interval", cfg.log_interval, cfg.log_interval >= 1),
-    ]
-    if cfg.style_size is not None:
-        checks.append(("style-size", cfg.style_size, cfg.style_size >= 16))
-    if cfg.iterations is not None:
-        checks.append(("iterations", cfg.iterations, cfg.iterations >= 1))
-    if cfg.epochs is not None:
-        checks.append(("epochs", cfg.epochs, cfg.epochs > 0 and math.isfinite(cfg.epochs)))
-    if cfg.max_time is not None:
-        checks.append(("max-time", cfg.max_time, cfg.max_time > 0 and math.isfinite(cfg.max_time)))
-    for weight in ("content_weight", "style_weight", "tv_weight"):
-        value = getattr(cfg, weight)
-        if value is not None:
-            checks.append((weight.replace("_", "-"), value, value >= 0 and math.isfinite(value)))
-    for flag, value, ok in checks:
-        if not ok:
-            raise FastNSTError(f"--{flag}: invalid value {value}")
+    """Every setting in range, whether it came from the command line, the Python API or a checkpoint."""
+    for f in fields(TrainConfig):
+        wrong = setting_problem(f.name, getattr(cfg, f.name))
+        if wrong:
+            raise FastNSTError(f"--{f.name.replace('_', '-')}: {wrong}")
+
+
+def _check_recorded(old: Any, path: Path) -> dict[str, Any]:
+    """A checkpoint's train_config, each known setting type- and range-checked before it is used."""
+    if not isinstance(old, dict):
+        raise FastNSTError(f"{path}: train_config is a {type(old).__name__}, not a dict; the checkpoint is damaged")
+    for key, value in old.items():
+        wrong = setting_problem(key, value) if key in _kinds() and key not in _NOT_RECORDED else None
+        if wrong:
+            raise FastNSTError(f"{path}: train_config.{key}: {wrong}; the checkpoint is damaged or was edited")
+    return old
+
+
+def file_digest(path: str | os.PathLike) -> str:
+    """SHA-256 of a file: how a resumed run knows its painting was not swapped."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _check_same_style(cfg: TrainConfig, old: dict[str, Any], explicit: set[str]) -> None:
+    """A resumed run keeps learning its own painting, even if a file of that name was replaced."""
+    recorded = old.get("style_sha256")
+    style = require_file(cfg.style_image)
+    if isinstance(recorded, str):
+        if file_digest(style) == recorded:
+            return
+        why = "its content differs from the painting this run was learning"
+    elif "style_image" in explicit and old.get("style_image") and not same_file(style, old["style_image"]):
+        why = f"this run was learning {old['style_image']}"
+    else:
+        return
+    raise FastNSTError(
+        f"{style}: {why}; a resumed run keeps its style. Start a new run for another painting (without --resume), "
+        "or give the original painting back"
+    )
 
 
 def _check_outputs(cfg: TrainConfig) -> Path:
@@ -251,7 +304,15 @@ def _check_outputs(cfg: TrainConfig) -> Path:
             f"{ckpt_dir}: holds an earlier run; continue it with --resume {last}, "
             "or start over with --overwrite (or another --checkpoint-dir)"
         )
-    if not cfg.resume and Path(cfg.save_model).exists() and not cfg.overwrite:
+    save = Path(cfg.save_model)
+    if save.suffix.lower() in _NOT_MODEL_SUFFIXES:
+        raise FastNSTError(f"{save}: --save-model writes a PyTorch model, not a '{save.suffix}' file; give it the .pth suffix")
+    if save.is_dir():
+        raise FastNSTError(f"{save}: is a folder; --save-model is the model file to write, e.g. {save / 'model.pth'}")
+    inputs = [(cfg.style_image, "the --style-image"), (cfg.sample_image, "the --sample-image"), (cfg.vgg_weights, "the --vgg-weights file")]
+    check_not_inputs([(save, "--save-model"), (last, "the run's checkpoint")], inputs)
+    check_not_inputs([(save, "--save-model")], [(cfg.resume, "the checkpoint being resumed")])
+    if not cfg.resume and save.exists() and not cfg.overwrite:
         raise FastNSTError(f"{cfg.save_model}: already exists; pass --overwrite to replace it or choose another --save-model")
     for folder in (ckpt_dir, Path(cfg.save_model).parent):
         try:
@@ -329,8 +390,10 @@ def _workers(cfg: TrainConfig, device: torch.device, local_processes: int = 1) -
 
 
 def _ignore_sigint(worker_id: int) -> None:
-    """Loader workers leave Ctrl-C to the main process, which saves and stops."""
+    """Loader workers leave Ctrl-C to the main process, which saves and stops; the loader
+    stops them with SIGTERM, which must end them at once (the default action)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def make_loader(dataset: PhotoDataset, sampler: Any, workers: int, pin: bool) -> DataLoader:
@@ -484,6 +547,7 @@ class _Run:
         self._note_skipped(plan.empty)
         self.total = cfg.iterations
         self.style = _style_tensor(cfg)  # cheap checks first: a typo must not wait for VGG to load
+        self.style_sha256 = file_digest(cfg.style_image)
         torch.manual_seed(cfg.seed)
         self.model = TransformerNet(ModelConfig(width=cfg.width)).to(device)
         self.loss = self._build_loss()
@@ -551,6 +615,7 @@ class _Run:
         for k in _NOT_RECORDED:
             d.pop(k, None)
         d["style_name"] = Path(self.cfg.style_image).stem
+        d["style_sha256"] = self.style_sha256
         d["vgg_source"] = self.cfg.vgg_weights or "torchvision:VGG19_Weights.IMAGENET1K_V1"
         d["world_size"] = self.dist.world_size  # batch_size is per process; the global batch is the product
         return d
@@ -741,7 +806,7 @@ class _Run:
                 self.save_checkpoint()
             if self.step % self.cfg.sample_interval:
                 self.save_sample()
-            save_model(self.model, self.cfg.save_model, {**self.train_config(), **self.progress_record()})
+            self._save_model()
             if self.skipped:
                 tqdm.write(f"skipped {len(self.skipped)} unreadable or too-small image(s) (listed above)", file=sys.stderr)
             if self.out_of_time:
@@ -749,6 +814,13 @@ class _Run:
             tqdm.write(f"saved {self.cfg.save_model}", file=sys.stderr)
         distributed.barrier(self.dist)  # every rank returns once the model file exists
         return Path(self.cfg.save_model)
+
+    def _save_model(self) -> None:
+        """The model file; never over a file that appeared there during a run without --overwrite."""
+        try:
+            save_model(self.model, self.cfg.save_model, {**self.train_config(), **self.progress_record()}, replace=self.cfg.overwrite or bool(self.cfg.resume))
+        except FastNSTError as e:
+            raise FastNSTError(f"{e}. The trained network is in {self.ckpt_dir / 'last.pth'}, which stylize and export read too") from None
 
     def progress_record(self) -> dict[str, Any]:
         """How far the run got: what a model card reports (a --max-time stop ends early)."""
@@ -774,8 +846,9 @@ def train(cfg: TrainConfig, explicit: set[str] | None = None) -> Path:
     if explicit is None:  # Python API: whatever differs from the defaults was chosen
         explicit = {f.name for f in fields(TrainConfig) if getattr(cfg, f.name) != f.default}
     started = time.monotonic()
-    if not cfg.dist_timeout > 0:
-        raise FastNSTError(f"--dist-timeout: invalid value {cfg.dist_timeout}")
+    wrong = setting_problem("dist_timeout", cfg.dist_timeout)
+    if wrong:
+        raise FastNSTError(f"--dist-timeout: {wrong}")
     dist = distributed.from_env()
     device = distributed.pick_device(cfg.device, dist)
     with distributed.process_group(dist, device, cfg.dist_timeout):

@@ -28,6 +28,7 @@ from torch import nn
 
 from .checkpoint import load_weights_only
 from .errors import FastNSTError
+from .paths import describe
 
 __all__ = ["LAYER_NAMES", "PREPROCESSINGS", "VGGFeatures", "build_vgg", "load_vgg_weights", "resolve_preprocess"]
 
@@ -82,7 +83,8 @@ def _torchvision_state_dict() -> dict[str, torch.Tensor]:
 
 def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
-        raise FastNSTError(f"{path}: VGG weights file not found (see data/README.md for how to get one)")
+        what = describe(path)
+        raise FastNSTError(f"{path}: {'VGG weights file not found (see data/README.md for how to get one)' if what == 'no such file' else what}")
     sd = load_weights_only(path, "VGG19 weights")
     if isinstance(sd, dict) and isinstance(sd.get("state_dict"), dict):
         sd = sd["state_dict"]

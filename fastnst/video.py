@@ -30,6 +30,7 @@ from .atomic import atomic_path
 from .errors import FastNSTError
 from .files import MediaKind
 from .optional import import_av
+from .paths import require_file
 from .pipeline import Background, batched
 from .stylizer import Stylizer
 
@@ -127,9 +128,7 @@ def _av_errors() -> tuple[type[BaseException], ...]:
 @contextmanager
 def _open_input(path: str | Path) -> Iterator[Any]:
     """av.open with one-line errors that name the file."""
-    p = Path(path)
-    if not p.is_file():
-        raise FastNSTError(f"{p}: no such file")
+    p = require_file(path)
     if p.stat().st_size == 0:
         raise FastNSTError(f"{p}: the file is empty (0 bytes)")
     av = import_av()
@@ -298,18 +297,25 @@ class VideoWriter:
 
 @contextmanager
 def open_writer(
-    path: str | Path, width: int, height: int, fps: Fraction | float, audio_from: Path | None = None, timed: bool = False
+    path: str | Path,
+    width: int,
+    height: int,
+    fps: Fraction | float,
+    audio_from: Path | None = None,
+    timed: bool = False,
+    replace: bool = True,
 ) -> Iterator[VideoWriter]:
     """A :class:`VideoWriter` whose file appears under ``path`` only when complete.
 
     FFmpeg writes a hidden temporary file next to ``path``; it is renamed on
     success and removed on any error or Ctrl-C, so a half-written video never
-    takes the place of a good one.
+    takes the place of a good one. ``replace=False`` keeps a file that
+    appeared under ``path`` meanwhile (see :func:`fastnst.atomic.atomic_path`).
     """
     av = import_av()
     path = Path(path)
     container_format = check_video_suffix(path)
-    with atomic_path(path) as tmp:
+    with atomic_path(path, replace) as tmp:
         with _write_errors(path, "create"):
             container = av.open(str(tmp), mode="w", format=container_format)
         writer = None
@@ -362,6 +368,13 @@ def _stylize_pairs(stylizer: Stylizer, frames: Iterable[Frame]) -> Iterator[tupl
 class VideoStats:
     frames: int
     seconds: float
+    expected: int = 0  # what the file's header announced (0: unknown)
+
+    @property
+    def missing(self) -> int:
+        """Frames announced but never decoded (a truncated file); one frame of slack for
+        containers whose count is estimated from the duration."""
+        return self.expected - self.frames if self.frames < self.expected - max(1, self.expected // 50) else 0
 
     @property
     def fps(self) -> float:
@@ -376,12 +389,15 @@ def stylize_video(
     post: FrameFilter | None = None,
     progress: bool = True,
     keep_audio: bool = True,
+    overwrite: bool = True,
 ) -> VideoStats:
     """Stylize every frame of ``src`` into ``dst`` (same frame count and rate).
 
     ``post(content, stylized)`` runs on each frame in order after the network
     (the --stabilize filter). Decode, network and encode run in three threads
-    with a couple of batches in flight between them.
+    with a couple of batches in flight between them. Without ``overwrite``
+    a file that appeared under ``dst`` meanwhile is kept. A file that ends
+    before its announced length gives the frames it has; ``missing`` says so.
     """
     info = probe(src)
     size = fit_size(info.width, info.height, stylizer.max_size)
@@ -395,10 +411,10 @@ def stylize_video(
             styled: Iterable[Frame] = (s for _, s in pairs)
         else:  # its own thread: optical flow on the CPU overlaps the network
             styled = stages.enter_context(Background((post(c, s) for c, s in pairs), depth, "fastnst-post"))
-        with bar, open_writer(dst, *size, info.fps, audio_from=Path(src) if keep_audio and info.audio else None) as writer:
+        with bar, open_writer(dst, *size, info.fps, Path(src) if keep_audio and info.audio else None, replace=overwrite) as writer:
             for frame in styled:
                 writer.write(frame)
                 bar.update(1)
             if writer.frames == 0:
                 raise FastNSTError(f"{src}: no frame could be decoded")
-    return VideoStats(writer.frames, time.perf_counter() - start)
+    return VideoStats(writer.frames, time.perf_counter() - start, info.frames)

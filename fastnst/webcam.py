@@ -30,6 +30,7 @@ from tqdm import tqdm
 
 from .errors import FastNSTError
 from .optional import import_cv2
+from .paths import describe
 from .stabilize import Stabilizer
 from .stylizer import Stylizer
 from .video import fit_size, open_writer, probe, read_frames, stylize_frames
@@ -147,7 +148,9 @@ def open_source(spec: str, realtime: bool = True) -> FrameSource:
     if spec.strip().isdigit():
         return CameraSource(int(spec))
     if not Path(spec).is_file():
-        raise FastNSTError(f"--webcam {spec}: neither a camera index (0, 1, ...) nor an existing video file")
+        what = describe(spec)
+        hint = "neither a camera index (0, 1, ...) nor an existing video file" if what == "no such file" else what
+        raise FastNSTError(f"--webcam {spec}: {hint}")
     return FileSource(spec, realtime=realtime)
 
 
@@ -364,13 +367,15 @@ def run_webcam(
     keep_all: bool = False,
     side_by_side_view: bool = False,
     progress: bool = True,
+    overwrite: bool = False,
 ) -> WebcamStats:
     """Stylize a live feed until the source ends, q is pressed, Ctrl-C, or
     ``max_frames`` frames have been shown.
 
     ``models`` are (name, stylizer) pairs the m key cycles through. The
     recording holds the stylized frames (no overlay, no side-by-side) at the
-    times they were captured, so it plays at the real speed.
+    times they were captured, so it plays at the real speed. Without
+    ``overwrite`` it never replaces a file that appeared under ``record``.
     """
     if not models:
         raise FastNSTError("--webcam needs at least one --model")
@@ -399,7 +404,7 @@ def run_webcam(
                 if stabilizer is not None:
                     out = stabilizer(frame, out)
                 if record is not None and writer is None:
-                    writer = stack.enter_context(open_writer(record, *size, source.fps, timed=True))
+                    writer = stack.enter_context(open_writer(record, *size, source.fps, timed=True, replace=overwrite))
                 if writer is not None:
                     writer.write(out, media_time)
                 meter.tick(captured_at)
