@@ -150,6 +150,7 @@ def check_payload(ckpt: dict[str, Any], source: str) -> tuple[ModelConfig, dict[
         raise FastNSTError(f"{source}: fastnst file without model_config/state_dict; is it complete?")
     config = _config(ckpt["model_config"], source)
     state = _check_state_dict(ckpt["state_dict"], source)
+    _check_fits(config, state, source)
     train_config, version_str, step = ckpt.get("train_config") or {}, ckpt.get("fastnst_version"), ckpt.get("step")
     if not isinstance(train_config, dict) or not (version_str is None or isinstance(version_str, str)):
         raise FastNSTError(f"{source}: train_config or fastnst_version has the wrong type; the file is damaged")
@@ -158,13 +159,9 @@ def check_payload(ckpt: dict[str, Any], source: str) -> tuple[ModelConfig, dict[
     return config, state, {"train_config": train_config, "fastnst_version": version_str, "step": step}
 
 
-def _build(config: ModelConfig, sd: dict[str, torch.Tensor], source: str) -> TransformerNet:
-    """The network with these weights, allocated only once they are known to fit.
-
-    It is first built on the ``meta`` device (shapes, no memory), so a small
-    file that claims a large architecture costs nothing; the weights then
-    take the place of the meta parameters.
-    """
+def _check_fits(config: ModelConfig, sd: dict[str, torch.Tensor], source: str) -> TransformerNet:
+    """The network of ``config`` on the ``meta`` device (shapes, no memory), once the weights are
+    known to fit it: a small file that claims a large architecture costs nothing."""
     with torch.device("meta"):
         model = TransformerNet(config)
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
@@ -179,6 +176,12 @@ def _build(config: ModelConfig, sd: dict[str, torch.Tensor], source: str) -> Tra
         raise FastNSTError(
             f"{source}: weights do not fit the recorded architecture ({wrong} is {tuple(sd[wrong].shape)}, expected {expected[wrong]})"
         )
+    return model
+
+
+def _build(config: ModelConfig, sd: dict[str, torch.Tensor], source: str) -> TransformerNet:
+    """The network with these weights: they take the place of the meta parameters, nothing else is allocated."""
+    model = _check_fits(config, sd, source)
     model.load_state_dict({k: v.float() if v.is_floating_point() else v.clone() for k, v in sd.items()}, assign=True)
     return model.eval()
 
@@ -192,7 +195,7 @@ def load_model(path: str | os.PathLike) -> tuple[TransformerNet, dict[str, Any]]
     ckpt = read_checkpoint(path)
     source = str(path)
     if ckpt.get("format") == FORMAT:
-        config, state, info = check_payload(ckpt, source)
+        config, state, info = check_payload(ckpt, source)  # the weights fit: built twice on meta, which costs nothing
     else:
         config, state = from_examples_state_dict(ckpt, source)
         info = {"train_config": {"style_image": Path(path).stem}, "fastnst_version": None, "imported_from": "pytorch/examples"}

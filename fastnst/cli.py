@@ -72,6 +72,7 @@ def _number_list(name: str) -> Callable[[str], list]:
             raise argparse.ArgumentTypeError(f"expected comma-separated numbers, e.g. 1,2, got '{text}'")
         return values
 
+    parse.setting = name  # type: ignore[attr-defined]
     return parse
 
 

@@ -114,11 +114,11 @@ def plan_outputs(
 
 
 def _check_pairs(pairs: list[tuple[Path, Path]], overwrite: bool) -> None:
-    inputs = {p.resolve() for p, _ in pairs}
+    inputs = {os.path.realpath(p) for p, _ in pairs}
     inodes = {_inode(p) for p, _ in pairs}  # hard links to an input have another name
-    seen: dict[Path, Path] = {}
+    seen: dict[str, Path] = {}
     for src, dst in pairs:
-        rd = dst.resolve()
+        rd = os.path.realpath(dst)  # never raises, even on a link loop
         if rd in inputs or (dst.exists() and _inode(dst) in inodes):
             raise FastNSTError(f"{dst}: this output would overwrite an input; choose another --output")
         if rd in seen:

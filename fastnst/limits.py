@@ -26,8 +26,8 @@ class Limit(NamedTuple):
     open_high: bool = False
 
     def describe(self) -> str:
-        what = "a whole number" if self.kind is int else "a number"
-        return f"{what} {'>' if self.open_low else '>='} {self.low:g} and {'<' if self.open_high else '<='} {self.high:g}"
+        what, show = ("a whole number", lambda v: str(int(v))) if self.kind is int else ("a number", lambda v: f"{v:g}")
+        return f"{what} {'>' if self.open_low else '>='} {show(self.low)} and {'<' if self.open_high else '<='} {show(self.high)}"
 
     def accepts(self, value: object) -> bool:
         if isinstance(value, bool) or not isinstance(value, (int, float) if self.kind is float else int):
@@ -100,4 +100,5 @@ def argtype(name: str) -> Callable[[str], int | float]:
         return value
 
     parse.__name__ = limit.kind.__name__  # argparse names the type in some messages
+    parse.setting = name  # type: ignore[attr-defined]  # which limit: tests find every numeric flag by it
     return parse

@@ -73,7 +73,7 @@ def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
     try:
         return os.path.samefile(a, b)
     except OSError:
-        return Path(a).resolve() == Path(b).resolve()
+        return os.path.realpath(a) == os.path.realpath(b)  # Path.resolve raises on a link loop
 
 
 def check_not_inputs(outputs: Iterable[tuple[str | os.PathLike, str]], inputs: Iterable[tuple[str | os.PathLike | None, str]]) -> None:
@@ -106,7 +106,7 @@ def check_writable(folder: str | os.PathLike, flag: str = "--output") -> None:
     folder = Path(folder)
     base = _nearest_existing(folder)
     if not base.is_dir():
-        raise FastNSTError(f"{folder}: cannot create files here: {base} is {describe(base)}; choose another {flag}")
+        raise FastNSTError(f"{folder}: not a folder ({base} is {describe(base)}); choose another {flag}")
     try:
         fd, probe = tempfile.mkstemp(prefix=".fastnst-write-test-", dir=base)
         os.close(fd)

@@ -120,7 +120,11 @@ def load_vgg_weights(path: str | os.PathLike | None, deepest: str) -> dict[str, 
             f"{src}: lacks VGG19 layers {', '.join(missing)} needed for {deepest}; "
             "use a file with more layers or choose shallower --content-layers/--style-layers"
         )
-    return {f"{i}.{p}": sd[f"{i}.{p}"] for i in _needed_convs(last) for p in ("weight", "bias")}
+    weights = {f"{i}.{p}": sd[f"{i}.{p}"] for i in _needed_convs(last) for p in ("weight", "bias")}
+    bad = next((k for k, v in weights.items() if not v.is_floating_point() or not bool(torch.isfinite(v).all())), None)
+    if bad is not None:  # every loss would be NaN: the run would skip step after step and stop
+        raise FastNSTError(f"{src}: VGG19 weight {bad} is not finite floating-point numbers; the file is damaged")
+    return weights
 
 
 def resolve_preprocess(choice: str, weights_path: str | os.PathLike | None) -> str:
@@ -144,7 +148,7 @@ def resolve_preprocess(choice: str, weights_path: str | os.PathLike | None) -> s
             order = str(meta.get("input_preprocessing", {}).get("channel_order", "")).upper()
             if order:
                 return "caffe" if order == "BGR" else "torchvision"
-        except (ValueError, AttributeError, OSError):
+        except (ValueError, AttributeError, OSError, RecursionError):
             pass
     return "caffe" if "caffe" in p.name.lower() else "torchvision"
 

@@ -10,18 +10,34 @@ it, so a new consumer's test is a loop over :data:`CASES`.
 from __future__ import annotations
 
 import io
+import os
+import random
 import struct
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image
 
 from .conftest import synthetic_photo
 
-__all__ = ["CASES", "NOT_SCANNED", "OK", "Case", "png16", "write_corpus"]
+__all__ = [
+    "CASES",
+    "MODEL_CASES",
+    "NOT_SCANNED",
+    "OK",
+    "Case",
+    "ModelCase",
+    "fuzzed_payloads",
+    "looping_tree",
+    "model_payload_for",
+    "png16",
+    "special_paths",
+    "write_corpus",
+]
 
 OK = None  # the expectation "handled correctly"
 NOT_SCANNED = "not scanned"  # training only reads .jpg .jpeg .png .webp .bmp
@@ -161,3 +177,142 @@ def write_corpus(folder: Path) -> dict[str, Case]:
     for case in CASES:
         (folder / case.name).write_bytes(case.make())
     return {case.name: case for case in CASES}
+
+
+# ---- crafted model files ------------------------------------------------------------------------
+#
+# A fastnst .pth is a dict read with weights_only=True: it cannot run code, but every value in it
+# is the author's choice. Each case edits a valid payload; every reader must refuse it with one
+# line naming the file (the message contains ``refusal``) and allocate nothing it claims.
+
+TINY = {"width": 0.125, "n_residual": 1}  # the smallest network a case starts from
+
+
+@dataclass(frozen=True)
+class ModelCase:
+    name: str
+    edit: Callable[[dict], None]
+    refusal: str
+
+
+def _nan_weight(d: dict) -> None:
+    d["state_dict"]["conv1.conv2d.weight"][0, 0, 0, 0] = float("nan")
+
+
+def _wrong_shape(d: dict) -> None:
+    d["state_dict"]["conv1.conv2d.weight"] = torch.zeros(1, 3, 9, 9)
+
+
+MODEL_CASES: tuple[ModelCase, ...] = (
+    ModelCase("format_version_string", lambda d: d.update(format_version="1"), "format_version is '1'"),
+    ModelCase("format_version_newer", lambda d: d.update(format_version=99), "newer fastnst"),
+    ModelCase("width_string", lambda d: d["model_config"].update(width="1"), "model_config.width"),
+    ModelCase("width_inf", lambda d: d["model_config"].update(width=float("inf")), "model_config.width"),
+    ModelCase("width_huge", lambda d: d["model_config"].update(width=1e6), "model_config.width"),
+    ModelCase("million_blocks", lambda d: d["model_config"].update(n_residual=10**6), "model_config.n_residual"),
+    ModelCase("blocks_float", lambda d: d["model_config"].update(n_residual=2.5), "model_config.n_residual"),
+    ModelCase("blocks_bool", lambda d: d["model_config"].update(n_residual=True), "model_config.n_residual"),
+    ModelCase("pixel_range_nan", lambda d: d["model_config"].update(pixel_range=float("nan")), "model_config.pixel_range"),
+    ModelCase("config_is_list", lambda d: d.update(model_config=[1, 2]), "model_config is a list"),
+    ModelCase("claims_more_blocks", lambda d: d["model_config"].update(n_residual=32, width=8.0), "weights do not fit"),
+    ModelCase("no_state_dict", lambda d: d.pop("state_dict"), "without model_config/state_dict"),
+    ModelCase("state_dict_string", lambda d: d.update(state_dict="weights"), "not a dict of named tensors"),
+    ModelCase("weight_is_string", lambda d: d["state_dict"].update({"conv1.conv2d.weight": "x"}), "not a dict of named tensors"),
+    ModelCase("nan_weight", _nan_weight, "NaN or infinite"),
+    ModelCase("wrong_shape", _wrong_shape, "conv1.conv2d.weight is (1, 3, 9, 9)"),
+    ModelCase("extra_weight", lambda d: d["state_dict"].update({"res9.conv1.conv2d.weight": torch.zeros(1)}), "1 unexpected"),
+    ModelCase("train_config_list", lambda d: d.update(train_config=[1]), "train_config or fastnst_version"),
+    ModelCase("step_string", lambda d: d.update(step="3"), "step is '3'"),
+)
+
+
+def model_payload_for(case: ModelCase | None = None, training: bool = False) -> dict:
+    """A valid tiny fastnst payload (a training checkpoint's with ``training``), edited by ``case``."""
+    from fastnst.checkpoint import model_payload
+    from fastnst.model import ModelConfig, TransformerNet
+
+    torch.manual_seed(0)
+    payload = model_payload(TransformerNet(ModelConfig(**TINY)), {"style_image": "s.jpg"})
+    if training:
+        payload.update(step=1, optimizer={"state": {}, "param_groups": []})
+    if case is not None:
+        case.edit(payload)
+    return payload
+
+
+_JUNK = ("1", "", None, -1, 0, 10**6, 10**30, float("nan"), float("inf"), -1e-30, True, [], {}, [1.5], 2.5, 255.0, b"x")
+
+
+def fuzzed_payloads(n: int, seed: int = 0) -> Iterator[tuple[str, dict]]:
+    """``n`` random edits of a valid payload (one to three each): types, missing keys, huge values.
+
+    Deterministic for a seed; each comes with a description for the failure message.
+    """
+    rng = random.Random(seed)
+    for _ in range(n):
+        payload, done = model_payload_for(), []
+        for _ in range(rng.randint(1, 3)):
+            done.append(_fuzz_once(payload, rng))
+        yield "; ".join(done), payload
+
+
+def _fuzz_once(d: dict, rng: random.Random) -> str:
+    junk = rng.choice(_JUNK)
+    where = rng.choice(("top", "config", "config", "weights", "weights", "train"))
+    if where == "top":
+        key = rng.choice(("format", "format_version", "model_config", "state_dict", "train_config", "step", "fastnst_version"))
+        if rng.random() < 0.3:
+            d.pop(key, None)
+            return f"del {key}"
+        d[key] = junk
+        return f"{key}={junk!r}"
+    if where == "config" and isinstance(d.get("model_config"), dict):
+        key = rng.choice(("width", "n_residual", "pixel_range"))
+        d["model_config"][key] = rng.choice((*_JUNK, 8.0, 32, 0.01, 1e-3))
+        return f"model_config.{key}={d['model_config'][key]!r}"
+    if where == "weights" and isinstance(d.get("state_dict"), dict) and d["state_dict"]:
+        key = rng.choice(sorted(d["state_dict"]))
+        value = rng.choice((junk, torch.zeros(2), torch.full((3,), float("nan")), torch.zeros(0), torch.ones(1, dtype=torch.int64)))
+        if rng.random() < 0.3:
+            d["state_dict"].pop(key)
+            return f"del state_dict[{key}]"
+        d["state_dict"][key] = value
+        return f"state_dict[{key}]={value!r}"[:120]
+    d["train_config"] = junk if rng.random() < 0.5 else {"style_image": junk, "image_size": junk}
+    return f"train_config={d['train_config']!r}"
+
+
+# ---- special files --------------------------------------------------------------------------------
+
+
+def special_paths(folder: Path) -> dict[str, tuple[Path, str]]:
+    """Paths that are not regular files, and the words an error must use for each: reading any of
+    them as a file would hang (a FIFO, /dev/zero) or fail obscurely."""
+    folder.mkdir(parents=True, exist_ok=True)
+    fifo, loop, dangling, sub = folder / "fifo.jpg", folder / "loop.jpg", folder / "dangling.jpg", folder / "sub.jpg"
+    for p in (fifo, loop, dangling):
+        if os.path.lexists(p):
+            p.unlink()
+    os.mkfifo(fifo)
+    os.symlink(loop.name, loop)
+    os.symlink("nowhere.jpg", dangling)
+    sub.mkdir(exist_ok=True)
+    return {
+        "fifo": (fifo, "named pipe (FIFO)"),
+        "loop": (loop, "loops back on itself"),
+        "dangling": (dangling, "which does not exist"),
+        "folder": (sub, "a folder, not a file"),
+        "device": (Path("/dev/zero"), "character device"),
+    }
+
+
+def looping_tree(root: Path, photos: int = 3) -> Path:
+    """A photo folder with two symbolic-link loops (``sub/up -> ..``, ``sub/here -> .``) and a
+    linked duplicate photo: a naive walk never ends, one loop multiplies the photos."""
+    (root / "sub").mkdir(parents=True, exist_ok=True)
+    for i in range(photos):
+        synthetic_photo(48, 40, seed=i).save(root / ("sub" if i % 2 else ".") / f"p{i}.jpg")
+    os.symlink("..", root / "sub" / "up")
+    os.symlink(".", root / "sub" / "here")
+    os.symlink("p0.jpg", root / "p0_again.jpg")
+    return root

@@ -7,20 +7,31 @@ from __future__ import annotations
 import errno
 import os
 import re
+import signal
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+try:
+    import resource
+except ImportError:  # Windows
+    resource = None
+
 import numpy as np
+import onnx
+import onnx.numpy_helper
 import pytest
 import torch
 from PIL import Image
 
+from fastnst.checkpoint import load_model
 from fastnst.cli import main
 from fastnst.data import PhotoDataset, find_images
 from fastnst.errors import FastNSTError
 from fastnst.images import load_rgb
 
 from .conftest import TINY_CONTENT_LAYERS, TINY_STYLE_LAYERS, synthetic_photo, tiny_train_args
-from .hostile import CASES, NOT_SCANNED, OK, write_corpus
+from .hostile import CASES, MODEL_CASES, NOT_SCANNED, OK, fuzzed_payloads, looping_tree, model_payload_for, special_paths, write_corpus
 
 REFUSED_BY_STYLIZE = {c.name for c in CASES if c.stylize is not OK}
 ANIMATED = {"animated.gif", "animated.webp"}
@@ -280,3 +291,320 @@ def test_a_failed_write_leaves_the_old_output_and_no_debris(styled_models: dict,
     err = capsys.readouterr().err
     assert err.startswith(f"fastnst: error: {out}: cannot write the image (No space left on device)") and err.count("\n") == 1
     assert out.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["in.png", "out.png"]
+
+
+# ---- class 1: values read from files are checked before they are used --------------------------
+
+
+def _save(payload: dict, path: Path) -> Path:
+    torch.save(payload, path)
+    return path
+
+
+@pytest.mark.parametrize("case", MODEL_CASES, ids=lambda c: c.name)
+def test_crafted_model_files_are_refused_by_every_reader(case, tmp_path: Path, capsys) -> None:
+    """stylize, export and resume all read model files through the same checks."""
+    path = _save(model_payload_for(case, training=True), tmp_path / f"{case.name}.pth")
+    img = tmp_path / "in.png"
+    synthetic_photo(20, 20).save(img)
+    runs = {
+        "stylize": ["stylize", "--model", path, img, "-o", tmp_path / "o.png", "--device", "cpu", "--quiet"],
+        "export": ["export", "--model", path, "-o", tmp_path / "o.onnx"],
+        "resume": ["train", "--resume", path, "--quiet"],
+    }
+    for name, argv in runs.items():
+        assert main([str(a) for a in argv]) == 2, name
+        err = capsys.readouterr().err
+        assert err.startswith(f"fastnst: error: {path}: ") and case.refusal in err and err.count("\n") == 1, (name, err)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([path.name, "in.png"])
+
+
+@contextmanager
+def _address_space_cap(extra: int) -> Iterator[None]:
+    """RLIMIT_AS at the current size plus ``extra`` bytes: an allocation beyond it fails."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    size = int(re.search(r"VmSize:\s+(\d+) kB", Path("/proc/self/status").read_text()).group(1)) * 1024
+    resource.setrlimit(resource.RLIMIT_AS, (size + extra, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+
+
+@pytest.mark.skipif(resource is None or not Path("/proc/self/status").exists(), reason="needs Linux's RLIMIT_AS")
+@pytest.mark.usefixtures("one_thread")
+def test_fuzzed_model_files_give_a_model_or_one_line_within_a_memory_bound(tmp_path: Path) -> None:
+    """Property: any edit of a model file's dict (types, missing keys, huge values) gives a working
+    network or a one-line FastNSTError naming the file, and never allocates more than 1 GiB."""
+    payloads = list(fuzzed_payloads(150, seed=1))
+    paths = [_save(p, tmp_path / f"f{i}.pth") for i, (_, p) in enumerate(payloads)]
+    loaded = 0
+    with _address_space_cap(1 << 30):
+        with pytest.raises((RuntimeError, MemoryError)):  # the cap bites: this test can fail
+            torch.empty(1 << 29, dtype=torch.float32).fill_(1)
+        for (what, _), path in zip(payloads, paths):
+            try:
+                model, _ = load_model(path)
+            except FastNSTError as e:
+                assert str(e).startswith(f"{path}: ") and "\n" not in str(e), (what, str(e))
+                continue
+            y = model(torch.rand(1, 3, 16, 16))
+            assert y.shape == (1, 3, 16, 16) and bool(torch.isfinite(y).all()), what
+            loaded += 1
+    assert 0 < loaded < len(paths)  # the edits reach both outcomes
+
+
+def test_a_resume_checkpoint_with_wrong_setting_types_is_one_line(tmp_path: Path, photo_dir: Path, style_file: Path, vgg_file: Path, capsys) -> None:
+    out = tmp_path / "m.pth"
+    assert main(["train", *tiny_train_args(photo_dir, style_file, vgg_file, out, iterations=2)]) == 0
+    last = tmp_path / "m_run" / "last.pth"
+    good = torch.load(last, weights_only=True)
+    for key, value, words in (("image_size", "32", "image_size: expected a whole number"), ("lr", float("inf"), "lr: expected a number"),
+                              ("seed", -5, "seed: expected a whole number"), ("dataset", 7, "dataset: expected str")):  # fmt: skip
+        bad = {**good, "train_config": {**good["train_config"], key: value}}
+        _save(bad, tmp_path / "bad.pth")
+        capsys.readouterr()
+        assert main(["train", "--resume", str(tmp_path / "bad.pth"), "--iterations", "3", "--quiet"]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"fastnst: error: {tmp_path / 'bad.pth'}: train_config.{words}") and err.count("\n") == 1, err
+
+
+def _onnx_variant(src: Path, dst: Path, edit: Callable) -> Path:
+    proto = onnx.load(str(src))
+    edit(proto)
+    onnx.save(proto, str(dst))
+    return dst
+
+
+def _nan_initializer(proto) -> None:
+    t = max(proto.graph.initializer, key=lambda t: len(t.raw_data))
+    values = onnx.numpy_helper.to_array(t).copy()
+    values.flat[0] = np.nan
+    t.CopyFrom(onnx.numpy_helper.from_array(values, t.name))
+
+
+def _flattened_output(proto) -> None:
+    """A graph whose output is rank 2: the image flattened, with fastnst's metadata kept."""
+    out = proto.graph.output[0]
+    proto.graph.node.append(onnx.helper.make_node("Flatten", [out.name], ["flat"], axis=1))
+    proto.graph.output.pop()
+    proto.graph.output.append(onnx.helper.make_tensor_value_info("flat", onnx.TensorProto.FLOAT, ["N", "D"]))
+
+
+def _metadata(key: str, value: str) -> Callable:
+    def edit(proto) -> None:
+        next(m for m in proto.metadata_props if m.key == key).value = value
+
+    return edit
+
+
+@pytest.mark.parametrize(
+    "edit, words",
+    [
+        (_nan_initializer, "NaN or infinite"),
+        (_flattened_output, "output 'flat' has rank 2"),
+        (_metadata("model_config", '{"width": "wide", "n_residual": 5}'), "model_config.width"),
+        (_metadata("model_config", '{"n_residual": 1000000}'), "model_config.n_residual"),
+        (_metadata("model_config", "[1, 2]"), "'model_config' is damaged"),
+        (_metadata("fastnst_format_version", "one"), "fastnst_format_version is not a number"),
+    ],
+    ids=["nan_weights", "rank2_output", "width_string", "million_blocks", "config_list", "version_string"],
+)
+def test_crafted_onnx_files_are_refused(edit, words: str, styled_models: dict, tmp_path: Path, capsys) -> None:
+    path = _onnx_variant(styled_models["onnx"], tmp_path / "crafted.onnx", edit)
+    img = tmp_path / "in.png"
+    synthetic_photo(20, 20).save(img)
+    assert main(["stylize", "--model", str(path), str(img), "-o", str(tmp_path / "o.png"), "--device", "cpu", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"fastnst: error: {path}: ") and words in err and err.count("\n") == 1, err
+    assert not (tmp_path / "o.png").exists()
+
+
+# ---- class 3: outputs never replace inputs, nor a file that appeared meanwhile --------------------
+
+
+def test_outputs_never_replace_inputs_even_with_overwrite(tmp_path: Path, photo_dir: Path, style_file: Path, vgg_file: Path, styled_models: dict, capsys) -> None:
+    style, vgg, img = tmp_path / "style.png", tmp_path / "vgg.pth", tmp_path / "in.png"
+    style.write_bytes(style_file.read_bytes())
+    vgg.write_bytes(vgg_file.read_bytes())
+    synthetic_photo(20, 20).save(img)
+    os.link(style, tmp_path / "style_hardlink.png")
+    os.symlink(style, tmp_path / "model_link.pth")
+    os.symlink(styled_models["pth"], tmp_path / "model_link.onnx")
+    model_named_png = tmp_path / "out" / "in.png"  # a model file where a folder run would write in.png
+    model_named_png.parent.mkdir()
+    model_named_png.write_bytes(styled_models["pth"].read_bytes())
+    train = tiny_train_args(photo_dir, style, vgg, tmp_path / "unused.pth")
+    gatys = ["stylize", str(img), "--style-image", str(style), "--vgg-weights", str(vgg), "--quiet", "--overwrite", "-o"]
+    cases = [
+        ([*train, "--save-model", str(style)], "writes a PyTorch model, not a '.png' file"),
+        ([*train, "--save-model", str(vgg)], "--save-model would replace the --vgg-weights file"),
+        ([*train, "--save-model", str(tmp_path / "model_link.pth")], "--save-model would replace the --style-image"),
+        ([*gatys, str(style)], "--output would replace the --style-image"),
+        ([*gatys, str(tmp_path / "style_hardlink.png")], "--output would replace the --style-image"),
+        (["stylize", "--model", str(model_named_png), str(img), "-o", str(model_named_png.parent), "--overwrite"], "--output would replace the --model file"),
+        (["export", "--model", str(styled_models["pth"]), "-o", str(tmp_path / "model_link.onnx"), "--overwrite"], "--output would replace the --model file"),
+    ]
+    before = {p: p.read_bytes() for p in (style, vgg, model_named_png, styled_models["pth"])}
+    for argv, words in cases:
+        if argv[0] == "--dataset":
+            argv = ["train", *argv, "--overwrite"]
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert err.startswith("fastnst: error:") and words in err and err.count("\n") == 1, (argv, err)
+    assert all(p.read_bytes() == data for p, data in before.items())
+
+
+def test_an_output_that_appears_during_the_run_is_kept(styled_models: dict, tmp_path: Path, monkeypatch, capsys) -> None:
+    """Two runs writing the same new file without --overwrite: the second to finish keeps the first's."""
+    from fastnst.stylizer import Stylizer
+
+    src, out = tmp_path / "in.png", tmp_path / "out.png"
+    synthetic_photo(30, 20).save(src)
+    real = Stylizer.stylize_many
+
+    def while_another_run_writes(self, items, *args, **kwargs):
+        for result in real(self, items, *args, **kwargs):
+            out.write_bytes(b"the other run's picture")
+            yield result
+
+    monkeypatch.setattr(Stylizer, "stylize_many", while_another_run_writes)
+    assert main(["stylize", "--model", str(styled_models["pth"]), str(src), "-o", str(out), "--device", "cpu", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"fastnst: error: {out}: another program created this file") and err.count("\n") == 1
+    assert out.read_bytes() == b"the other run's picture" and sorted(p.name for p in tmp_path.iterdir()) == ["in.png", "out.png"]
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_training_keeps_a_model_file_that_appeared_during_the_run(tmp_path: Path, photo_dir: Path, style_file: Path, vgg_file: Path, monkeypatch, capsys) -> None:
+    from fastnst.training import _Run
+
+    out = tmp_path / "m.pth"
+    real = _Run.save_sample
+
+    def and_another_run_saves(self) -> None:
+        real(self)
+        out.write_bytes(b"another run's model")
+
+    monkeypatch.setattr(_Run, "save_sample", and_another_run_saves)
+    assert main(["train", *tiny_train_args(photo_dir, style_file, vgg_file, out, iterations=3)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith(f"fastnst: error: {out}: another program created this file") and f"{tmp_path / 'm_run' / 'last.pth'}" in err
+    assert out.read_bytes() == b"another run's model" and load_model(tmp_path / "m_run" / "last.pth")[0] is not None
+
+
+# ---- class 4: special files and symbolic-link loops -----------------------------------------------
+
+
+@pytest.fixture
+def alarm():
+    """A hang (reading a FIFO, walking a link loop) fails the test instead of stopping the suite."""
+
+    def timeout(signum, frame):
+        raise TimeoutError("hung: the input was read as if it were a regular file")
+
+    previous = signal.signal(signal.SIGALRM, timeout)
+    signal.alarm(60)
+    yield
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, previous)
+
+
+@pytest.mark.usefixtures("alarm")
+@pytest.mark.parametrize("kind", ["fifo", "loop", "dangling", "folder", "device"])
+def test_special_files_are_named_for_what_they_are(kind: str, tmp_path: Path, photo_dir: Path, style_file: Path, vgg_file: Path, styled_models: dict, capsys) -> None:
+    path, words = special_paths(tmp_path / "special")[kind]
+    img, out = tmp_path / "in.png", tmp_path / "o.png"
+    synthetic_photo(20, 20).save(img)
+    model = str(styled_models["pth"])
+    entry_points = {
+        "stylize INPUT": ["stylize", "--model", model, path, "-o", out],
+        "stylize --model": ["stylize", "--model", path, img, "-o", out],
+        "gatys --style-image": ["stylize", "--style-image", path, img, "-o", out, "--vgg-weights", vgg_file],
+        "train --style-image": ["train", *tiny_train_args(photo_dir, path, vgg_file, tmp_path / "m.pth")],
+        "train --vgg-weights": ["train", *tiny_train_args(photo_dir, style_file, path, tmp_path / "m.pth")],
+        "train --dataset": ["train", *tiny_train_args(path, style_file, vgg_file, tmp_path / "m.pth")],
+        "train --resume": ["train", "--resume", path],
+        "export --model": ["export", "--model", path, "-o", tmp_path / "o.onnx"],
+    }
+    if kind == "folder":  # a folder is a fine INPUT, dataset and --resume
+        for legit in ("stylize INPUT", "train --dataset", "train --resume"):
+            entry_points.pop(legit)
+    for name, argv in entry_points.items():
+        assert main([str(a) for a in argv]) == 2, name
+        err = capsys.readouterr().err
+        assert err.startswith("fastnst: error:") and words in err and str(path) in err and err.count("\n") == 1, (name, err)
+
+
+@pytest.mark.usefixtures("alarm", "one_thread")
+def test_symbolic_link_loops_neither_hang_nor_multiply_photos(tmp_path: Path, style_file: Path, vgg_file: Path, styled_models: dict, capsys) -> None:
+    root = looping_tree(tmp_path / "photos", photos=4)
+    files, _ = find_images(root)
+    assert sorted(f.name for f in files) == ["p0.jpg", "p1.jpg", "p2.jpg", "p3.jpg"]
+    assert main(["train", *tiny_train_args(root, style_file, vgg_file, tmp_path / "m.pth", iterations=1)]) == 0
+    assert "4 images from" in capsys.readouterr().err
+    for inputs in ([str(root)], [f"{root}/**/*.jpg"]):
+        out = tmp_path / f"out{len(inputs[0])}"
+        assert main(["stylize", "--model", str(styled_models["pth"]), *inputs, "-o", str(out), "--device", "cpu", "--quiet"]) == 0
+        assert len(list(out.rglob("*.jpg"))) == 4, inputs
+
+
+# ---- class 5: unwritable outputs are found before the work ----------------------------------------
+
+
+def test_an_unwritable_output_is_refused_before_any_work(tmp_path: Path, photo_dir: Path, style_file: Path, vgg_file: Path, styled_models: dict, monkeypatch, capsys) -> None:
+    """A file where a folder must be (also what a read-only mount gives a non-root user)."""
+    from fastnst import export
+
+    blocker = tmp_path / "a_file"
+    blocker.write_bytes(b"")
+    monkeypatch.setattr(export, "export_graph", lambda *a: pytest.fail("exported before checking the output"))
+    img = tmp_path / "in.png"
+    synthetic_photo(20, 20).save(img)
+    cases = [
+        ["stylize", "--model", str(styled_models["pth"]), str(img), "-o", str(blocker / "o.png")],
+        ["stylize", "--style-image", str(style_file), str(img), "-o", str(blocker / "o.png"), "--vgg-weights", str(vgg_file)],
+        ["export", "--model", str(styled_models["pth"]), "-o", str(blocker / "o.onnx")],
+        ["train", *tiny_train_args(photo_dir, style_file, vgg_file, blocker / "m.pth")],
+    ]
+    for argv in cases:
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert err.startswith("fastnst: error:") and str(blocker) in err and err.count("\n") == 1, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file", "in.png"]
+
+
+# ---- class 6: no silent wrong results -------------------------------------------------------------
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_resume_refuses_another_painting(tmp_path: Path, photo_dir: Path, style_file: Path, vgg_file: Path, capsys) -> None:
+    style, other = tmp_path / "style.png", tmp_path / "other.png"
+    style.write_bytes(style_file.read_bytes())
+    synthetic_photo(64, 64, seed=9).save(other)
+    assert main(["train", *tiny_train_args(photo_dir, style, vgg_file, tmp_path / "m.pth", iterations=2)]) == 0
+    last = tmp_path / "m_run" / "last.pth"
+    for argv, words in (
+        (["--style-image", str(other)], f"{other}: its content differs from the painting this run was learning"),
+        ([], None),  # the same painting continues
+    ):
+        capsys.readouterr()
+        code = main(["train", "--resume", str(last), "--iterations", "3", "--quiet", *argv])
+        err = capsys.readouterr().err
+        assert (code, words is None or words in err) == (2 if words else 0, True), err
+    style.write_bytes(other.read_bytes())  # the painting's file replaced under the same name
+    assert main(["train", "--resume", str(last), "--iterations", "4", "--quiet"]) == 2
+    assert f"{style}: its content differs" in capsys.readouterr().err
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_small_image_size_keeps_photos_that_are_large_enough(corpus: Path, tmp_path: Path, style_file: Path, vgg_file: Path, capsys) -> None:
+    """JPEG draft decoding used to shrink 48x40 photos to 24x20 for --image-size 17, below the size check."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for i in range(4):
+        (folder / f"p{i}.jpg").write_bytes((corpus / "plain.jpg").read_bytes())
+    argv = tiny_train_args(folder, style_file, vgg_file, tmp_path / "m.pth", iterations=1)
+    argv[argv.index("--image-size") + 1] = "17"
+    assert main(["train", *argv]) == 0
+    assert "skipped" not in capsys.readouterr().err

@@ -7,8 +7,10 @@ a file standing in for the camera; keys come from a scripted display.
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
+import time
 from fractions import Fraction
 from pathlib import Path
 
@@ -392,3 +394,46 @@ def test_background_reraises_errors_and_stops_early() -> None:
     with Background(endless(), 2) as it:
         assert [next(it) for _ in range(3)] == [0, 1, 2]
     assert cleaned == [True]  # the producer was stopped and its generator closed
+
+
+def test_a_truncated_video_warns_and_exits_non_zero(models: list[Path], tmp_path: Path, capsys) -> None:
+    """Matroska keeps its header in front: a cut file still opens and simply ends early."""
+    full = write_clip(tmp_path / "full.mkv", clip_frames(40), audio=False)
+    cut = tmp_path / "cut.mkv"
+    cut.write_bytes(full.read_bytes()[: full.stat().st_size * 45 // 100])
+    out = tmp_path / "o.mkv"
+    assert stylize("--model", models[0], cut, "--output", out) == 1
+    err = capsys.readouterr().err
+    written = count_frames(out)
+    assert 0 < written < 40 and f"{cut}: the file announces 40 frames but only {written} could be decoded" in err
+    assert stylize("--model", models[0], full, "--output", tmp_path / "whole.mkv") == 0  # a complete file: no warning
+    assert "announces" not in capsys.readouterr().err
+
+
+def test_sigterm_during_a_video_leaves_nothing_behind(models: list[Path], tmp_path: Path) -> None:
+    """kill (SIGTERM) unwinds like Ctrl-C: the hidden temporary video is removed, exit status 143."""
+    src = write_clip(tmp_path / "long.mkv", clip_frames(400, noise=0.0), audio=False)
+    out = tmp_path / "out"
+    out.mkdir()
+    big = tmp_path / "big.pth"
+    save_model(TransformerNet(ModelConfig(width=1.0)), big)  # slow enough to be caught half way
+    cmd = [sys.executable, "-m", "fastnst", "stylize", "--model", str(big), str(src), "-o", str(out / "o.mkv"), "--quiet", "--device", "cpu"]
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not any(p.name.endswith(".tmp.mkv") for p in out.iterdir()) and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    assert proc.poll() is None, "finished before it could be interrupted: make the clip longer"
+    proc.send_signal(signal.SIGTERM)
+    err = proc.communicate(timeout=120)[1]
+    assert proc.returncode == 143 and "fastnst: terminated" in err and list(out.iterdir()) == [], (proc.returncode, err)
+
+
+def test_unwritable_video_outputs_are_refused_before_any_frame(clip: Path, models: list[Path], tmp_path: Path, capsys) -> None:
+    blocker = tmp_path / "a_file"
+    blocker.write_bytes(b"")
+    for args in (["--output", blocker / "o.mp4"], ["--webcam", clip, "--no-display", "--record", blocker / "r.mp4"]):
+        argv = ["--model", models[0], *([] if "--webcam" in args else [clip]), *args]
+        assert stylize(*argv) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("fastnst: error:") and f"{blocker}" in err and "not a folder" in err and err.count("\n") == 1, err
+    assert list(tmp_path.iterdir()) == [blocker]
