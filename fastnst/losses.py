@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .errors import FastNSTError
+from .limits import problem
 from .vgg import VGGFeatures, layer_index
 
 __all__ = [
@@ -140,8 +141,9 @@ def parse_layers(spec: str | dict[str, float], flag: str = "layers") -> dict[str
     out: dict[str, float] = {}
     for name, weight in items:
         layer_index(name)  # validates the name
-        if not weight >= 0:
-            raise FastNSTError(f"--{flag}: weight of {name} must be >= 0, not {weight}")
+        wrong = problem("layer_weight", weight)
+        if wrong:
+            raise FastNSTError(f"--{flag}: weight of {name}: {wrong}")
         out[name] = float(weight)
     return out
 

@@ -304,6 +304,12 @@ def _check_outputs(cfg: TrainConfig) -> Path:
             f"{ckpt_dir}: holds an earlier run; continue it with --resume {last}, "
             "or start over with --overwrite (or another --checkpoint-dir)"
         )
+    data, inside = os.path.realpath(cfg.dataset), os.path.realpath(ckpt_dir)
+    if inside == data or inside.startswith(data.rstrip(os.sep) + os.sep):
+        raise FastNSTError(
+            f"{ckpt_dir}: inside the --dataset folder, where the sample pictures written there would become training photos; "
+            "choose a --checkpoint-dir (or a --save-model) outside it"
+        )
     save = Path(cfg.save_model)
     if save.suffix.lower() in _NOT_MODEL_SUFFIXES:
         raise FastNSTError(f"{save}: --save-model writes a PyTorch model, not a '{save.suffix}' file; give it the .pth suffix")
@@ -389,11 +395,16 @@ def _workers(cfg: TrainConfig, device: torch.device, local_processes: int = 1) -
     return min(8, cpus) if device.type == "cuda" else min(2, max(0, cpus - 1))
 
 
-def _ignore_sigint(worker_id: int) -> None:
-    """Loader workers leave Ctrl-C to the main process, which saves and stops; the loader
-    stops them with SIGTERM, which must end them at once (the default action)."""
+def _leave_signals_to_main(worker_id: int) -> None:
+    """Loader workers leave Ctrl-C and SIGTERM to the main process, which saves and stops.
+
+    A terminal's Ctrl-C, and SIGTERM from Slurm, systemd or ``kill -- -PGID``,
+    reach the whole process group: a worker that died of it would turn the
+    clean stop into a "DataLoader worker is killed by signal" traceback. The
+    main process ends the workers itself when it stops (and they exit on
+    their own when it dies)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def make_loader(dataset: PhotoDataset, sampler: Any, workers: int, pin: bool) -> DataLoader:
@@ -404,7 +415,7 @@ def make_loader(dataset: PhotoDataset, sampler: Any, workers: int, pin: bool) ->
         num_workers=workers,
         collate_fn=collate,
         pin_memory=pin,
-        worker_init_fn=_ignore_sigint if workers else None,
+        worker_init_fn=_leave_signals_to_main if workers else None,
         prefetch_factor=4 if workers else None,
         persistent_workers=False,
     )

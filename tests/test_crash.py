@@ -223,3 +223,19 @@ def test_stop_before_any_checkpoint_says_so(tmp_path: Path, photo_dir: Path, sty
     with pytest.raises(FastNSTError, match="No checkpoint was written yet; lower --lr"):
         train(_config(tmp_path, photo_dir, style_file, vgg_file))
     assert not (tmp_path / "m_run" / "last.pth").exists()
+
+
+def test_sigterm_to_the_whole_process_group_stops_cleanly(tmp_path: Path, photo_dir: Path, style_file: Path, vgg_file: Path) -> None:
+    """Slurm, systemd and ``kill -- -PGID`` signal every process of the job, loader workers included:
+    a worker that died of it turned the clean stop into a 'DataLoader worker is killed' traceback."""
+    argv = _args(photo_dir, style_file, vgg_file, tmp_path / "m.pth", iterations=100_000)
+    argv[argv.index("--workers") + 1] = "1"
+    env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen([sys.executable, "-m", "fastnst", "train", *argv], env=env, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.time() + 300
+    while _logged_step(tmp_path / "m_run") < 2 and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGTERM)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 130 and "stopped by SIGTERM" in err and "Traceback" not in err, err
+    _intact(tmp_path / "m_run" / "last.pth")

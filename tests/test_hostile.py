@@ -608,3 +608,16 @@ def test_small_image_size_keeps_photos_that_are_large_enough(corpus: Path, tmp_p
     argv[argv.index("--image-size") + 1] = "17"
     assert main(["train", *argv]) == 0
     assert "skipped" not in capsys.readouterr().err
+
+
+def test_a_checkpoint_dir_inside_the_dataset_is_refused(tmp_path: Path, photo_dir: Path, style_file: Path, vgg_file: Path, capsys) -> None:
+    """Its sample .jpg files would be scanned as training photos when the run resumes."""
+    data = tmp_path / "photos"
+    data.mkdir()
+    for p in list(photo_dir.glob("*.png"))[:2]:
+        (data / p.name).write_bytes(p.read_bytes())
+    for extra in ([], ["--checkpoint-dir", str(data)]):
+        assert main(["train", *tiny_train_args(data, style_file, vgg_file, data / "runs" / "m.pth"), *extra]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("fastnst: error:") and "inside the --dataset folder" in err and err.count("\n") == 1, err
+    assert sorted(p.name for p in data.iterdir()) == sorted(p.name for p in list(photo_dir.glob("*.png"))[:2])

@@ -12,6 +12,8 @@ from fastnst.errors import FastNSTError
 from fastnst.limits import LIMITS, Limit, argtype, problem
 from fastnst.training import TrainConfig, train
 
+from .conftest import synthetic_photo
+
 BAD = ("inf", "-inf", "nan", "1e400", "-1", "1e30", "1" + "0" * 25, "", "x")
 
 
@@ -60,3 +62,14 @@ def test_the_python_api_applies_the_same_limits(setting: str, value: object) -> 
     cfg = TrainConfig(dataset="d", style_image="s.jpg", save_model="m.pth", **{setting: value})
     with pytest.raises(FastNSTError, match=f"--{setting.replace('_', '-')}: expected"):
         train(cfg)
+
+
+@pytest.mark.parametrize("spec", ["relu1_1:inf", "relu1_1:nan", "relu1_1:1e400", "relu1_1:-1", "relu1_1:1e30"])
+def test_layer_weights_are_limited_too(spec: str, tmp_path, capsys) -> None:
+    img = tmp_path / "x.png"
+    synthetic_photo(20, 20).save(img)
+    train_argv = ["train", "--dataset", str(tmp_path), "--style-image", str(img), "--save-model", str(tmp_path / "m.pth")]
+    for command in (train_argv, ["stylize", str(img), "-o", str(tmp_path / "o.png"), "--style-image", str(img)]):
+        assert main([*command, "--style-layers", spec]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("fastnst: error: --style-layers: weight of relu1_1: expected a number") and err.count("\n") == 1, err
