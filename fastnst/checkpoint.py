@@ -154,8 +154,8 @@ def check_payload(ckpt: dict[str, Any], source: str) -> tuple[ModelConfig, dict[
     train_config, version_str, step = ckpt.get("train_config") or {}, ckpt.get("fastnst_version"), ckpt.get("step")
     if not isinstance(train_config, dict) or not (version_str is None or isinstance(version_str, str)):
         raise FastNSTError(f"{source}: train_config or fastnst_version has the wrong type; the file is damaged")
-    if step is not None and (isinstance(step, bool) or not isinstance(step, int) or step < 0):
-        raise FastNSTError(f"{source}: step is {step!r}, not a whole number >= 0; the file is damaged")
+    if step is not None and (isinstance(step, bool) or not isinstance(step, int) or not 0 <= step <= 10**15):
+        raise FastNSTError(f"{source}: step is {step!r}, not a step count (a whole number from 0 to 10^15); the file is damaged")
     return config, state, {"train_config": train_config, "fastnst_version": version_str, "step": step}
 
 

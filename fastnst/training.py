@@ -261,6 +261,9 @@ def _check_recorded(old: Any, path: Path) -> dict[str, Any]:
     """A checkpoint's train_config, each known setting type- and range-checked before it is used."""
     if not isinstance(old, dict):
         raise FastNSTError(f"{path}: train_config is a {type(old).__name__}, not a dict; the checkpoint is damaged")
+    world = old.get("world_size")
+    if world is not None and (isinstance(world, bool) or not isinstance(world, int) or not 1 <= world <= 1 << 20):
+        raise FastNSTError(f"{path}: train_config.world_size is {world!r}, not a number of processes; the checkpoint is damaged")
     for key, value in old.items():
         wrong = setting_problem(key, value) if key in _kinds() and key not in _NOT_RECORDED else None
         if wrong:
@@ -609,17 +612,21 @@ class _Run:
         return torch.autocast(self.device.type, dtype=torch.bfloat16) if self.amp else nullcontext()
 
     def _restore(self, ckpt: dict[str, Any]) -> None:
+        """Weights, optimizer state, step and RNG of a checkpoint whose values check_payload and
+        _check_recorded have vetted; what PyTorch still refuses is the file's fault, in one line."""
         try:
             self.model.load_state_dict(ckpt["state_dict"])
             self.opt.load_state_dict(ckpt["optimizer"])
-        except (RuntimeError, ValueError, KeyError) as e:
+            rng = ckpt.get("rng")
+            if isinstance(rng, dict) and isinstance(rng.get("torch"), torch.Tensor):
+                torch.set_rng_state(rng["torch"])
+        except Exception as e:  # noqa: BLE001 - RuntimeError, ValueError, KeyError, TypeError ... from a crafted file
             lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()] or [type(e).__name__]
             detail = lines[1] if len(lines) > 1 and lines[0].startswith("Error(s) in loading") else lines[0]  # the first real problem
             raise FastNSTError(f"{self.cfg.resume}: checkpoint does not match this model ({detail[:200]})") from None
+        if not all(bool(torch.isfinite(t).all()) for s in self.opt.state.values() for t in s.values() if torch.is_tensor(t) and t.is_floating_point()):
+            raise FastNSTError(f"{self.cfg.resume}: the optimizer state holds NaN or infinite values; resume from an earlier checkpoint")
         self.step = int(ckpt["step"])
-        rng = ckpt.get("rng", {})
-        if isinstance(rng.get("torch"), torch.Tensor):
-            torch.set_rng_state(rng["torch"])
 
     def train_config(self) -> dict[str, Any]:
         d = asdict(self.cfg)

@@ -223,6 +223,7 @@ MODEL_CASES: tuple[ModelCase, ...] = (
     ModelCase("extra_weight", lambda d: d["state_dict"].update({"res9.conv1.conv2d.weight": torch.zeros(1)}), "1 unexpected"),
     ModelCase("train_config_list", lambda d: d.update(train_config=[1]), "train_config or fastnst_version"),
     ModelCase("step_string", lambda d: d.update(step="3"), "step is '3'"),
+    ModelCase("step_huge", lambda d: d.update(step=10**30), "not a step count"),
 )
 
 

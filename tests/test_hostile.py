@@ -621,3 +621,30 @@ def test_a_checkpoint_dir_inside_the_dataset_is_refused(tmp_path: Path, photo_di
         err = capsys.readouterr().err
         assert err.startswith("fastnst: error:") and "inside the --dataset folder" in err and err.count("\n") == 1, err
     assert sorted(p.name for p in data.iterdir()) == sorted(p.name for p in list(photo_dir.glob("*.png"))[:2])
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_crafted_training_state_is_one_line(tmp_path: Path, photo_dir: Path, style_file: Path, vgg_file: Path, capsys) -> None:
+    """What only a training checkpoint holds (optimizer state, RNG state, the number of processes)."""
+    assert main(["train", *tiny_train_args(photo_dir, style_file, vgg_file, tmp_path / "m.pth", iterations=2)]) == 0
+    good = torch.load(tmp_path / "m_run" / "last.pth", weights_only=True)
+    first = next(iter(good["optimizer"]["state"]))
+    nan_moments = {**good["optimizer"], "state": {**good["optimizer"]["state"], first: {**good["optimizer"]["state"][first]}}}
+    nan_moments["state"][first]["exp_avg"] = torch.full_like(nan_moments["state"][first]["exp_avg"], float("nan"))
+    edits = {
+        "rng string": ({"rng": "x"}, None),
+        "rng wrong tensor": ({"rng": {"torch": torch.zeros(3)}}, "checkpoint does not match this model"),
+        "optimizer list": ({"optimizer": [1, 2]}, "optimizer state is damaged"),
+        "optimizer groups": ({"optimizer": {"state": {}, "param_groups": "x"}}, "checkpoint does not match this model"),
+        "optimizer NaN": ({"optimizer": nan_moments}, "optimizer state holds NaN"),
+        "world_size string": ({"train_config": {**good["train_config"], "world_size": "2"}}, "train_config.world_size is '2'"),
+    }
+    for name, (edit, words) in edits.items():
+        bad = _save({**good, **edit}, tmp_path / "bad.pth")
+        capsys.readouterr()
+        code = main(["train", "--resume", str(bad), "--iterations", "3", "--quiet", "--save-model", str(tmp_path / f"{len(name)}.pth")])
+        err = capsys.readouterr().err
+        if words is None:  # an unusable RNG record is ignored, as an old checkpoint without one is
+            assert code == 0, (name, err)
+            continue
+        assert code == 2 and err.startswith(f"fastnst: error: {bad}: ") and words in err and err.count("\n") == 1, (name, err)
