@@ -12,7 +12,7 @@ from typing import IO
 
 from .errors import FastNSTError
 
-__all__ = ["atomic_path", "atomic_write", "remove_leftovers"]
+__all__ = ["atomic_path", "atomic_write", "folder_lock", "remove_leftovers"]
 
 
 def _umask() -> int:
@@ -33,7 +33,8 @@ def remove_leftovers(path: str | os.PathLike) -> int:
     """
     path = Path(path)
     removed = 0
-    patterns = (f".{glob.escape(path.name)}.*.tmp", f".{glob.escape(path.stem)}.*.tmp{glob.escape(path.suffix)}")
+    prefix, suffix = _temp_affixes(path)
+    patterns = (f".{glob.escape(path.name)}.*.tmp", f"{glob.escape(prefix)}*{glob.escape(suffix)}")
     for leftover in {p for pattern in patterns for p in path.parent.glob(pattern)}:
         try:
             leftover.unlink()
@@ -59,7 +60,8 @@ def atomic_path(path: str | os.PathLike, replace: bool = True) -> Iterator[Path]
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+        prefix, suffix = _temp_affixes(path)
+        fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=path.parent)
     except OSError as e:
         raise FastNSTError(f"{path}: cannot create the file here ({e.strerror or e}); check the folder and its permissions") from None
     try:
@@ -73,6 +75,15 @@ def atomic_path(path: str | os.PathLike, replace: bool = True) -> Iterator[Path]
         Path(tmp).unlink(missing_ok=True)
         raise
     _fsync_dir(path.parent)
+
+
+def _temp_affixes(path: Path) -> tuple[str, str]:
+    """Prefix and suffix of the hidden temporary name beside ``path``.
+
+    The stem is shortened so that a legal 255-byte file name never gives a
+    temporary name too long for the file system."""
+    suffix = path.suffix if len(path.suffix) <= 16 else ""
+    return f".{path.stem[:80]}.", f".tmp{suffix}"
 
 
 def _rename(tmp: str, path: Path, replace: bool) -> None:
@@ -135,3 +146,32 @@ def _fsync_dir(folder: Path) -> None:
         pass
     finally:
         os.close(dir_fd)
+
+
+@contextmanager
+def folder_lock(folder: str | os.PathLike, busy: str) -> Iterator[None]:
+    """Hold an exclusive lock on ``folder`` (a hidden ``.fastnst.lock`` file in it) for the block.
+
+    Two runs writing one checkpoint folder would delete each other's
+    temporary files and interleave their logs; the second is refused with
+    ``busy`` instead. The operating system releases the lock when the process
+    ends, however it ends, so a killed run never leaves the folder locked.
+    Where locks are not available (Windows, some network file systems) the
+    block runs unlocked.
+    """
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        yield
+        return
+    fd = os.open(Path(folder) / ".fastnst.lock", os.O_RDWR | os.O_CREAT, 0o666 & ~_umask())
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise FastNSTError(f"{folder}: {busy}") from None
+        except OSError:  # ENOLCK on a file system without locks
+            pass
+        yield
+    finally:
+        os.close(fd)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import os
 import pickle
 import re
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +48,9 @@ def load_weights_only(p: Path, kind: str = "model") -> Any:
     naming the file (``kind`` says what it should have been).
     """
     try:
-        return torch.load(p, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # e.g. "Validating sparse tensor invariants": the checks below say what matters
+            warnings.simplefilter("ignore", UserWarning)
+            return torch.load(p, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         if "Unsupported global" not in str(e) and "GLOBAL" not in str(e):
             raise FastNSTError(f"{p}: not a readable PyTorch {kind} file; is it complete, and a .pth?") from None
@@ -105,6 +108,9 @@ def save_model(
     write_checkpoint(model_payload(model, train_config, half), path, replace)
 
 
+# What weights may be stored as (fastnst saves float32, or float16 with --half).
+_WEIGHT_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
+
 _RUNNING_STATS = re.compile(r"in\d+\.running_(mean|var)$|\.num_batches_tracked$")
 
 
@@ -133,7 +139,14 @@ def _check_state_dict(sd: Any, source: str) -> dict[str, torch.Tensor]:
     """Names to tensors, every value finite: NaN weights would stylize everything to one flat colour."""
     if not isinstance(sd, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in sd.items()):
         raise FastNSTError(f"{source}: the weights are not a dict of named tensors; the file is damaged or not a model")
-    bad = next((k for k, v in sd.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())), None)
+    odd = next((k for k, v in sd.items() if v.dtype not in _WEIGHT_DTYPES or v.layout != torch.strided or v.device.type != "cpu"), None)
+    if odd is not None:
+        v = sd[odd]
+        raise FastNSTError(
+            f"{source}: weight {odd} is a {v.dtype} {str(v.layout).removeprefix('torch.')} tensor on {v.device.type}, "
+            "not dense floating point numbers; the file is damaged or not a style model"
+        )
+    bad = next((k for k, v in sd.items() if not bool(torch.isfinite(v).all())), None)
     if bad is not None:
         raise FastNSTError(f"{source}: the weights hold NaN or infinite values ({bad}); the training diverged or the file is damaged")
     return sd

@@ -8,6 +8,7 @@ non-zero exit status, never a traceback.
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import threading
@@ -365,12 +366,22 @@ def _gatys_process(args: argparse.Namespace, pairs: list) -> Callable:
             given[key] = tuple(given[key])
     cfg = GatysConfig(**given, preserve_color=args.preserve_color, strength=args.strength, max_size=args.max_size, device=args.device, progress=not args.quiet)
     cfg.validate()
-    if cfg.save_every and not args.overwrite:
-        for _, dst in pairs:
-            if snapshot_path(dst, 0).parent.exists():
-                raise FastNSTError(f"{snapshot_path(dst, 0).parent}: already exists (--save-every writes there); pass --overwrite or choose another --output")
+    if cfg.save_every:
+        _check_snapshot_folders(args, pairs, snapshot_path)
     optimizer = GatysOptimizer(cfg)
     return lambda items: optimizer.stylize_many(items, output_of=lambda key: key[1])
+
+
+def _check_snapshot_folders(args: argparse.Namespace, pairs: list, snapshot_path: Callable) -> None:
+    """--save-every writes into <output>_iterations/: free (or --overwrite), and holding none of the inputs."""
+    inputs = [(src, "an input image") for src, _ in pairs] + [(s, "a --style-image") for s in args.style_image]
+    for _, dst in pairs:
+        folder = snapshot_path(dst, 0).parent
+        inside = [(p, what) for p, what in inputs if os.path.realpath(p).startswith(os.path.realpath(folder) + os.sep)]
+        if inside:
+            raise FastNSTError(f"{inside[0][0]}: {inside[0][1]} lies in {folder}, where --save-every writes; move it out first")
+        if folder.exists() and not args.overwrite:
+            raise FastNSTError(f"{folder}: already exists (--save-every writes there); pass --overwrite or choose another --output")
 
 
 def cmd_stylize(args: argparse.Namespace) -> int:
@@ -432,7 +443,7 @@ def _write_images(args: argparse.Namespace, pairs: list, process: Callable) -> i
     done = len(pairs) - failed
     print(f"wrote {done} image(s){' to ' + str(pairs[0][1]) if len(pairs) == 1 and done else ''}", file=sys.stderr)
     if failed:
-        print(f"fastnst: {failed} input(s) could not be read (see warnings above)", file=sys.stderr)
+        print(f"fastnst: {failed} input(s) could not be read or stylized (see warnings above)", file=sys.stderr)
         return 1
     return 0
 
@@ -686,12 +697,31 @@ def _sigterm_unwinds() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+def _ignore_further_signals() -> None:
+    """The command is ending (done, failed or interrupted): a second Ctrl-C or SIGTERM now would
+    only interrupt the clean-up (loader processes, threads) with an 'Exception ignored' traceback."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """The ``fastnst`` program. ``argv`` None means the process's own arguments: the process
+    ends with the command, so from then on further interrupts are ignored (a Python caller
+    passing ``argv`` keeps its handlers)."""
+    return _main(sys.argv[1:] if argv is None else argv, exiting=argv is None)
+
+
+def _main(argv: Sequence[str], exiting: bool) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        with _sigterm_unwinds():
-            return int(args.func(args) or 0)
+        try:
+            with _sigterm_unwinds():
+                return int(args.func(args) or 0)
+        finally:
+            if exiting:
+                _ignore_further_signals()
     except FastNSTError as e:
         from .training import TrainingInterrupted
 
@@ -723,4 +753,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def run_subcommand(name: str) -> None:
     """For train.py / stylize.py: ``python train.py ARGS`` == ``fastnst train ARGS``."""
-    sys.exit(main([name, *sys.argv[1:]]))
+    sys.exit(_main([name, *sys.argv[1:]], exiting=True))

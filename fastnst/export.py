@@ -29,7 +29,7 @@ from .atomic import atomic_write
 from .checkpoint import load_model
 from .errors import FastNSTError
 from .model import MIN_SIZE, TransformerNet
-from .onnx_format import INPUT_NAME, IO_CONVENTION, OPSET, OUTPUT_NAME, build_metadata
+from .onnx_format import INPUT_NAME, IO_CONVENTION, OPSET, OUTPUT_NAME, build_metadata, text_for_onnx
 from .paths import check_not_inputs, check_writable
 from .providers import CPU, make_session
 
@@ -142,17 +142,27 @@ def _check_paths(src: Path, out: Path, overwrite: bool) -> None:
     check_writable(out.parent)  # before the export and its verification, not after
 
 
+def _check_finite_output(model: TransformerNet, src: Path) -> None:
+    """A model whose output is NaN (finite but enormous weights overflow) is damaged: say so
+    before the export, rather than blame the exporter when verification then fails."""
+    with torch.inference_mode():
+        y = model.eval()(torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(0)))
+    if not bool(torch.isfinite(y).all()):
+        raise FastNSTError(f"{src}: the network computes NaN or infinite values (weights damaged or far too large); nothing was written")
+
+
 def export_onnx(model_path: str | os.PathLike, output: str | os.PathLike, fp16: bool = False, overwrite: bool = False) -> ExportResult:
     """Export, check, verify, then write ``output`` atomically."""
     src, out = Path(model_path), Path(output)
     _check_paths(src, out, overwrite)
     model, info = load_model(src)
+    _check_finite_output(model, src)
     precision = "float16" if fp16 else "float32"
     proto = export_graph(model, fp16)
     verification = verify_graph(proto, model, precision)
     for key, value in build_metadata(info, precision, verification).items():
         proto.metadata_props.add(key=key, value=value)
-    proto.doc_string = f"fastnst style network '{info.get('style')}' ({precision}). {IO_CONVENTION}"
+    proto.doc_string = text_for_onnx(f"fastnst style network '{info.get('style')}' ({precision}). {IO_CONVENTION}")
     onnx.checker.check_model(proto, full_check=True)
     data = proto.SerializeToString()
     try:

@@ -22,6 +22,7 @@ from .paths import require_file
 __all__ = [
     "FRAMES_KEY",
     "IMAGE_SUFFIXES",
+    "OUTPUT_SUFFIXES",
     "READ_SUFFIXES",
     "check_output_suffix",
     "load_rgb",
@@ -210,11 +211,16 @@ def with_alpha(rgb: Image.Image, alpha: Image.Image | None) -> Image.Image:
     return rgba
 
 
+# Formats that store a full-size RGB (or RGBA) picture as it is. Pillow writes more (ICO shrinks
+# to 256 px, XBM is 1-bit, BLP refuses RGB, GRIB/HDF5 have no writer), so they are refused up front.
+OUTPUT_SUFFIXES = (*IMAGE_SUFFIXES, ".tif", ".tiff", ".ppm", ".tga")
+
+
 def check_output_suffix(path: str | os.PathLike) -> str:
-    """The Pillow format for an output path, or a clear error."""
+    """The Pillow format for an output path, or a clear error (before any work)."""
     suffix = Path(path).suffix.lower()
     fmt = Image.registered_extensions().get(suffix)
-    if fmt is None or fmt not in Image.SAVE:
+    if suffix not in OUTPUT_SUFFIXES or fmt is None or fmt not in Image.SAVE:
         raise FastNSTError(f"{path}: cannot write images with suffix '{suffix}'; use .jpg, .png, .webp, .bmp or .tif")
     return fmt
 

@@ -141,6 +141,8 @@ def parse_layers(spec: str | dict[str, float], flag: str = "layers") -> dict[str
     out: dict[str, float] = {}
     for name, weight in items:
         layer_index(name)  # validates the name
+        if name in out:
+            raise FastNSTError(f"--{flag}: {name} is given twice; give each layer once (NAME:WEIGHT sets its weight)")
         wrong = problem("layer_weight", weight)
         if wrong:
             raise FastNSTError(f"--{flag}: weight of {name}: {wrong}")

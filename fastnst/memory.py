@@ -79,10 +79,10 @@ def parse_bytes(text: str) -> int:
     m = re.fullmatch(r"\s*(\d+(?:\.\d*)?)\s*([kmgt]?)(?:i?b)?\s*", text.lower())
     if not m:
         raise FastNSTError(f"--max-memory: expected a size such as 8G, 512M or 1.5GiB, got '{text}'")
-    value = int(float(m.group(1)) * _UNITS[m.group(2)])
-    if value <= 0:
-        raise FastNSTError(f"--max-memory must be more than 0, got '{text}'")
-    return value
+    value = float(m.group(1)) * _UNITS[m.group(2)]
+    if not 0 < value < 2**62:  # 4 EiB: beyond any machine, and inf when the number overflows
+        raise FastNSTError(f"--max-memory must be more than 0 and less than 4 EiB, got '{text}'")
+    return int(value)
 
 
 def format_bytes(n: float) -> str:

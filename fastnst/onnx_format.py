@@ -30,6 +30,7 @@ __all__ = [
     "OUTPUT_NAME",
     "build_metadata",
     "parse_metadata",
+    "text_for_onnx",
 ]
 
 FORMAT = "fastnst-onnx"
@@ -67,7 +68,13 @@ def build_metadata(info: dict[str, Any], precision: str, verification: list[dict
     }
     if info.get("imported_from"):
         meta["imported_from"] = str(info["imported_from"])
-    return {k: v if isinstance(v, str) else json.dumps(v, sort_keys=True, default=str) for k, v in meta.items()}
+    return {k: text_for_onnx(v) if isinstance(v, str) else json.dumps(v, sort_keys=True, default=str) for k, v in meta.items()}
+
+
+def text_for_onnx(value: str) -> str:
+    """Valid UTF-8 for protobuf: a file name in another encoding reaches Python as lone
+    surrogates, which ONNX cannot store; they are written as escapes instead."""
+    return value.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def parse_metadata(props: dict[str, str], source: str) -> dict[str, Any]:
@@ -87,7 +94,7 @@ def parse_metadata(props: dict[str, str], source: str) -> dict[str, Any]:
     for key in _JSON_KEYS:
         try:
             info[key] = json.loads(props.get(key) or "{}")
-        except (json.JSONDecodeError, RecursionError):
+        except (ValueError, RecursionError):  # JSONDecodeError, and ints longer than Python's 4300 digits
             info[key] = None
         if not isinstance(info[key], dict if key != "verification" else (dict, list)):
             raise FastNSTError(f"{source}: the fastnst metadata '{key}' is damaged (not a JSON object); {_REEXPORT}")

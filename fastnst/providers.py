@@ -185,6 +185,13 @@ def _provider_options(providers: Sequence[str], device: str) -> list[dict[str, s
     return [{"device_id": index} if index is not None and p in (CUDA, TENSORRT) else {} for p in providers]
 
 
+def quiet_run_options() -> ort.RunOptions:
+    """Run options without ONNX Runtime's own error log: a failed run becomes one fastnst line."""
+    options = ort.RunOptions()
+    options.log_severity_level = 4  # fatal only
+    return options
+
+
 def make_session(model: bytes | str, providers: Sequence[str], device: str = "auto", threads: int | None = None) -> ort.InferenceSession:
     """An InferenceSession with fastnst's settings: quiet log, intra-op threads = cores."""
     options = ort.SessionOptions()

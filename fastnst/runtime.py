@@ -23,7 +23,7 @@ from .model import NormStats
 from .onnx_format import parse_metadata
 from .onnx_stats import apply_graph, norm_count, record_graph, stat_names
 from .paths import require_file
-from .providers import choose_providers, make_session
+from .providers import choose_providers, make_session, quiet_run_options
 
 __all__ = ["OnnxBackend", "read_onnx"]
 
@@ -73,6 +73,10 @@ def _check_image_type(value: onnx.ValueInfoProto, kind: str, source: str) -> Non
     if tensor.elem_type not in _FLOAT_TYPES:
         name = onnx.TensorProto.DataType.Name(tensor.elem_type)
         raise FastNSTError(f"{source}: {kind} '{value.name}' is {name}, not float32 or float16; not a fastnst style model")
+    fixed = [(axis, dims[i].dim_value) for i, axis in ((0, "batch"), (2, "height"), (3, "width")) if dims[i].HasField("dim_value")]
+    if kind == "input" and fixed:  # e.g. after onnxsim --overwrite-input-shape: one size only
+        sizes = ", ".join(f"{axis} {n}" for axis, n in fixed)
+        raise FastNSTError(f"{source}: input '{value.name}' has a fixed {sizes}; fastnst models take any batch and size: {_REEXPORT}")
 
 
 def _check_weights(proto: onnx.ModelProto, source: str) -> None:
@@ -156,7 +160,13 @@ class OnnxBackend:
             for k, (mean, var) in enumerate(stats):
                 m, v = stat_names(k)
                 feed[m], feed[v] = mean.numpy().astype(np.float32), var.numpy().astype(np.float32)
-        (y,) = session.run([self.output_name], feed)
+        try:
+            (y,) = session.run([self.output_name], feed, quiet_run_options())
+        except Exception as e:  # noqa: BLE001 - onnxruntime's errors share no useful base class
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+            if "allocat" in first.lower():  # out of memory: main() names the knobs for that
+                raise MemoryError(first) from None
+            raise FastNSTError(f"{self._variants['path']}: ONNX Runtime failed on a {tuple(batch.shape)} batch ({first}); {_REEXPORT}") from None
         y = np.asarray(y, dtype=np.float32)
         if y.shape != tuple(batch.shape):
             path = self._variants["path"]

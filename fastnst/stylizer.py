@@ -227,6 +227,11 @@ class Stylizer:
             raise FastNSTError(f"expected a (B, 3, H, W) RGB batch, got shape {tuple(x.shape)}")
         x = x.float().cpu()
         y = self._run_network(x)
+        if not bool(torch.isfinite(y).all()):  # clamping would hide it as black pixels: a silently wrong picture
+            raise FastNSTError(
+                f"{self.info.get('path', 'the model')}: the network computes NaN or infinite values (weights damaged or far "
+                "too large); nothing was written. Retrain it, or export it again from a good .pth"
+            )
         if self.preserve_color or self.strength < 1.0:
             for top in range(0, y.shape[-2], _STRIP):  # strips: image-sized temporaries would double the memory
                 rows = slice(top, top + _STRIP)

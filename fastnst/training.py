@@ -27,7 +27,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import ExitStack, contextmanager, nullcontext
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, get_args, get_type_hints
@@ -37,6 +37,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from . import distributed
+from .atomic import folder_lock
 from .checkpoint import check_payload, model_payload, read_checkpoint, save_model, write_checkpoint
 from .data import PhotoDataset, TrainBatchSampler, collate, find_images
 from .errors import FastNSTError
@@ -52,7 +53,7 @@ from .losses import (
     format_layers,
     parse_layers,
 )
-from .model import ModelConfig, TransformerNet
+from .model import MIN_SIZE, ModelConfig, TransformerNet
 from .paths import check_not_inputs, require_file, same_file
 from .vgg import build_vgg, resolve_preprocess
 
@@ -168,7 +169,6 @@ def _resolve_config(cfg: TrainConfig, explicit: set[str], world_size: int = 1) -
             if f.name not in explicit and f.name not in _NOT_RECORDED and old.get(f.name) is not None:
                 setattr(cfg, f.name, old[f.name])
         _check_global_batch(cfg, old, world_size)
-        _check_same_style(cfg, old, explicit)
         if "checkpoint_dir" not in explicit:
             cfg.checkpoint_dir = str(path.parent)
         cfg.resume = str(path)
@@ -176,6 +176,8 @@ def _resolve_config(cfg: TrainConfig, explicit: set[str], world_size: int = 1) -
         if not getattr(cfg, key):
             raise FastNSTError(f"--{key.replace('_', '-')} is required (or --resume a checkpoint that records it)")
     _validate_numbers(cfg)
+    if ckpt is not None:
+        _check_same_style(cfg, ckpt.get("train_config") or {}, explicit)
     cfg.vgg_preprocess = resolve_preprocess(cfg.vgg_preprocess, cfg.vgg_weights)
     defaults = DEFAULT_WEIGHTS[cfg.vgg_preprocess]
     cfg.content_weight = defaults.content if cfg.content_weight is None else cfg.content_weight
@@ -321,7 +323,11 @@ def _check_outputs(cfg: TrainConfig) -> Path:
     inputs = [(cfg.style_image, "the --style-image"), (cfg.sample_image, "the --sample-image"), (cfg.vgg_weights, "the --vgg-weights file")]
     check_not_inputs([(save, "--save-model"), (last, "the run's checkpoint")], inputs)
     check_not_inputs([(save, "--save-model")], [(cfg.resume, "the checkpoint being resumed")])
-    if not cfg.resume and save.exists() and not cfg.overwrite:
+    samples = os.path.realpath(ckpt_dir / "samples") + os.sep
+    for path, what in inputs:
+        if path and os.path.realpath(path).startswith(samples):
+            raise FastNSTError(f"{path}: {what} lies in {ckpt_dir / 'samples'}, where this run writes its samples; move it out first")
+    if save.exists() and not cfg.overwrite and not (cfg.resume and _is_model_file(save)):
         raise FastNSTError(f"{cfg.save_model}: already exists; pass --overwrite to replace it or choose another --save-model")
     for folder in (ckpt_dir, Path(cfg.save_model).parent):
         try:
@@ -332,6 +338,14 @@ def _check_outputs(cfg: TrainConfig) -> Path:
         except OSError as e:
             raise FastNSTError(f"{folder}: cannot write here ({e.strerror or e}); choose another folder") from None
     return ckpt_dir
+
+
+def _is_model_file(path: Path) -> bool:
+    """Is ``path`` a fastnst model (one a resumed run may replace: its own, saved at an earlier stop)?"""
+    try:
+        return read_checkpoint(path).get("format") == "fastnst"
+    except FastNSTError:
+        return False
 
 
 def _total_steps(cfg: TrainConfig, n_images: int, world_size: int) -> int:
@@ -352,12 +366,16 @@ class _Plan:
     empty: list[tuple[str, str]]
 
 
-def _prepare(cfg: TrainConfig, explicit: set[str], world_size: int) -> _Plan:
+def _prepare(cfg: TrainConfig, explicit: set[str], world_size: int, locks: ExitStack | None = None) -> _Plan:
     """Settings, output checks, the photo list and the step count: every cheap check
-    that can fail, before anything slow (VGG) is loaded."""
+    that can fail, before anything slow (VGG) is loaded. The checkpoint folder is
+    locked (until ``locks`` closes; not without it) against a second run writing into it."""
     _resume_after_restart(cfg)
     cfg, ckpt = _resolve_config(cfg, explicit, world_size)
-    _check_outputs(cfg)
+    ckpt_dir = _check_outputs(cfg)
+    if locks is not None:
+        busy = "another fastnst training run is writing to this checkpoint folder; wait for it to end, or choose another --checkpoint-dir"
+        locks.enter_context(folder_lock(ckpt_dir, busy))
     files, empty = find_images(cfg.dataset)
     cfg.iterations = _total_steps(cfg, len(files), world_size)
     return _Plan(cfg, ckpt, files, empty)
@@ -382,7 +400,10 @@ def _sample_tensor(cfg: TrainConfig, files: list[Path]) -> torch.Tensor | None:
     candidates = [Path(cfg.sample_image)] if cfg.sample_image else files[:50]
     for path in candidates:
         try:
-            return pil_to_tensor(resize_max(load_rgb(path), 512))
+            img = resize_max(load_rgb(path), 512)
+            if min(img.size) < MIN_SIZE:
+                raise FastNSTError(f"{path}: too small for a sample ({img.width}x{img.height}; at least {MIN_SIZE} px a side)")
+            return pil_to_tensor(img)
         except FastNSTError:
             if cfg.sample_image:
                 raise
@@ -399,15 +420,29 @@ def _workers(cfg: TrainConfig, device: torch.device, local_processes: int = 1) -
 
 
 def _leave_signals_to_main(worker_id: int) -> None:
-    """Loader workers leave Ctrl-C and SIGTERM to the main process, which saves and stops.
+    """Loader workers leave Ctrl-C to the main process, which saves and stops, and end
+    quietly on SIGTERM.
 
     A terminal's Ctrl-C, and SIGTERM from Slurm, systemd or ``kill -- -PGID``,
-    reach the whole process group: a worker that died of it would turn the
-    clean stop into a "DataLoader worker is killed by signal" traceback. The
-    main process ends the workers itself when it stops (and they exit on
-    their own when it dies)."""
+    reach the whole process group. A worker killed by the signal would turn the
+    main process's clean stop into a "DataLoader worker is killed by signal"
+    traceback; one that exits with status 0 is not an error to PyTorch, and
+    SIGTERM must still end it (PyTorch and multiprocessing stop workers so)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _exit_quietly)
+
+
+def _exit_quietly(signum: int, frame: Any) -> None:
+    os._exit(0)
+
+
+def _close_loader(batches: Iterator) -> None:
+    """End the loader's worker processes now. Left to garbage collection, they outlive a
+    failed run while an exception's frames are kept (a Python caller, a test): idle,
+    holding the checkpoint folder's lock, which they inherited."""
+    shutdown = getattr(batches, "_shutdown_workers", None)  # PyTorch's own, idempotent
+    if shutdown is not None:
+        shutdown()
 
 
 def make_loader(dataset: PhotoDataset, sampler: Any, workers: int, pin: bool) -> DataLoader:
@@ -445,6 +480,21 @@ def _align_optimizer(opt: torch.optim.Optimizer, fused: bool) -> None:
                     state[key] = torch.empty_like(p).copy_(value)
 
 
+def _check_adam_state(opt: torch.optim.Optimizer, source: str | None) -> None:
+    """Adam's moments as restored: one per parameter, of its shape, finite; a step count >= 0."""
+    for group in opt.param_groups:
+        for p in group["params"]:
+            state = opt.state.get(p)
+            if not state:
+                continue
+            moments = [state.get(k) for k in ("exp_avg", "exp_avg_sq")]
+            step = state.get("step")
+            step = float(step) if torch.is_tensor(step) and step.numel() == 1 else step
+            ok = all(torch.is_tensor(m) and m.shape == p.shape and m.is_floating_point() and bool(torch.isfinite(m).all()) for m in moments)
+            if not ok or isinstance(step, bool) or not isinstance(step, (int, float)) or not 0 <= step < 1e15:
+                raise FastNSTError(f"{source}: the optimizer state is damaged (NaN, wrong shapes or types); resume from an earlier checkpoint")
+
+
 def _grads_finite(model: torch.nn.Module) -> bool:
     grads = [p.grad.isfinite().all() for p in model.parameters() if p.grad is not None]
     return bool(torch.stack(grads).all()) if grads else True
@@ -462,6 +512,9 @@ def _stop_on_signals(repeat_grace_s: float = 0.0, announce: bool = True) -> Iter
     def handler(signum: int, frame: Any) -> None:
         if state["signal"]:
             if signum == signal.SIGINT and time.monotonic() - state["at"] > repeat_grace_s:
+                if state.get("saving"):  # never half way through a checkpoint: abort right after it
+                    state["abort"] = True
+                    return
                 raise KeyboardInterrupt
             return
         state["signal"], state["at"] = signal.Signals(signum).name, time.monotonic()
@@ -478,14 +531,15 @@ def _stop_on_signals(repeat_grace_s: float = 0.0, announce: bool = True) -> Iter
 
 class _Metrics:
     """JSONL log; on resume, lines past the checkpoint's step are dropped so
-    the file reads as one uninterrupted run."""
+    the file reads as one uninterrupted run (and so are lines a crash or a
+    full disk left half written, or that are not fastnst's records)."""
 
     def __init__(self, path: Path, start_step: int) -> None:
         self.path = path
         if start_step == 0:
             path.write_text("")
         elif path.exists():
-            keep = [ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln).get("step", 0) <= start_step]
+            keep = [ln for ln in path.read_text(errors="replace").splitlines() if _record_step(ln) <= start_step]
             path.write_text("".join(ln + "\n" for ln in keep))
 
     def write(self, record: dict[str, Any]) -> None:
@@ -494,6 +548,16 @@ class _Metrics:
                 f.write(json.dumps(record) + "\n")
         except OSError as e:  # a full disk: say so, the checkpoints say the rest
             raise FastNSTError(f"{self.path}: cannot write ({e.strerror or e}); free disk space, then resume from the last checkpoint") from None
+
+
+def _record_step(line: str) -> float:
+    """The step of a metrics line, or infinity (dropped) for a line that is not a whole record."""
+    try:
+        record = json.loads(line)
+    except (ValueError, RecursionError):
+        return math.inf
+    step = record.get("step", 0) if isinstance(record, dict) else None
+    return step if isinstance(step, (int, float)) and not isinstance(step, bool) else math.inf
 
 
 @dataclass
@@ -614,9 +678,12 @@ class _Run:
     def _restore(self, ckpt: dict[str, Any]) -> None:
         """Weights, optimizer state, step and RNG of a checkpoint whose values check_payload and
         _check_recorded have vetted; what PyTorch still refuses is the file's fault, in one line."""
+        settings = [{k: v for k, v in g.items() if k != "params"} for g in self.opt.param_groups]
         try:
             self.model.load_state_dict(ckpt["state_dict"])
             self.opt.load_state_dict(ckpt["optimizer"])
+            for group, own in zip(self.opt.param_groups, settings):  # lr, betas, eps ...: this run's, never the file's
+                group.update(own)
             rng = ckpt.get("rng")
             if isinstance(rng, dict) and isinstance(rng.get("torch"), torch.Tensor):
                 torch.set_rng_state(rng["torch"])
@@ -624,8 +691,7 @@ class _Run:
             lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()] or [type(e).__name__]
             detail = lines[1] if len(lines) > 1 and lines[0].startswith("Error(s) in loading") else lines[0]  # the first real problem
             raise FastNSTError(f"{self.cfg.resume}: checkpoint does not match this model ({detail[:200]})") from None
-        if not all(bool(torch.isfinite(t).all()) for s in self.opt.state.values() for t in s.values() if torch.is_tensor(t) and t.is_floating_point()):
-            raise FastNSTError(f"{self.cfg.resume}: the optimizer state holds NaN or infinite values; resume from an earlier checkpoint")
+        _check_adam_state(self.opt, self.cfg.resume)
         self.step = int(ckpt["step"])
 
     def train_config(self) -> dict[str, Any]:
@@ -644,17 +710,35 @@ class _Run:
         if distributed.job_id():  # lets a torchrun restart of this job find its own checkpoint
             payload["job_id"] = distributed.job_id()
         path = self.ckpt_dir / "last.pth"
-        write_checkpoint(payload, path)
+        with self._saving():
+            write_checkpoint(payload, path)
         return path
 
+    @contextmanager
+    def _saving(self) -> Iterator[None]:
+        """A second Ctrl-C waits for the file being written (an abort inside torch.save
+        left the zip writer broken and the process hanging), then aborts."""
+        self.stop["saving"] = True
+        try:
+            yield
+        finally:
+            self.stop["saving"] = False
+        if self.stop.pop("abort", False):
+            raise KeyboardInterrupt
+
     def save_sample(self) -> None:
+        """A progress picture; a failure to make one is a warning, never the end of the run."""
         if self.sample is None:
             return
         self.model.eval()
-        with torch.no_grad(), self._autocast():
-            out = self.model(self.sample.to(self.device))
-        self.model.train()
-        save_image(tensor_to_pil(out.float()), self.ckpt_dir / "samples" / f"step_{self.step:07d}.jpg")
+        try:
+            with torch.no_grad(), self._autocast():
+                out = self.model(self.sample.to(self.device))
+            save_image(tensor_to_pil(out.float()), self.ckpt_dir / "samples" / f"step_{self.step:07d}.jpg")
+        except (FastNSTError, RuntimeError, OSError) as e:
+            tqdm.write(f"warning: no sample picture at step {self.step}: {str(e).splitlines()[0][:200]}", file=sys.stderr)
+        finally:
+            self.model.train()
 
     def _note_skipped(self, items: list[tuple[str, str]], relay: bool = True) -> None:
         """Warn once per file. Under torchrun rank 0 warns for every rank: the
@@ -728,6 +812,15 @@ class _Run:
             self._compile()
         self._announce()
         batches = self._loader()
+        try:
+            window = self._loop(batches)
+        finally:
+            _close_loader(batches)
+        return self._finish(window)
+
+    def _loop(self, batches: Iterator) -> _Window:
+        """Steps until the end, a clean stop on a signal (raises TrainingInterrupted) or --max-time."""
+        cfg, dist = self.cfg, self.dist
         window, bad_steps = _Window.start(), 0
         bar = tqdm(total=self.total, initial=self.step, unit="it", desc="training", disable=not (cfg.progress and dist.is_main), dynamic_ncols=True, file=sys.stderr)
         grace = _REPEAT_SIGNAL_GRACE_S if dist.enabled else 0.0
@@ -756,7 +849,7 @@ class _Run:
                 if self.out_of_time or (not dist.enabled and time.monotonic() >= self.deadline):
                     self.out_of_time = True
                     break
-        return self._finish(window)
+        return window
 
     def _skipped_step(self, bad_steps: int) -> None:
         if self.dist.is_main:
@@ -835,8 +928,10 @@ class _Run:
 
     def _save_model(self) -> None:
         """The model file; never over a file that appeared there during a run without --overwrite."""
+        record = {**self.train_config(), **self.progress_record()}
         try:
-            save_model(self.model, self.cfg.save_model, {**self.train_config(), **self.progress_record()}, replace=self.cfg.overwrite or bool(self.cfg.resume))
+            with self._saving():
+                save_model(self.model, self.cfg.save_model, record, replace=self.cfg.overwrite or bool(self.cfg.resume))
         except FastNSTError as e:
             raise FastNSTError(f"{e}. The trained network is in {self.ckpt_dir / 'last.pth'}, which stylize and export read too") from None
 
@@ -869,7 +964,7 @@ def train(cfg: TrainConfig, explicit: set[str] | None = None) -> Path:
         raise FastNSTError(f"--dist-timeout: {wrong}")
     dist = distributed.from_env()
     device = distributed.pick_device(cfg.device, dist)
-    with distributed.process_group(dist, device, cfg.dist_timeout):
-        plan = distributed.run_on_main(dist, lambda: _prepare(cfg, explicit, dist.world_size))
+    with ExitStack() as locks, distributed.process_group(dist, device, cfg.dist_timeout):
+        plan = distributed.run_on_main(dist, lambda: _prepare(cfg, explicit, dist.world_size, locks))
         run = distributed.run_everywhere(dist, lambda: _Run(plan, dist, device, started))
         return run.run()

@@ -80,9 +80,13 @@ class CameraSource:
         cv2 = import_cv2()
         self._cv2 = cv2
         self.name = f"camera {index}"
-        self._cap = _quietly(cv2, lambda: cv2.VideoCapture(index))
-        if not self._cap.isOpened():
-            self._cap.release()
+        try:
+            self._cap = _quietly(cv2, lambda: cv2.VideoCapture(index)) if 0 <= index < 10_000 else None
+        except cv2.error:  # OpenCV refuses indices it cannot represent
+            self._cap = None
+        if self._cap is None or not self._cap.isOpened():
+            if self._cap is not None:
+                self._cap.release()
             raise FastNSTError(
                 f"{self.name}: cannot be opened (no camera with that index, or another program is using it); "
                 "try another --webcam INDEX, or give --webcam a video file to stand in for a camera"

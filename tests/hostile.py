@@ -199,6 +199,13 @@ def _nan_weight(d: dict) -> None:
     d["state_dict"]["conv1.conv2d.weight"][0, 0, 0, 0] = float("nan")
 
 
+def _weights_as(make: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[dict], None]:
+    def edit(d: dict) -> None:
+        d["state_dict"]["conv1.conv2d.weight"] = make(d["state_dict"]["conv1.conv2d.weight"])
+
+    return edit
+
+
 def _wrong_shape(d: dict) -> None:
     d["state_dict"]["conv1.conv2d.weight"] = torch.zeros(1, 3, 9, 9)
 
@@ -220,6 +227,12 @@ MODEL_CASES: tuple[ModelCase, ...] = (
     ModelCase("weight_is_string", lambda d: d["state_dict"].update({"conv1.conv2d.weight": "x"}), "not a dict of named tensors"),
     ModelCase("nan_weight", _nan_weight, "NaN or infinite"),
     ModelCase("wrong_shape", _wrong_shape, "conv1.conv2d.weight is (1, 3, 9, 9)"),
+    ModelCase("int_weights", _weights_as(lambda w: w.to(torch.int32)), "not dense floating point"),
+    ModelCase("bool_weights", _weights_as(lambda w: w > 0), "not dense floating point"),
+    ModelCase("complex_weights", _weights_as(lambda w: w.to(torch.complex64)), "not dense floating point"),
+    ModelCase("sparse_weights", _weights_as(lambda w: w.to_sparse()), "not dense floating point"),
+    ModelCase("meta_weights", _weights_as(lambda w: torch.empty_like(w, device="meta")), "not dense floating point"),
+    ModelCase("float8_weights", _weights_as(lambda w: w.to(torch.float8_e4m3fn)), "not dense floating point"),
     ModelCase("extra_weight", lambda d: d["state_dict"].update({"res9.conv1.conv2d.weight": torch.zeros(1)}), "1 unexpected"),
     ModelCase("train_config_list", lambda d: d.update(train_config=[1]), "train_config or fastnst_version"),
     ModelCase("step_string", lambda d: d.update(step="3"), "step is '3'"),

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from fastnst.atomic import atomic_path, atomic_write
+from fastnst.atomic import atomic_path, atomic_write, folder_lock
 from fastnst.errors import FastNSTError
 
 
@@ -49,4 +49,12 @@ def test_a_folder_that_cannot_exist_is_one_line(tmp_path: Path) -> None:
         pytest.raises(FastNSTError, match=r"file/sub/out.mp4: cannot create the file here"),
         atomic_path(tmp_path / "file" / "sub" / "out.mp4"),
     ):
+        pass
+
+
+def test_a_folder_lock_refuses_a_second_holder_and_frees_on_exit(tmp_path: Path) -> None:
+    refused = pytest.raises(FastNSTError, match=r": busy: another run$")
+    with folder_lock(tmp_path, "busy: another run"), refused, folder_lock(tmp_path, "busy: another run"):
+        pass
+    with folder_lock(tmp_path, "busy"):  # released: free again
         pass

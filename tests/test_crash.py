@@ -239,3 +239,25 @@ def test_sigterm_to_the_whole_process_group_stops_cleanly(tmp_path: Path, photo_
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 130 and "stopped by SIGTERM" in err and "Traceback" not in err, err
     _intact(tmp_path / "m_run" / "last.pth")
+
+
+def test_a_second_ctrl_c_never_leaves_a_traceback(tmp_path: Path, photo_dir: Path, style_file: Path, vgg_file: Path) -> None:
+    """Ctrl-C twice, 50 ms apart, at whatever moment they land (mid-step, mid-checkpoint, during the
+    clean-up of loader workers): exit 130, one line of news, no traceback, a checkpoint that loads."""
+    argv = _args(photo_dir, style_file, vgg_file, tmp_path / "m.pth", iterations=100_000)
+    argv[argv.index("--workers") + 1] = "2"
+    argv[argv.index("--checkpoint-interval") + 1] = "1"  # a checkpoint written at every step: the second Ctrl-C often lands in one
+    env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    for attempt in range(3):
+        run_dir = tmp_path / f"m{attempt}_run"
+        argv[argv.index("--save-model") + 1] = str(tmp_path / f"m{attempt}.pth")
+        proc = subprocess.Popen([sys.executable, "-m", "fastnst", "train", *argv], env=env, stderr=subprocess.PIPE, text=True)
+        deadline = time.time() + 300
+        while _logged_step(run_dir) < 3 + attempt and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGINT)
+        time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=300)
+        assert proc.returncode == 130 and "Traceback" not in err and "Exception ignored" not in err, err
+        read_checkpoint(run_dir / "last.pth")

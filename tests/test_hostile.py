@@ -5,6 +5,7 @@ while an output is written."""
 from __future__ import annotations
 
 import errno
+import json
 import os
 import re
 import signal
@@ -74,7 +75,9 @@ def test_each_file_is_decoded_correctly_or_refused_by_name(case, corpus: Path) -
     assert arr.std() > 3 or case.name == "one_pixel.png", "not a flat (white, black) picture"
     if case.size != (1, 1):
         w, h = img.size
-        corner = {"exif_rotate_90.jpg": (w - 1, 0), "exif_rotate_180.jpg": (w - 1, h - 1), "exif_mirror.jpg": (w - 1, 0)}.get(case.name, (0, 0))
+        corner = {"exif_rotate_90.jpg": (w - 1, 0), "exif_rotate_180.jpg": (w - 1, h - 1), "exif_mirror.jpg": (w - 1, 0)}.get(
+            case.name, (0, 0)
+        )
         if case.name not in ("gray16.png", "float.tif", "bilevel.png") and "gray" not in case.name:
             assert _corner(img, *corner), f"{case.name}: the red top-left mark is not where the EXIF orientation puts it"
 
@@ -240,7 +243,9 @@ class _RunsCode:
 
 
 @pytest.mark.parametrize("where", ["stylize --model", "train --resume", "train --vgg-weights"])
-def test_files_that_would_run_code_are_refused(where: str, tmp_path: Path, photo_dir: Path, style_file: Path, vgg_file: Path, capsys) -> None:
+def test_files_that_would_run_code_are_refused(
+    where: str, tmp_path: Path, photo_dir: Path, style_file: Path, vgg_file: Path, capsys
+) -> None:
     marker, evil = tmp_path / "code_ran", tmp_path / "evil.pth"
     torch.save({"format": "fastnst", "step": 3, "optimizer": {}, "state_dict": {"x": _RunsCode(marker)}}, evil)
     img = tmp_path / "in.png"
@@ -354,7 +359,9 @@ def test_fuzzed_model_files_give_a_model_or_one_line_within_a_memory_bound(tmp_p
     assert 0 < loaded < len(paths)  # the edits reach both outcomes
 
 
-def test_a_resume_checkpoint_with_wrong_setting_types_is_one_line(tmp_path: Path, photo_dir: Path, style_file: Path, vgg_file: Path, capsys) -> None:
+def test_a_resume_checkpoint_with_wrong_setting_types_is_one_line(
+    tmp_path: Path, photo_dir: Path, style_file: Path, vgg_file: Path, capsys
+) -> None:
     out = tmp_path / "m.pth"
     assert main(["train", *tiny_train_args(photo_dir, style_file, vgg_file, out, iterations=2)]) == 0
     last = tmp_path / "m_run" / "last.pth"
@@ -391,6 +398,28 @@ def _flattened_output(proto) -> None:
     proto.graph.output.append(onnx.helper.make_tensor_value_info("flat", onnx.TensorProto.FLOAT, ["N", "D"]))
 
 
+def _huge_initializer(proto) -> None:
+    """Finite weights so large the network overflows: NaN out, a black picture if unchecked."""
+    t = max(proto.graph.initializer, key=lambda t: len(t.raw_data))
+    t.CopyFrom(onnx.numpy_helper.from_array(np.full_like(onnx.numpy_helper.to_array(t), 1e38), t.name))
+
+
+def _fixed_input_size(proto) -> None:
+    """What onnxsim --overwrite-input-shape leaves: one height and width only."""
+    dims = proto.graph.input[0].type.tensor_type.shape.dim
+    for i in (2, 3):
+        dims[i].dim_value = 64
+
+
+def _reshape_to_one_size(proto) -> None:
+    """A graph that fails inside ONNX Runtime for any other size, with a 4-D output declared."""
+    out = proto.graph.output[0]
+    proto.graph.initializer.append(onnx.numpy_helper.from_array(np.array([1, 3, 64, 64], np.int64), "one_size"))
+    proto.graph.node.append(onnx.helper.make_node("Reshape", [out.name, "one_size"], ["reshaped"]))
+    proto.graph.output.pop()
+    proto.graph.output.append(onnx.helper.make_tensor_value_info("reshaped", onnx.TensorProto.FLOAT, ["N", 3, "H", "W"]))
+
+
 def _metadata(key: str, value: str) -> Callable:
     def edit(proto) -> None:
         next(m for m in proto.metadata_props if m.key == key).value = value
@@ -407,8 +436,15 @@ def _metadata(key: str, value: str) -> Callable:
         (_metadata("model_config", '{"n_residual": 1000000}'), "model_config.n_residual"),
         (_metadata("model_config", "[1, 2]"), "'model_config' is damaged"),
         (_metadata("fastnst_format_version", "one"), "fastnst_format_version is not a number"),
+        (_metadata("model_config", '{"width": 1' + "0" * 5000 + "}"), "'model_config' is damaged"),
+        (_huge_initializer, "computes NaN or infinite values"),
+        (_fixed_input_size, "has a fixed height 64, width 64"),
+        (_reshape_to_one_size, "ONNX Runtime failed on a (1, 3, 20, 20) batch"),
     ],
-    ids=["nan_weights", "rank2_output", "width_string", "million_blocks", "config_list", "version_string"],
+    ids=[
+        "nan_weights", "rank2_output", "width_string", "million_blocks", "config_list", "version_string", "5000_digits", "huge_weights",
+        "fixed_size", "fails_at_run",
+    ],  # fmt: skip
 )
 def test_crafted_onnx_files_are_refused(edit, words: str, styled_models: dict, tmp_path: Path, capsys) -> None:
     path = _onnx_variant(styled_models["onnx"], tmp_path / "crafted.onnx", edit)
@@ -423,7 +459,9 @@ def test_crafted_onnx_files_are_refused(edit, words: str, styled_models: dict, t
 # ---- class 3: outputs never replace inputs, nor a file that appeared meanwhile --------------------
 
 
-def test_outputs_never_replace_inputs_even_with_overwrite(tmp_path: Path, photo_dir: Path, style_file: Path, vgg_file: Path, styled_models: dict, capsys) -> None:
+def test_outputs_never_replace_inputs_even_with_overwrite(
+    tmp_path: Path, photo_dir: Path, style_file: Path, vgg_file: Path, styled_models: dict, capsys
+) -> None:
     style, vgg, img = tmp_path / "style.png", tmp_path / "vgg.pth", tmp_path / "in.png"
     style.write_bytes(style_file.read_bytes())
     vgg.write_bytes(vgg_file.read_bytes())
@@ -442,8 +480,14 @@ def test_outputs_never_replace_inputs_even_with_overwrite(tmp_path: Path, photo_
         ([*train, "--save-model", str(tmp_path / "model_link.pth")], "--save-model would replace the --style-image"),
         ([*gatys, str(style)], "--output would replace the --style-image"),
         ([*gatys, str(tmp_path / "style_hardlink.png")], "--output would replace the --style-image"),
-        (["stylize", "--model", str(model_named_png), str(img), "-o", str(model_named_png.parent), "--overwrite"], "--output would replace the --model file"),
-        (["export", "--model", str(styled_models["pth"]), "-o", str(tmp_path / "model_link.onnx"), "--overwrite"], "--output would replace the --model file"),
+        (
+            ["stylize", "--model", str(model_named_png), str(img), "-o", str(model_named_png.parent), "--overwrite"],
+            "--output would replace the --model file",
+        ),
+        (
+            ["export", "--model", str(styled_models["pth"]), "-o", str(tmp_path / "model_link.onnx"), "--overwrite"],
+            "--output would replace the --model file",
+        ),
     ]
     before = {p: p.read_bytes() for p in (style, vgg, model_named_png, styled_models["pth"])}
     for argv, words in cases:
@@ -476,7 +520,9 @@ def test_an_output_that_appears_during_the_run_is_kept(styled_models: dict, tmp_
 
 
 @pytest.mark.usefixtures("one_thread")
-def test_training_keeps_a_model_file_that_appeared_during_the_run(tmp_path: Path, photo_dir: Path, style_file: Path, vgg_file: Path, monkeypatch, capsys) -> None:
+def test_training_keeps_a_model_file_that_appeared_during_the_run(
+    tmp_path: Path, photo_dir: Path, style_file: Path, vgg_file: Path, monkeypatch, capsys
+) -> None:
     from fastnst.training import _Run
 
     out = tmp_path / "m.pth"
@@ -512,7 +558,9 @@ def alarm():
 
 @pytest.mark.usefixtures("alarm")
 @pytest.mark.parametrize("kind", ["fifo", "loop", "dangling", "folder", "device"])
-def test_special_files_are_named_for_what_they_are(kind: str, tmp_path: Path, photo_dir: Path, style_file: Path, vgg_file: Path, styled_models: dict, capsys) -> None:
+def test_special_files_are_named_for_what_they_are(
+    kind: str, tmp_path: Path, photo_dir: Path, style_file: Path, vgg_file: Path, styled_models: dict, capsys
+) -> None:
     path, words = special_paths(tmp_path / "special")[kind]
     img, out = tmp_path / "in.png", tmp_path / "o.png"
     synthetic_photo(20, 20).save(img)
@@ -537,7 +585,9 @@ def test_special_files_are_named_for_what_they_are(kind: str, tmp_path: Path, ph
 
 
 @pytest.mark.usefixtures("alarm", "one_thread")
-def test_symbolic_link_loops_neither_hang_nor_multiply_photos(tmp_path: Path, style_file: Path, vgg_file: Path, styled_models: dict, capsys) -> None:
+def test_symbolic_link_loops_neither_hang_nor_multiply_photos(
+    tmp_path: Path, style_file: Path, vgg_file: Path, styled_models: dict, capsys
+) -> None:
     root = looping_tree(tmp_path / "photos", photos=4)
     files, _ = find_images(root)
     assert sorted(f.name for f in files) == ["p0.jpg", "p1.jpg", "p2.jpg", "p3.jpg"]
@@ -552,7 +602,9 @@ def test_symbolic_link_loops_neither_hang_nor_multiply_photos(tmp_path: Path, st
 # ---- class 5: unwritable outputs are found before the work ----------------------------------------
 
 
-def test_an_unwritable_output_is_refused_before_any_work(tmp_path: Path, photo_dir: Path, style_file: Path, vgg_file: Path, styled_models: dict, monkeypatch, capsys) -> None:
+def test_an_unwritable_output_is_refused_before_any_work(
+    tmp_path: Path, photo_dir: Path, style_file: Path, vgg_file: Path, styled_models: dict, monkeypatch, capsys
+) -> None:
     """A file where a folder must be (also what a read-only mount gives a non-root user)."""
     from fastnst import export
 
@@ -598,7 +650,9 @@ def test_resume_refuses_another_painting(tmp_path: Path, photo_dir: Path, style_
 
 
 @pytest.mark.usefixtures("one_thread")
-def test_small_image_size_keeps_photos_that_are_large_enough(corpus: Path, tmp_path: Path, style_file: Path, vgg_file: Path, capsys) -> None:
+def test_small_image_size_keeps_photos_that_are_large_enough(
+    corpus: Path, tmp_path: Path, style_file: Path, vgg_file: Path, capsys
+) -> None:
     """JPEG draft decoding used to shrink 48x40 photos to 24x20 for --image-size 17, below the size check."""
     folder = tmp_path / "photos"
     folder.mkdir()
@@ -629,14 +683,24 @@ def test_crafted_training_state_is_one_line(tmp_path: Path, photo_dir: Path, sty
     assert main(["train", *tiny_train_args(photo_dir, style_file, vgg_file, tmp_path / "m.pth", iterations=2)]) == 0
     good = torch.load(tmp_path / "m_run" / "last.pth", weights_only=True)
     first = next(iter(good["optimizer"]["state"]))
-    nan_moments = {**good["optimizer"], "state": {**good["optimizer"]["state"], first: {**good["optimizer"]["state"][first]}}}
-    nan_moments["state"][first]["exp_avg"] = torch.full_like(nan_moments["state"][first]["exp_avg"], float("nan"))
+
+    def moments(**changes) -> dict:
+        state = {**good["optimizer"]["state"], first: {**good["optimizer"]["state"][first], **changes}}
+        return {**good["optimizer"], "state": state}
+
+    groups = [{**g, "lr": "abc", "amsgrad": True, "betas": (2, 5)} for g in good["optimizer"]["param_groups"]]
     edits = {
         "rng string": ({"rng": "x"}, None),
         "rng wrong tensor": ({"rng": {"torch": torch.zeros(3)}}, "checkpoint does not match this model"),
         "optimizer list": ({"optimizer": [1, 2]}, "optimizer state is damaged"),
         "optimizer groups": ({"optimizer": {"state": {}, "param_groups": "x"}}, "checkpoint does not match this model"),
-        "optimizer NaN": ({"optimizer": nan_moments}, "optimizer state holds NaN"),
+        "optimizer NaN": (
+            {"optimizer": moments(exp_avg=torch.full_like(good["optimizer"]["state"][first]["exp_avg"], float("nan")))},
+            "optimizer state is damaged",
+        ),
+        "moment shape": ({"optimizer": moments(exp_avg=torch.zeros(1))}, "optimizer state is damaged"),
+        "negative step": ({"optimizer": moments(step=torch.tensor(-5.0))}, "optimizer state is damaged"),
+        "odd settings": ({"optimizer": {**good["optimizer"], "param_groups": groups}}, None),  # the run's own lr, betas... are used
         "world_size string": ({"train_config": {**good["train_config"], "world_size": "2"}}, "train_config.world_size is '2'"),
     }
     for name, (edit, words) in edits.items():
@@ -644,7 +708,96 @@ def test_crafted_training_state_is_one_line(tmp_path: Path, photo_dir: Path, sty
         capsys.readouterr()
         code = main(["train", "--resume", str(bad), "--iterations", "3", "--quiet", "--save-model", str(tmp_path / f"{len(name)}.pth")])
         err = capsys.readouterr().err
-        if words is None:  # an unusable RNG record is ignored, as an old checkpoint without one is
+        if words is None:  # ignored: an unusable RNG record (as an old checkpoint has none), the file's Adam settings
             assert code == 0, (name, err)
             continue
         assert code == 2 and err.startswith(f"fastnst: error: {bad}: ") and words in err and err.count("\n") == 1, (name, err)
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_two_runs_cannot_share_a_checkpoint_folder(tmp_path: Path, photo_dir: Path, style_file: Path, vgg_file: Path, capsys) -> None:
+    """The second would delete the first's temporary files and interleave the logs."""
+    from fastnst.atomic import folder_lock
+
+    run_dir = tmp_path / "m_run"
+    run_dir.mkdir()
+    with folder_lock(run_dir, "held by the test"):  # the first run, still training
+        assert main(["train", *tiny_train_args(photo_dir, style_file, vgg_file, tmp_path / "m.pth", iterations=1)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"fastnst: error: {run_dir}: another fastnst training run is writing") and err.count("\n") == 1, err
+    assert main(["train", *tiny_train_args(photo_dir, style_file, vgg_file, tmp_path / "m.pth", iterations=1)]) == 0  # free again
+
+
+def test_a_model_that_overflows_is_refused_not_drawn_black(tmp_path: Path, capsys) -> None:
+    """Finite weights of 1e38 pass every load check; the NaN they compute must not become black pixels."""
+    payload = model_payload_for()
+    payload["state_dict"] = {k: torch.full_like(v, 1e38) for k, v in payload["state_dict"].items()}
+    path = _save(payload, tmp_path / "huge.pth")
+    img = tmp_path / "in.png"
+    synthetic_photo(20, 20).save(img)
+    for argv in (["stylize", "--model", path, img, "-o", tmp_path / "o.png", "--device", "cpu", "--quiet"], ["export", "--model", path, "-o", tmp_path / "o.onnx"]):
+        assert main([str(a) for a in argv]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"fastnst: error: {path}: the network computes NaN or infinite values") and err.count("\n") == 1, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["huge.pth", "in.png"]
+
+
+def test_inputs_in_folders_the_run_writes_are_refused(tmp_path: Path, photo_dir: Path, style_file: Path, vgg_file: Path, capsys) -> None:
+    """The checkpoint folder's samples/ and Gatys' --save-every folder hold numbered pictures a run writes."""
+    (tmp_path / "run" / "samples").mkdir(parents=True)
+    in_samples = tmp_path / "run" / "samples" / "step_0000001.jpg"
+    in_samples.write_bytes(style_file.read_bytes())
+    (tmp_path / "g_iterations").mkdir()
+    in_snapshots = tmp_path / "g_iterations" / "00001.png"
+    synthetic_photo(20, 20).save(in_snapshots)
+    before = {p: p.read_bytes() for p in (in_samples, in_snapshots)}
+    train = ["train", *tiny_train_args(photo_dir, style_file, vgg_file, tmp_path / "m.pth"), "--checkpoint-dir", str(tmp_path / "run")]
+    gatys = ["stylize", "--style-image", str(style_file), "--vgg-weights", str(vgg_file), "--save-every", "1", "--overwrite", "-o", str(tmp_path / "g.png")]
+    cases = [
+        ([*train, "--sample-image", str(in_samples)], "the --sample-image lies in"),
+        ([*train[:-2], "--checkpoint-dir", str(tmp_path / "run"), "--style-image", str(in_samples)], "the --style-image lies in"),
+        ([*gatys, str(in_snapshots)], "an input image lies in"),
+    ]
+    for argv, words in cases:
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert err.startswith("fastnst: error:") and words in err and err.count("\n") == 1, err
+    assert all(p.read_bytes() == data for p, data in before.items())
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_resume_replaces_only_its_own_model_and_mends_its_log(tmp_path: Path, photo_dir: Path, style_file: Path, vgg_file: Path, capsys) -> None:
+    out, last = tmp_path / "m.pth", tmp_path / "m_run" / "last.pth"
+    assert main(["train", *tiny_train_args(photo_dir, style_file, vgg_file, out, iterations=2)]) == 0
+    victim = tmp_path / "notes.txt.bak"
+    victim.write_bytes(b"the user's file")
+    ckpt = torch.load(last, weights_only=True)
+    _save({**ckpt, "train_config": {**ckpt["train_config"], "save_model": str(victim)}}, tmp_path / "edited.pth")
+    capsys.readouterr()
+    assert main(["train", "--resume", str(tmp_path / "edited.pth"), "--iterations", "3", "--quiet"]) == 2
+    assert f"{victim}: already exists; pass --overwrite" in capsys.readouterr().err and victim.read_bytes() == b"the user's file"
+    metrics = tmp_path / "m_run" / "metrics.jsonl"
+    metrics.write_bytes(metrics.read_bytes() + b'{"step": 2, "lo\n[1, 2]\n\xff\xfe\n')  # a crash mid-line, and junk
+    assert main(["train", "--resume", str(last), "--iterations", "3", "--quiet"]) == 0  # its own model: replaced
+    lines = [json.loads(line) for line in metrics.read_text().splitlines()]
+    assert [r["step"] for r in lines] == [1, 2, 3]
+
+
+def test_a_sample_image_too_small_is_refused_before_training(tmp_path: Path, photo_dir: Path, style_file: Path, vgg_file: Path, capsys) -> None:
+    tiny = tmp_path / "tiny.png"
+    synthetic_photo(1, 300).save(tiny)
+    assert main(["train", *tiny_train_args(photo_dir, style_file, vgg_file, tmp_path / "m.pth"), "--sample-image", str(tiny)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"fastnst: error: {tiny}: too small for a sample (1x300") and err.count("\n") == 1, err
+
+
+def test_outputs_in_lossy_or_odd_formats_and_long_names(styled_models: dict, tmp_path: Path, capsys) -> None:
+    img = tmp_path / "in.png"
+    synthetic_photo(300, 200).save(img)
+    base = ["stylize", "--model", str(styled_models["pth"]), str(img), "--device", "cpu", "--quiet", "-o"]
+    for suffix in (".ico", ".xbm", ".blp", ".h5"):
+        assert main([*base, str(tmp_path / f"o{suffix}")]) == 2
+        assert f"cannot write images with suffix '{suffix}'" in capsys.readouterr().err
+    long = tmp_path / ("F" * 245 + ".png")  # a legal name: the temporary one must not be too long
+    assert main([*base, str(long)]) == 0 and Image.open(long).size == (300, 200)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["in.png", long.name])
