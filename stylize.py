@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Same as `fastnst stylize`: see `python stylize.py --help`."""
 
-from fastnst.cli import run_subcommand
+from fastnst.__main__ import run
 
 if __name__ == "__main__":
-    run_subcommand("stylize")
+    run("stylize")

@@ -5,14 +5,39 @@ The Python API in one line each::
     from fastnst import Stylizer, TransformerNet, load_model, save_model
     Stylizer.from_file("candy.pth").stylize(Image.open("photo.jpg"))
     GatysOptimizer(GatysConfig(style_images=["starry.jpg"])).stylize(Image.open("photo.jpg"))  # no trained network
+
+The names are imported on first use (PEP 562): ``import fastnst`` does not
+load PyTorch, so the command line can answer Ctrl-C while it loads.
 """
 
-__version__ = "0.1.0"  # first, so submodules can import it
+from __future__ import annotations
 
-from .checkpoint import load_model, save_model  # noqa: E402
-from .errors import FastNSTError  # noqa: E402
-from .gatys import GatysConfig, GatysOptimizer  # noqa: E402
-from .model import ModelConfig, TransformerNet  # noqa: E402
-from .stylizer import Stylizer  # noqa: E402
+import importlib
+from typing import Any
 
-__all__ = ["FastNSTError", "GatysConfig", "GatysOptimizer", "ModelConfig", "Stylizer", "TransformerNet", "__version__", "load_model", "save_model"]
+__version__ = "0.1.0"
+
+_API = {
+    "FastNSTError": "errors",
+    "GatysConfig": "gatys",
+    "GatysOptimizer": "gatys",
+    "ModelConfig": "model",
+    "Stylizer": "stylizer",
+    "TransformerNet": "model",
+    "load_model": "checkpoint",
+    "save_model": "checkpoint",
+}
+
+__all__ = [*_API, "__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _API:  # submodules (``from fastnst import training``) are found by the import system
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{_API[name]}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_API})

@@ -15,7 +15,7 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 import torch
 
@@ -751,6 +751,11 @@ def _main(argv: Sequence[str], exiting: bool) -> int:
         return EXIT_USER_ERROR
 
 
-def run_subcommand(name: str) -> None:
+def run_program(prefix: Sequence[str] = ()) -> NoReturn:
+    """The process's command line (after ``prefix``, e.g. ``train`` for train.py), then exit with its status."""
+    sys.exit(_main([*prefix, *sys.argv[1:]], exiting=True))
+
+
+def run_subcommand(name: str) -> NoReturn:
     """For train.py / stylize.py: ``python train.py ARGS`` == ``fastnst train ARGS``."""
-    sys.exit(_main([name, *sys.argv[1:]], exiting=True))
+    run_program([name])

@@ -223,3 +223,33 @@ def test_out_of_memory_is_one_line_with_the_knobs(error: Exception, monkeypatch,
     assert main(["stylize", "x.jpg", "-o", "y.jpg"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("fastnst: error: out of ") and "--max-size" in err and err.count("\n") == 1
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_importing_the_package_does_not_load_pytorch() -> None:
+    code = "import sys, fastnst; print('torch' in sys.modules, fastnst.__version__, fastnst.Stylizer.__name__, 'torch' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
+    assert done.stdout.split() == ["False", fastnst_version(), "Stylizer", "True"]
+
+
+def fastnst_version() -> str:
+    from fastnst import __version__
+
+    return __version__
+
+
+@pytest.mark.parametrize("entry", [["-m", "fastnst", "stylize"], ["stylize.py"]])
+def test_ctrl_c_while_pytorch_loads_is_quiet(entry: list[str], tmp_path: Path) -> None:
+    """Loading PyTorch takes seconds: a Ctrl-C then used to end in a traceback from inside an import."""
+    import signal
+
+    cmd = [sys.executable, "-X", "importtime", *entry, "x.png", "-o", str(tmp_path / "o.png")]
+    proc = subprocess.Popen(cmd, cwd=REPO, stderr=subprocess.PIPE, text=True)
+    for line in proc.stderr:  # -X importtime reports each module as it is loaded
+        if re.search(r"\|\s+torch\.nn\b", line):  # PyTorch half loaded: the Ctrl-C lands inside the import
+            break
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "Traceback" not in err and "fastnst: interrupted" in err, (proc.returncode, err[-2000:])

@@ -444,7 +444,7 @@ def _metadata(key: str, value: str) -> Callable:
     ids=[
         "nan_weights", "rank2_output", "width_string", "million_blocks", "config_list", "version_string", "5000_digits", "huge_weights",
         "fixed_size", "fails_at_run",
-    ],  # fmt: skip
+    ],
 )
 def test_crafted_onnx_files_are_refused(edit, words: str, styled_models: dict, tmp_path: Path, capsys) -> None:
     path = _onnx_variant(styled_models["onnx"], tmp_path / "crafted.onnx", edit)
