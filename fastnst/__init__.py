@@ -28,7 +28,7 @@ _API = {
     "save_model": "checkpoint",
 }
 
-__all__ = [*_API, "__version__"]
+__all__ = ["FastNSTError", "GatysConfig", "GatysOptimizer", "ModelConfig", "Stylizer", "TransformerNet", "__version__", "load_model", "save_model"]
 
 
 def __getattr__(name: str) -> Any:

@@ -253,3 +253,11 @@ def test_ctrl_c_while_pytorch_loads_is_quiet(entry: list[str], tmp_path: Path) -
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130 and "Traceback" not in err and "fastnst: interrupted" in err, (proc.returncode, err[-2000:])
+
+
+def test_every_public_name_resolves() -> None:
+    import fastnst
+
+    assert all(getattr(fastnst, name) is not None for name in fastnst.__all__) and "Stylizer" in dir(fastnst)
+    with pytest.raises(AttributeError):
+        fastnst.no_such_name  # noqa: B018
