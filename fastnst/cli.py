@@ -8,7 +8,6 @@ non-zero exit status, never a traceback.
 from __future__ import annotations
 
 import argparse
-import os
 import signal
 import sys
 import threading
@@ -374,12 +373,14 @@ def _gatys_process(args: argparse.Namespace, pairs: list) -> Callable:
 
 def _check_snapshot_folders(args: argparse.Namespace, pairs: list, snapshot_path: Callable) -> None:
     """--save-every writes into <output>_iterations/: free (or --overwrite), and holding none of the inputs."""
+    from .paths import inside
+
     inputs = [(src, "an input image") for src, _ in pairs] + [(s, "a --style-image") for s in args.style_image]
     for _, dst in pairs:
         folder = snapshot_path(dst, 0).parent
-        inside = [(p, what) for p, what in inputs if os.path.realpath(p).startswith(os.path.realpath(folder) + os.sep)]
-        if inside:
-            raise FastNSTError(f"{inside[0][0]}: {inside[0][1]} lies in {folder}, where --save-every writes; move it out first")
+        within = [(p, what) for p, what in inputs if inside(p, folder)]
+        if within:
+            raise FastNSTError(f"{within[0][0]}: {within[0][1]} lies in {folder}, where --save-every writes; move it out first")
         if folder.exists() and not args.overwrite:
             raise FastNSTError(f"{folder}: already exists (--save-every writes there); pass --overwrite or choose another --output")
 
@@ -754,8 +755,3 @@ def _main(argv: Sequence[str], exiting: bool) -> int:
 def run_program(prefix: Sequence[str] = ()) -> NoReturn:
     """The process's command line (after ``prefix``, e.g. ``train`` for train.py), then exit with its status."""
     sys.exit(_main([*prefix, *sys.argv[1:]], exiting=True))
-
-
-def run_subcommand(name: str) -> NoReturn:
-    """For train.py / stylize.py: ``python train.py ARGS`` == ``fastnst train ARGS``."""
-    run_program([name])

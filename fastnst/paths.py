@@ -27,7 +27,7 @@ from pathlib import Path
 
 from .errors import FastNSTError
 
-__all__ = ["check_not_inputs", "check_writable", "describe", "glob_files", "require_file", "same_file", "walk_files"]
+__all__ = ["check_not_inputs", "check_writable", "describe", "glob_files", "inside", "require_file", "same_file", "walk_files"]
 
 
 def describe(path: str | os.PathLike) -> str:
@@ -74,6 +74,12 @@ def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
         return os.path.samefile(a, b)
     except OSError:
         return os.path.realpath(a) == os.path.realpath(b)  # Path.resolve raises on a link loop
+
+
+def inside(path: str | os.PathLike, folder: str | os.PathLike) -> bool:
+    """Is ``path`` in ``folder`` or below it, once links and ``..`` are resolved (never raises)?"""
+    top = os.path.realpath(folder).rstrip(os.sep) + os.sep
+    return os.path.realpath(path).startswith(top)
 
 
 def check_not_inputs(outputs: Iterable[tuple[str | os.PathLike, str]], inputs: Iterable[tuple[str | os.PathLike | None, str]]) -> None:

@@ -54,7 +54,7 @@ from .losses import (
     parse_layers,
 )
 from .model import MIN_SIZE, ModelConfig, TransformerNet
-from .paths import check_not_inputs, require_file, same_file
+from .paths import check_not_inputs, inside, require_file, same_file
 from .vgg import build_vgg, resolve_preprocess
 
 __all__ = ["DEFAULT_ITERATIONS", "TrainConfig", "TrainingInterrupted", "format_duration", "make_loader", "train"]
@@ -309,8 +309,7 @@ def _check_outputs(cfg: TrainConfig) -> Path:
             f"{ckpt_dir}: holds an earlier run; continue it with --resume {last}, "
             "or start over with --overwrite (or another --checkpoint-dir)"
         )
-    data, inside = os.path.realpath(cfg.dataset), os.path.realpath(ckpt_dir)
-    if inside == data or inside.startswith(data.rstrip(os.sep) + os.sep):
+    if same_file(ckpt_dir, cfg.dataset) or inside(ckpt_dir, cfg.dataset):
         raise FastNSTError(
             f"{ckpt_dir}: inside the --dataset folder, where the sample pictures written there would become training photos; "
             "choose a --checkpoint-dir (or a --save-model) outside it"
@@ -323,9 +322,8 @@ def _check_outputs(cfg: TrainConfig) -> Path:
     inputs = [(cfg.style_image, "the --style-image"), (cfg.sample_image, "the --sample-image"), (cfg.vgg_weights, "the --vgg-weights file")]
     check_not_inputs([(save, "--save-model"), (last, "the run's checkpoint")], inputs)
     check_not_inputs([(save, "--save-model")], [(cfg.resume, "the checkpoint being resumed")])
-    samples = os.path.realpath(ckpt_dir / "samples") + os.sep
     for path, what in inputs:
-        if path and os.path.realpath(path).startswith(samples):
+        if path and inside(path, ckpt_dir / "samples"):
             raise FastNSTError(f"{path}: {what} lies in {ckpt_dir / 'samples'}, where this run writes its samples; move it out first")
     if save.exists() and not cfg.overwrite and not (cfg.resume and _is_model_file(save)):
         raise FastNSTError(f"{cfg.save_model}: already exists; pass --overwrite to replace it or choose another --save-model")
