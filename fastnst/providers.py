@@ -17,16 +17,19 @@ from collections.abc import Iterator, Sequence
 from functools import cache
 
 import numpy as np
-import onnxruntime as ort
 
 from .devices import DEVICE_CHOICES
 from .errors import FastNSTError
+from .optional import import_ort
+
+ort = import_ort()  # a one-line error naming the extra to install, when neither build is there
 
 __all__ = ["CPU", "CUDA", "PROVIDER_ALIASES", "choose_providers", "cpu_cores", "is_usable", "make_session", "parse_providers"]
 
 CPU = "CPUExecutionProvider"
 CUDA = "CUDAExecutionProvider"
 TENSORRT = "TensorrtExecutionProvider"
+GPU_INSTALL = "pip install 'fastnst[gpu]'"
 PROVIDER_ALIASES = {
     "cpu": CPU,
     "cuda": CUDA,
@@ -132,7 +135,8 @@ def parse_providers(text: str) -> list[str]:
         full = PROVIDER_ALIASES.get(item.lower(), item)
         if full not in ort.get_available_providers():
             known = ", ".join(_short_name(p) for p in ort.get_available_providers())
-            raise FastNSTError(f"--providers: '{item}' is not in this onnxruntime build ({ort.__version__}); choose from {known}")
+            gpu = f" (a CPU build: for NVIDIA GPUs, pip uninstall onnxruntime, then {GPU_INSTALL})" if full in (CUDA, TENSORRT) else ""
+            raise FastNSTError(f"--providers: '{item}' is not in this onnxruntime build ({ort.__version__}{gpu}); choose from {known}")
         if full not in names:
             names.append(full)
     if not names:

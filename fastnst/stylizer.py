@@ -123,10 +123,8 @@ def load_backend(path: str | os.PathLike, device: str = "auto", **options: Any) 
     """Pick the backend from the file: ``.onnx`` -> ONNX Runtime, else PyTorch."""
     p = Path(path)
     if p.suffix.lower() == ".onnx":
-        try:
-            from .runtime import OnnxBackend  # optional until ONNX support lands
-        except ImportError:
-            raise FastNSTError(f"{p}: ONNX models are not supported by this fastnst version") from None
+        from .runtime import OnnxBackend  # loads ONNX Runtime, which only .onnx users need
+
         return OnnxBackend(p, device=device, **options)
     if options.get("providers"):
         raise FastNSTError(f"{p}: --providers applies to .onnx models only; PyTorch models take --device")

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+import onnxruntime as ort
 import pytest
 import torch
 from onnx import TensorProto, helper
@@ -245,7 +246,12 @@ def test_provider_choice_is_silent_and_truthful(capfd: pytest.CaptureFixture[str
     assert (out, err) == ("", "")
     assert chosen[-1] == CPU and all(is_usable(p) for p in chosen)
     assert choose_providers("cpu") == [CPU]
-    assert parse_providers("CUDA, cpu,cuda") == [CUDA, CPU]
+    if CUDA in ort.get_available_providers():  # onnxruntime-gpu ('fastnst[gpu]')
+        assert parse_providers("CUDA, cpu,cuda") == [CUDA, CPU]
+    else:  # the CPU build ('fastnst[cpu]'): asking for CUDA says which build to install
+        with pytest.raises(FastNSTError, match=r"'CUDA' is not in this onnxruntime build .*fastnst\[gpu\]"):
+            parse_providers("CUDA, cpu")
+    assert parse_providers("cpu, CPU") == [CPU]
     if not is_usable(CUDA):
         with pytest.raises(FastNSTError, match="cannot run on CUDAExecutionProvider"):
             choose_providers("cuda")
