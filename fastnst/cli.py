@@ -16,12 +16,24 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
-import torch
-
-from . import __version__, distributed
-from .errors import FastNSTError
+from . import __version__
+from .defaults import (
+    DEFAULT_CONTENT_LAYERS,
+    DEFAULT_STYLE_LAYERS,
+    DEFAULT_WEIGHTS,
+    DIST_TIMEOUT_S,
+    GATYS_CONTENT_LAYERS,
+    GATYS_DEFAULT_WEIGHTS,
+    GATYS_ITERATIONS,
+    GATYS_LR,
+    GATYS_MIN_IMPROVEMENT,
+    GATYS_STALL_WINDOW,
+    TRAIN_ITERATIONS,
+    VIDEO_FORMATS,
+    WEBCAM_KEY_HELP,
+)
+from .errors import FastNSTError, StoppedCleanly, is_rank_zero, report_prefix, reported_here
 from .limits import argtype
-from .losses import DEFAULT_CONTENT_LAYERS, DEFAULT_STYLE_LAYERS, DEFAULT_WEIGHTS
 from .styles import DEFAULT_STYLE
 
 if TYPE_CHECKING:
@@ -81,6 +93,30 @@ def _add_vgg_flags(g: argparse._ArgumentGroup, **extra: object) -> None:
     g.add_argument("--vgg-preprocess", choices=["auto", "torchvision", "caffe"], **extra, help="input convention of the weights: torchvision = RGB mean/std; caffe = BGR 0-255 minus mean (original Oxford VGG19). auto: torchvision for the download; for a file, its .json sidecar or 'caffe' in its name (default: auto)")
 
 
+class _CudaFlag(argparse.Action):
+    """pytorch/examples' --cuda 0/1, stored as the --device it means."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, value: object, option: str | None = None) -> None:
+        setattr(namespace, self.dest, "cuda" if value == "1" else "cpu")
+
+
+def _add_device_flags(g: argparse._ActionsContainer, text: str, **extra: object) -> None:
+    """--device, and pytorch/examples' --cuda 0/1 and --accel for it (one of them)."""
+    one = g.add_mutually_exclusive_group()
+    one.add_argument("--device", metavar="DEV", help=text, **extra)
+    one.add_argument("--cuda", dest="device", action=_CudaFlag, choices=("0", "1"), help="pytorch/examples' spelling: 1 = --device cuda, 0 = --device cpu")
+    one.add_argument("--accel", dest="device", action="store_const", const="auto", help="pytorch/examples' spelling of --device auto")
+
+
+# Flags of pytorch/examples' neural_style.py with no same-meaning fastnst flag: the hint
+# printed when one is given (those with the same meaning are accepted as aliases).
+EXAMPLES_HINTS = {
+    "--content-scale": "fastnst shrinks inputs with --max-size PX (the longer side in pixels) instead of a scale factor",
+    "--export_onnx": "export with 'fastnst export --model MODEL.pth --output MODEL.onnx' (verified against PyTorch)",
+    "--mps": "Apple GPUs (MPS) are not supported yet; use --device cpu",
+}
+
+
 # ---------------------------------------------------------------- train
 
 
@@ -92,6 +128,10 @@ example:
   Several GPUs or nodes: torchrun --nproc_per_node=4 -m fastnst train ...  (see README, "Several GPUs").
   Interrupt with Ctrl-C at any time: a checkpoint is saved and the command to resume is printed.
   Loss weights default per VGG preprocessing (see README, "Losses and defaults").
+
+  The defaults are a GPU run (minutes to hours there). On a CPU the same run takes days: the time it
+  will take is printed after the first steps, and --image-size 128 --iterations 2000 gives a first look.
+  pytorch/examples users: their flags work here (--epochs, --save-model-dir, --checkpoint-model-dir, --cuda).
 """
 
 
@@ -107,8 +147,10 @@ def add_train_parser(sub: argparse._SubParsersAction) -> None:
     g = p.add_argument_group("data and outputs")
     g.add_argument("--dataset", metavar="DIR", help="folder of training photos, searched recursively (e.g. COCO train2014; see data/README.md)")
     g.add_argument("--style-image", metavar="PATH", help="the painting to learn")
-    g.add_argument("--save-model", metavar="PATH", help="where to write the trained model (.pth)")
-    g.add_argument("--checkpoint-dir", metavar="DIR", help="checkpoints, metrics.jsonl and samples/ (default: <save-model without suffix>_run)")
+    save = g.add_mutually_exclusive_group()
+    save.add_argument("--save-model", metavar="PATH", help="where to write the trained model (.pth)")
+    save.add_argument("--save-model-dir", metavar="DIR", help="pytorch/examples' spelling: --save-model DIR/<style image name>.pth")
+    g.add_argument("--checkpoint-dir", "--checkpoint-model-dir", metavar="DIR", help="checkpoints, metrics.jsonl and samples/ (default: <save-model without suffix>_run)")
     g.add_argument("--checkpoint-interval", type=argtype("checkpoint_interval"), metavar="N", help="save a resumable checkpoint every N iterations (default: 1000)")
     g.add_argument("--sample-interval", type=argtype("sample_interval"), metavar="N", help="stylize the sample image every N iterations (default: the checkpoint interval)")
     g.add_argument("--sample-image", metavar="PATH", help="image for the progress samples (default: the first photo of the dataset)")
@@ -132,14 +174,20 @@ def add_train_parser(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--style-size", type=argtype("style_size"), metavar="PX", help="style image resized to PX on its longer side; larger = finer strokes (default: 512)")
     g.add_argument("--batch-size", type=argtype("batch_size"), metavar="N", help="images per iteration and process; under torchrun the global batch is N x processes (default: 4)")
     length = g.add_mutually_exclusive_group()
-    length.add_argument("--iterations", type=argtype("iterations"), metavar="N", help="number of optimizer steps (default: 40000, about 2 epochs of COCO)")
+    length.add_argument("--iterations", type=argtype("iterations"), metavar="N", help=f"number of optimizer steps (default: {TRAIN_ITERATIONS}, about 2 epochs of COCO)")
     length.add_argument("--epochs", type=argtype("epochs"), metavar="E", help="train for E passes over the dataset instead of --iterations")
     g.add_argument("--lr", type=argtype("lr"), metavar="LR", help="Adam learning rate (default: 1e-3)")
-    g.add_argument("--width", type=argtype("width"), metavar="X", help="channel multiplier of the network; 0.5 has ~4x fewer operations, for CPU use (default: 1.0)")
+    g.add_argument(
+        "--width",
+        type=argtype("width"),
+        metavar="X",
+        help="channel multiplier of the network: 0.5 has ~4x fewer operations and stylizes ~4x faster on a CPU, but trains only "
+        "~1.4x faster (VGG's losses are most of a training step; benchmarks/results/train_cpu.md) (default: 1.0)",
+    )
     g.add_argument("--seed", type=argtype("seed"), metavar="N", help="seed for initialisation and data order (default: 42)")
 
     g = p.add_argument_group("hardware")
-    g.add_argument("--device", metavar="DEV", help="auto, cpu or cuda[:N] (default: auto = GPU when available)")
+    _add_device_flags(g, "auto, cpu or cuda[:N] (default: auto = GPU when available)")
     g.add_argument("--amp", action=argparse.BooleanOptionalAction, help="bf16 mixed precision (default: on for CUDA, off for CPU)")
     g.add_argument(
         "--channels-last",
@@ -160,14 +208,27 @@ def add_train_parser(sub: argparse._SubParsersAction) -> None:
         "and --resume trains further (default: no limit)",
     )
     g.add_argument("--workers", type=argtype("workers"), metavar="N", help="data loading processes (default: up to 8 on GPU, 1 on CPU)")
-    g.add_argument("--dist-timeout", type=argtype("dist_timeout"), metavar="S", help=f"under torchrun: seconds a process waits for the others before the job is stopped as hung (default: {distributed.DEFAULT_TIMEOUT_S})")
+    g.add_argument("--dist-timeout", type=argtype("dist_timeout"), metavar="S", help=f"under torchrun: seconds a process waits for the others before the job is stopped as hung (default: {DIST_TIMEOUT_S})")
     g.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)
+
+
+def _save_model_dir(args: argparse.Namespace) -> None:
+    """pytorch/examples' --save-model-dir DIR: the model is DIR/<style image name>.pth (said, unless --quiet)."""
+    folder = vars(args).pop("save_model_dir", None)
+    if folder is None:
+        return
+    if not hasattr(args, "style_image"):
+        raise FastNSTError("--save-model-dir names the model after --style-image: give --style-image too (or --save-model PATH)")
+    args.save_model = str(Path(folder) / f"{Path(args.style_image).stem}.pth")
+    if not getattr(args, "quiet", False):
+        print(f"fastnst: --save-model-dir {folder}: the model will be {args.save_model}", file=sys.stderr)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     from .training import TrainConfig, train
 
+    _save_model_dir(args)
     given = {k: v for k, v in vars(args).items() if k not in ("func", "quiet", "command", "max_pixels")}
     if getattr(args, "max_pixels", None):
         from .images import set_max_pixels
@@ -208,6 +269,7 @@ webcam keys: {keys}
 def add_stylize_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "stylize",
+        aliases=["eval"],  # pytorch/examples' name
         help="stylize images with a trained model, or optimise them for a style image (Gatys)",
         description=(
             "Stylize images, videos (audio kept), folders (recursively) and glob patterns, or a live webcam, with a\n"
@@ -215,10 +277,11 @@ def add_stylize_parser(sub: argparse._SubParsersAction) -> None:
             "(--style-image; Gatys et al.). The optimizer is slow on a CPU (0.4-2 s per iteration at 256-512 px\n"
             "on 2 idle cores, up to a few hundred iterations per image): use a GPU, or --max-size 384 on a CPU."
         ),
-        epilog=STYLIZE_EPILOG.format(keys=_webcam_keys()),
+        epilog=STYLIZE_EPILOG.format(keys=WEBCAM_KEY_HELP),
         formatter_class=_Formatter,
     )
     p.add_argument("inputs", nargs="*", metavar="INPUT", help="image or video files, folders or glob patterns (videos are recognised by suffix: see --video)")
+    p.add_argument("--content-image", action="append", metavar="PATH", help="pytorch/examples' spelling of an INPUT")
     p.add_argument("--model", metavar="PATH", action="append", help="trained model: fastnst .pth, a training checkpoint, a pytorch/examples fast_neural_style .pth, or a .onnx from 'fastnst export' (runs on ONNX Runtime); with --webcam, repeat it to switch models live")
     p.add_argument(
         "--style",
@@ -228,12 +291,12 @@ def add_stylize_parser(sub: argparse._SubParsersAction) -> None:
         f"--style-image: {DEFAULT_STYLE}. With --webcam, repeat it to switch styles live",
     )
     p.add_argument("--method", choices=["fast", "gatys"], default=S, help="fast = the trained --model; gatys = optimise each image for --style-image (default: fast with --model, gatys with --style-image)")
-    p.add_argument("--output", "-o", metavar="PATH", help="output file (one input) or folder (mirrors input folders; keeps each input's format); not used with --webcam")
+    p.add_argument("--output", "-o", "--output-image", metavar="PATH", help="output file (one input) or folder (mirrors input folders; keeps each input's format); not used with --webcam")
     p.add_argument("--max-size", type=argtype("max_size"), metavar="PX", help="shrink inputs so the longer side is at most PX (default: keep the input size)")
     p.add_argument("--preserve-color", action="store_true", help="keep the photo's colours, take only the luminance of the style")
     p.add_argument("--strength", type=argtype("strength"), default=1.0, metavar="S", help="blend with the photo: 1 = fully stylized, 0 = unchanged (default: 1)")
     p.add_argument("--batch-size", type=argtype("batch_size"), metavar="N", help="trained models: stylize up to N same-size images per network call (default: 4)")
-    p.add_argument("--device", default="auto", metavar="DEV", help="auto, cpu or cuda[:N] (default: auto = the GPU when it is usable)")
+    _add_device_flags(p, "auto, cpu or cuda[:N] (default: auto = the GPU when it is usable)", default="auto")
     p.add_argument("--providers", metavar="LIST", help="ONNX models only: ONNX Runtime execution providers in priority order, e.g. cuda,cpu or tensorrt,cuda,cpu (default: from --device; auto = CUDA when usable, else CPU)")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files (and --save-every folders)")
     p.add_argument("--max-pixels", type=argtype("max_pixels"), metavar="N", help="refuse images above N pixels, Pillow's decompression-bomb guard (default: 89478485)")
@@ -245,15 +308,9 @@ def add_stylize_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_stylize)
 
 
-def _webcam_keys() -> str:
-    from .webcam import KEY_HELP
-
-    return KEY_HELP
-
-
 def _add_video_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("video and webcam (pip install 'fastnst[video]')")
-    g.add_argument("--video", action="store_true", help=f"treat INPUTs as videos whatever their suffix, and search folders for videos (default: by suffix: {', '.join(_video_suffixes())})")
+    g.add_argument("--video", action="store_true", help=f"treat INPUTs as videos whatever their suffix, and search folders for videos (default: by suffix: {', '.join(VIDEO_FORMATS)})")
     g.add_argument("--stabilize", action="store_true", help="reduce frame-to-frame flicker: blend with the previous output moved along the optical flow, where the flow is reliable")
     g.add_argument("--stabilize-strength", type=argtype("stabilize_strength"), metavar="S", help="with --stabilize: share of the previous output kept, 0 to below 1; higher is steadier but lags fast changes (default: 0.7)")
     g.add_argument("--no-audio", action="store_true", help="leave the audio track out of stylized videos (default: copy it)")
@@ -265,17 +322,8 @@ def _add_video_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--all-frames", action="store_true", help="with --webcam FILE: stylize every frame of the file instead of dropping those a slow model misses")
 
 
-def _video_suffixes() -> tuple[str, ...]:
-    from .video import VIDEO_SUFFIXES
-
-    return VIDEO_SUFFIXES
-
-
 def _add_gatys_flags(p: argparse.ArgumentParser) -> None:
     """Flags of the optimizer; unset ones stay out of the namespace (argparse.SUPPRESS)."""
-    from .gatys import DEFAULT_ITERATIONS, DEFAULT_LR, DEFAULT_MIN_IMPROVEMENT, STALL_WINDOW
-    from .losses import GATYS_CONTENT_LAYERS, GATYS_DEFAULT_WEIGHTS
-
     caffe, tv = GATYS_DEFAULT_WEIGHTS["caffe"], GATYS_DEFAULT_WEIGHTS["torchvision"]
     g = p.add_argument_group(
         "Gatys optimizer (no --model)",
@@ -284,17 +332,17 @@ def _add_gatys_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--style-image", action="append", metavar="PATH", default=S, help="the painting whose style to copy; repeat to blend several")
     g.add_argument("--style-blend-weights", type=_number_list("style_blend_weights"), metavar="W,W", default=S, help="one weight per --style-image, e.g. 0.7,0.3 (default: equal)")
     g.add_argument("--style-scale", type=argtype("style_scale"), metavar="X", default=S, help="style image size relative to the output: larger = longer, broader brush strokes; smaller = the painting's motifs repeated smaller; at most 10 (default: 1)")
-    g.add_argument("--iterations", type=_number_list("iterations"), metavar="N[,N]", default=S, help=f"iterations per pass, one number for all or one per pass (default: {DEFAULT_ITERATIONS})")
+    g.add_argument("--iterations", type=_number_list("iterations"), metavar="N[,N]", default=S, help=f"iterations per pass, one number for all or one per pass (default: {GATYS_ITERATIONS})")
     g.add_argument("--scales", type=_number_list("scales"), metavar="PX,PX", default=S, help="coarse-to-fine: first optimise at these longer sides, each result starting the next, then at full size; e.g. 256,512 (default: full size only)")
     g.add_argument("--optimizer", choices=["lbfgs", "adam"], default=S, help="L-BFGS converges in a few hundred iterations; Adam is steadier but needs more (default: lbfgs)")
-    g.add_argument("--lr", type=argtype("lr"), metavar="LR", default=S, help=f"step size (default: {DEFAULT_LR['lbfgs']:g} for lbfgs, {DEFAULT_LR['adam']:g} for adam, in [0, 1] pixel units)")
+    g.add_argument("--lr", type=argtype("lr"), metavar="LR", default=S, help=f"step size (default: {GATYS_LR['lbfgs']:g} for lbfgs, {GATYS_LR['adam']:g} for adam, in [0, 1] pixel units)")
     g.add_argument("--init", choices=["content", "noise"], default=S, help="start from the photo or from white noise (default: content)")
     g.add_argument("--content-layers", metavar="LAYERS", default=S, help=f"comma-separated VGG layers, optionally NAME:WEIGHT (default: {GATYS_CONTENT_LAYERS})")
     g.add_argument("--style-layers", metavar="LAYERS", default=S, help=f"comma-separated VGG layers, optionally NAME:WEIGHT (default: {DEFAULT_STYLE_LAYERS})")
     g.add_argument("--content-weight", type=argtype("content_weight"), metavar="W", default=S, help=f"weight of the content loss (default: {caffe.content:g} caffe, {tv.content:g} torchvision)")
     g.add_argument("--style-weight", type=argtype("style_weight"), metavar="W", default=S, help=f"weight of the style loss; higher = stronger style (default: {caffe.style:g} caffe, {tv.style:g} torchvision)")
     g.add_argument("--tv-weight", type=argtype("tv_weight"), metavar="W", default=S, help=f"weight of the total-variation smoothness loss (default: {caffe.tv:g})")
-    g.add_argument("--min-improvement", type=argtype("min_improvement"), metavar="REL", default=S, help=f"end a pass when the loss improved by less than REL over {STALL_WINDOW} iterations; 0 = never (default: {DEFAULT_MIN_IMPROVEMENT:g})")
+    g.add_argument("--min-improvement", type=argtype("min_improvement"), metavar="REL", default=S, help=f"end a pass when the loss improved by less than REL over {GATYS_STALL_WINDOW} iterations; 0 = never (default: {GATYS_MIN_IMPROVEMENT:g})")
     g.add_argument("--save-every", type=argtype("save_every"), metavar="N", default=S, help="also write the image every N iterations to <output>_iterations/ (default: off)")
     g.add_argument("--seed", type=argtype("seed"), metavar="N", default=S, help="seed of the noise for --init noise (default: 0)")
     _add_vgg_flags(g, default=S)
@@ -390,6 +438,7 @@ def cmd_stylize(args: argparse.Namespace) -> int:
     from .images import set_max_pixels
     from .video import is_video
 
+    args.inputs = [*args.inputs, *(args.content_image or [])]
     _resolve_styles(args)
     if _stylize_method(args) == "gatys":
         return cmd_gatys(args)
@@ -667,6 +716,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str]) -> argparse.Namespace:
+    """``parser.parse_args``, except that an unknown flag after a subcommand is reported with that
+    subcommand's usage (argparse would show the top level's), and with a hint for flags of
+    pytorch/examples' neural_style.py."""
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        hints = [f"{flag} is pytorch/examples' flag: {EXAMPLES_HINTS[flag]}" for flag in (e.split("=", 1)[0] for e in extra) if flag in EXAMPLES_HINTS]
+        _subparser(parser, args.command).error("; ".join([f"unrecognized arguments: {' '.join(extra)}", *hints]))
+    return args
+
+
+def _subparser(parser: argparse.ArgumentParser, command: str) -> argparse.ArgumentParser:
+    for action in parser._subparsers._group_actions:  # the one _SubParsersAction
+        return action.choices[command]
+    return parser
+
+
 SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     add_train_parser,
     add_stylize_parser,
@@ -714,8 +780,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _main(argv: Sequence[str], exiting: bool) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parse_args(build_parser(), argv)
     try:
         try:
             with _sigterm_unwinds():
@@ -724,14 +789,12 @@ def _main(argv: Sequence[str], exiting: bool) -> int:
             if exiting:
                 _ignore_further_signals()
     except FastNSTError as e:
-        from .training import TrainingInterrupted
-
-        if distributed.reported_here(e):  # under torchrun: once per job, not once per process
-            kind = "" if isinstance(e, TrainingInterrupted) else "error: "
-            print(f"fastnst: {kind}{distributed.report_prefix()}{e}", file=sys.stderr)
-        return EXIT_INTERRUPTED if isinstance(e, TrainingInterrupted) else EXIT_USER_ERROR
+        if reported_here(e):  # under torchrun: once per job, not once per process
+            kind = "" if isinstance(e, StoppedCleanly) else "error: "
+            print(f"fastnst: {kind}{report_prefix()}{e}", file=sys.stderr)
+        return EXIT_INTERRUPTED if isinstance(e, StoppedCleanly) else EXIT_USER_ERROR
     except KeyboardInterrupt as e:
-        if distributed.is_rank_zero():
+        if is_rank_zero():
             print(f"fastnst: {'terminated' if isinstance(e, Terminated) else 'interrupted'}", file=sys.stderr)
         return EXIT_TERMINATED if isinstance(e, Terminated) else EXIT_INTERRUPTED
     except OSError as e:
@@ -741,15 +804,23 @@ def _main(argv: Sequence[str], exiting: bool) -> int:
         # the user's environment, not fastnst's code.
         print(f"fastnst: error: {e.filename}: {e.strerror or e}; check the path, its permissions and free space", file=sys.stderr)
         return EXIT_USER_ERROR
-    except (torch.OutOfMemoryError, MemoryError) as e:
+    except (MemoryError, RuntimeError) as e:
+        if not isinstance(e, MemoryError) and not _gpu_out_of_memory(e):
+            raise
         # Too large a picture or batch is a user's choice, not a crash: say which knobs to turn.
-        where = "GPU" if isinstance(e, torch.OutOfMemoryError) else "CPU"
+        where = "CPU" if isinstance(e, MemoryError) else "GPU"
         print(
             f"fastnst: error: out of {where} memory. Use smaller images or batches (stylize: --max-size, --batch-size, "
             "--max-memory or --tile-size; train: --image-size, --batch-size), or --device cpu",
             file=sys.stderr,
         )
         return EXIT_USER_ERROR
+
+
+def _gpu_out_of_memory(error: BaseException) -> bool:
+    """torch.OutOfMemoryError, asked without importing PyTorch (a failure before it loaded is not one)."""
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(error, torch.OutOfMemoryError)
 
 
 def run_program(prefix: Sequence[str] = ()) -> NoReturn:

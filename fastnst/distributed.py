@@ -32,8 +32,9 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from .defaults import DIST_TIMEOUT_S
 from .devices import resolve_device
-from .errors import FastNSTError
+from .errors import FastNSTError, is_rank_zero, report_prefix, reported_here
 
 __all__ = [
     "DEFAULT_TIMEOUT_S",
@@ -61,10 +62,7 @@ __all__ = [
 
 T = TypeVar("T")
 
-# How long a rank waits in a collective for the others. Longer than anything
-# one rank does alone while the rest wait (rank 0 scanning the dataset or
-# writing a checkpoint to a slow disk); short enough that a hung job ends.
-DEFAULT_TIMEOUT_S = 600
+DEFAULT_TIMEOUT_S = DIST_TIMEOUT_S  # see fastnst.defaults
 
 
 @dataclass(frozen=True)
@@ -302,32 +300,3 @@ def wrap_model(model: nn.Module, d: Dist, device: torch.device) -> nn.Module:
 
     with peer_guard():
         return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-
-
-def _env_rank() -> int:
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank()
-    try:
-        return int(os.environ.get("RANK", "0"))
-    except ValueError:
-        return 0
-
-
-def is_rank_zero() -> bool:
-    """Rank 0 of a torchrun job, or a single process (also after the group is gone)."""
-    return _env_rank() == 0
-
-
-def reported_here(error: BaseException) -> bool:
-    """Whether this process prints ``error``: once per job, by the rank that knows why."""
-    if getattr(error, "quiet", False):
-        return False
-    if getattr(error, "every_rank", False):
-        return is_rank_zero()
-    return True
-
-
-def report_prefix() -> str:
-    """``[rank N] `` for messages of ranks other than 0 (which rank failed matters on many nodes)."""
-    rank = _env_rank()
-    return f"[rank {rank}] " if rank else ""

@@ -8,6 +8,11 @@ traceback. Everything else is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+import os
+import sys
+
+__all__ = ["FastNSTError", "StoppedCleanly", "is_rank_zero", "report_prefix", "reported_here"]
+
 
 class FastNSTError(Exception):
     """An error caused by the user's input, with a message meant for them."""
@@ -19,3 +24,41 @@ class FastNSTError(Exception):
         if isinstance(message, str) and message.startswith("Caught ") and "Original Traceback" in message:
             message = message.rstrip().splitlines()[-1].split(": ", 1)[-1]
         super().__init__(message, *args)
+
+
+class StoppedCleanly(FastNSTError):
+    """A run stopped on request (Ctrl-C, SIGTERM) after saving its work: exit status 130, no 'error:'."""
+
+
+# Which process of a torchrun job reports an error. Here, not in fastnst.distributed,
+# because the command line reports errors that happen before PyTorch is loaded.
+
+
+def _rank() -> int:
+    dist = sys.modules.get("torch.distributed")  # never imported here: only asked if loaded
+    if dist is not None and dist.is_available() and dist.is_initialized():
+        return dist.get_rank()
+    try:
+        return int(os.environ.get("RANK", "0"))
+    except ValueError:
+        return 0
+
+
+def is_rank_zero() -> bool:
+    """Rank 0 of a torchrun job, or a single process (also after the group is gone)."""
+    return _rank() == 0
+
+
+def reported_here(error: BaseException) -> bool:
+    """Whether this process prints ``error``: once per job, by the rank that knows why."""
+    if getattr(error, "quiet", False):
+        return False
+    if getattr(error, "every_rank", False):
+        return is_rank_zero()
+    return True
+
+
+def report_prefix() -> str:
+    """``[rank N] `` for messages of ranks other than 0 (which rank failed matters on many nodes)."""
+    rank = _rank()
+    return f"[rank {rank}] " if rank else ""

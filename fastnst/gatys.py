@@ -45,6 +45,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from .color import blend, preserve_color
+from .defaults import GATYS_ITERATIONS, GATYS_LR, GATYS_MIN_IMPROVEMENT, GATYS_STALL_WINDOW
 from .devices import resolve_device
 from .errors import FastNSTError
 from .images import load_rgb, pil_to_tensor, prepare_input, resize_long_side, save_image, tensor_to_pil, with_alpha
@@ -64,12 +65,8 @@ __all__ = ["GatysConfig", "GatysOptimizer", "GatysResult", "PassReport", "plan_p
 
 OPTIMIZERS = ("lbfgs", "adam")
 INITS = ("content", "noise")
-DEFAULT_ITERATIONS = 300  # L-BFGS: the picture barely changes after ~200 at 256-384 px
-DEFAULT_LR = {"lbfgs": 1.0, "adam": 0.02}  # Adam's step is in pixel units ([0, 1])
 FIRST_STEP = 0.05  # L-BFGS's first step: the largest pixel change, in [0, 1] units
 LBFGS_HISTORY = 50  # torch's default is 100; each entry is 2 image-sized vectors
-STALL_WINDOW = 50  # iterations over which the relative improvement is measured
-DEFAULT_MIN_IMPROVEMENT = 0.01  # 1 % over STALL_WINDOW iterations: later changes are hard to see
 LARGE_ON_CPU = 512  # longer side above which a CPU run gets a warning
 MAX_STYLE_SCALE = 10.0  # the style image is resized to this times the output: beyond, memory runs out
 
@@ -87,15 +84,15 @@ class GatysConfig:
     content_weight: float | None = None
     style_weight: float | None = None
     tv_weight: float | None = None
-    iterations: tuple[int, ...] = (DEFAULT_ITERATIONS,)  # one for every pass, or one per pass
+    iterations: tuple[int, ...] = (GATYS_ITERATIONS,)  # one for every pass, or one per pass
     optimizer: str = "lbfgs"
     lr: float | None = None
     init: str = "content"
     style_scale: float = 1.0
     scales: tuple[int, ...] = ()  # longer sides of the coarse passes; the last pass is the full size
     save_every: int | None = None
-    min_improvement: float = DEFAULT_MIN_IMPROVEMENT
-    stall_window: int = STALL_WINDOW
+    min_improvement: float = GATYS_MIN_IMPROVEMENT
+    stall_window: int = GATYS_STALL_WINDOW
     preserve_color: bool = False
     strength: float = 1.0
     max_size: int | None = None
@@ -401,7 +398,7 @@ class GatysOptimizer:
         return torch.rand(photo.shape, generator=gen).to(self.device)
 
     def _make_optimizer(self, x: torch.Tensor) -> torch.optim.Optimizer:
-        lr = self.cfg.lr if self.cfg.lr is not None else DEFAULT_LR[self.cfg.optimizer]
+        lr = self.cfg.lr if self.cfg.lr is not None else GATYS_LR[self.cfg.optimizer]
         if self.cfg.optimizer == "adam":
             return torch.optim.Adam([x], lr=lr)
         # max_iter=1: one iteration per step() so every iteration is seen here;

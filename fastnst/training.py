@@ -39,8 +39,10 @@ from tqdm import tqdm
 from . import distributed
 from .atomic import folder_lock
 from .checkpoint import check_payload, model_payload, read_checkpoint, save_model, write_checkpoint
+from .cost import StepTimer, estimate_lines, setup_warnings, undertrained_note
 from .data import PhotoDataset, TrainBatchSampler, collate, find_images
-from .errors import FastNSTError
+from .defaults import DIST_TIMEOUT_S, TRAIN_ITERATIONS
+from .errors import FastNSTError, StoppedCleanly
 from .images import READ_SUFFIXES, load_rgb, pil_to_tensor, resize_max, save_image, tensor_to_pil
 from .limits import LIMITS, problem
 from .losses import (
@@ -62,7 +64,7 @@ __all__ = ["DEFAULT_ITERATIONS", "TrainConfig", "TrainingInterrupted", "format_d
 # --save-model must not be named like a picture, a video or an export (a dataset photo, the painting).
 _NOT_MODEL_SUFFIXES = (*READ_SUFFIXES, ".onnx", ".mp4", ".mkv", ".webm", ".mov", ".avi", ".json", ".txt")
 
-DEFAULT_ITERATIONS = 40_000  # Johnson et al.: 40k steps of batch 4, about 2 epochs of COCO
+DEFAULT_ITERATIONS = TRAIN_ITERATIONS  # the name fastnst.training exports
 MAX_BAD_STEPS = 10  # consecutive non-finite losses before giving up
 
 # Settings that define the optimisation problem: a resumed run must keep them
@@ -97,7 +99,7 @@ def format_duration(seconds: float) -> str:
     return "".join(f"{v}{u}" for v, u in ((h, "h"), (m, "m"), (sec, "s")) if v) or f"{seconds:g}s"
 
 
-class TrainingInterrupted(FastNSTError):
+class TrainingInterrupted(StoppedCleanly):
     """Raised after a clean stop on Ctrl-C or SIGTERM (checkpoint saved)."""
 
     every_rank = True  # all ranks stop at the same step; rank 0 reports
@@ -134,7 +136,7 @@ class TrainConfig:
     amp: bool | None = None
     workers: int | None = None
     progress: bool = True
-    dist_timeout: float = distributed.DEFAULT_TIMEOUT_S
+    dist_timeout: float = DIST_TIMEOUT_S
     max_time: float | None = None  # seconds of wall clock for this invocation, then a clean stop
     compile: bool = False  # torch.compile the network and VGG (pays off on a GPU; minutes to compile on a CPU)
     channels_last: bool = False  # memory layout of network and VGG; NCHW measured faster on an H200 (benchmarks/results/gpu.md)
@@ -300,8 +302,9 @@ def _check_same_style(cfg: TrainConfig, old: dict[str, Any], explicit: set[str])
     )
 
 
-def _check_outputs(cfg: TrainConfig) -> Path:
-    """Fail in the first second, not after hours, on unwritable or occupied outputs."""
+def _check_outputs(cfg: TrainConfig, created: list[Path] | None = None) -> Path:
+    """Fail in the first second, not after hours, on unwritable or occupied outputs.
+    Folders made here are added to ``created`` (see _remove_if_unused)."""
     ckpt_dir = Path(cfg.checkpoint_dir)
     last = ckpt_dir / "last.pth"
     if not cfg.resume and last.exists() and not cfg.overwrite:
@@ -329,13 +332,37 @@ def _check_outputs(cfg: TrainConfig) -> Path:
         raise FastNSTError(f"{cfg.save_model}: already exists; pass --overwrite to replace it or choose another --save-model")
     for folder in (ckpt_dir, Path(cfg.save_model).parent):
         try:
-            folder.mkdir(parents=True, exist_ok=True)
+            _make_folder(folder, created)
             probe = folder / f".fastnst-write-test-{os.getpid()}"
             probe.write_bytes(b"")
             probe.unlink()
         except OSError as e:
             raise FastNSTError(f"{folder}: cannot write here ({e.strerror or e}); choose another folder") from None
     return ckpt_dir
+
+
+def _make_folder(folder: Path, created: list[Path] | None) -> None:
+    """mkdir -p, noting in ``created`` the outermost folder that did not exist before."""
+    missing = [p for p in (folder, *folder.parents) if not p.exists()]
+    folder.mkdir(parents=True, exist_ok=True)
+    if missing and created is not None:
+        created.append(missing[-1])
+
+
+def _remove_if_unused(folders: list[Path]) -> None:
+    """A run that failed before writing anything leaves no empty folders behind.
+
+    Only folders this run created, and only while they hold nothing but empty
+    folders and the run's lock file; anything else in them is kept.
+    """
+    for top in folders:
+        for here, _, files in os.walk(top, topdown=False):
+            try:
+                if files == [".fastnst.lock"]:
+                    os.unlink(os.path.join(here, files[0]))
+                os.rmdir(here)
+            except OSError:  # not empty (or not ours to remove): keep it and what holds it
+                break
 
 
 def _is_model_file(path: Path) -> bool:
@@ -364,13 +391,14 @@ class _Plan:
     empty: list[tuple[str, str]]
 
 
-def _prepare(cfg: TrainConfig, explicit: set[str], world_size: int, locks: ExitStack | None = None) -> _Plan:
+def _prepare(cfg: TrainConfig, explicit: set[str], world_size: int, locks: ExitStack | None = None, created: list[Path] | None = None) -> _Plan:
     """Settings, output checks, the photo list and the step count: every cheap check
     that can fail, before anything slow (VGG) is loaded. The checkpoint folder is
-    locked (until ``locks`` closes; not without it) against a second run writing into it."""
+    locked (until ``locks`` closes; not without it) against a second run writing into it;
+    the folders made for the outputs are added to ``created``."""
     _resume_after_restart(cfg)
     cfg, ckpt = _resolve_config(cfg, explicit, world_size)
-    ckpt_dir = _check_outputs(cfg)
+    ckpt_dir = _check_outputs(cfg, created)
     if locks is not None:
         busy = "another fastnst training run is writing to this checkpoint folder; wait for it to end, or choose another --checkpoint-dir"
         locks.enter_context(folder_lock(ckpt_dir, busy))
@@ -819,7 +847,7 @@ class _Run:
     def _loop(self, batches: Iterator) -> _Window:
         """Steps until the end, a clean stop on a signal (raises TrainingInterrupted) or --max-time."""
         cfg, dist = self.cfg, self.dist
-        window, bad_steps = _Window.start(), 0
+        window, bad_steps, timer = _Window.start(), 0, StepTimer()
         bar = tqdm(total=self.total, initial=self.step, unit="it", desc="training", disable=not (cfg.progress and dist.is_main), dynamic_ncols=True, file=sys.stderr)
         grace = _REPEAT_SIGNAL_GRACE_S if dist.enabled else 0.0
         with _stop_on_signals(grace, announce=dist.is_main) as stop, bar, distributed.peer_guard():
@@ -840,6 +868,7 @@ class _Run:
                 self.step += 1
                 window.add(terms, x.shape[0] * dist.world_size)
                 bar.update(1)
+                self._estimate(timer.tick())
                 window = self._periodic(window, bar)
                 signal_name = self.agreed_stop if dist.enabled else stop["signal"]
                 if signal_name:
@@ -848,6 +877,14 @@ class _Run:
                     self.out_of_time = True
                     break
         return window
+
+    def _estimate(self, seconds_per_step: float | None) -> None:
+        """Once the first steps are timed: how long the rest takes (see fastnst.cost)."""
+        if seconds_per_step is None or not self.dist.is_main:
+            return
+        time_left = self.deadline - time.monotonic() if self.cfg.max_time else None
+        for line in estimate_lines(seconds_per_step, self.total - self.step, self.device.type, time_left):
+            tqdm.write(line, file=sys.stderr)
 
     def _skipped_step(self, bad_steps: int) -> None:
         if self.dist.is_main:
@@ -906,6 +943,8 @@ class _Run:
             f"checkpoints in {self.ckpt_dir}",
             file=sys.stderr,
         )
+        for line in setup_warnings(self.device.type, len(self.files), self.total, cfg.batch_size * dist.world_size):
+            tqdm.write(line, file=sys.stderr)
 
     def _finish(self, window: _Window | None = None) -> Path:
         if self.dist.is_main:
@@ -921,6 +960,10 @@ class _Run:
             if self.out_of_time:
                 tqdm.write(self._out_of_time_message(), file=sys.stderr)
             tqdm.write(f"saved {self.cfg.save_model}", file=sys.stderr)
+            note = undertrained_note(self.progress_record()["images_seen"])
+            if note:  # how to go on, unless the --max-time message above just said it
+                further = "" if self.out_of_time else f" Train further with: fastnst train --resume {self.ckpt_dir / 'last.pth'} --iterations N"
+                tqdm.write(f"{note}.{further}", file=sys.stderr)
         distributed.barrier(self.dist)  # every rank returns once the model file exists
         return Path(self.cfg.save_model)
 
@@ -962,7 +1005,12 @@ def train(cfg: TrainConfig, explicit: set[str] | None = None) -> Path:
         raise FastNSTError(f"--dist-timeout: {wrong}")
     dist = distributed.from_env()
     device = distributed.pick_device(cfg.device, dist)
-    with ExitStack() as locks, distributed.process_group(dist, device, cfg.dist_timeout):
-        plan = distributed.run_on_main(dist, lambda: _prepare(cfg, explicit, dist.world_size, locks))
-        run = distributed.run_everywhere(dist, lambda: _Run(plan, dist, device, started))
-        return run.run()
+    created: list[Path] = []  # output folders this run made (rank 0)
+    try:
+        with ExitStack() as locks, distributed.process_group(dist, device, cfg.dist_timeout):
+            plan = distributed.run_on_main(dist, lambda: _prepare(cfg, explicit, dist.world_size, locks, created))
+            run = distributed.run_everywhere(dist, lambda: _Run(plan, dist, device, started))
+            return run.run()
+    except BaseException:
+        _remove_if_unused(created)  # after the lock is released
+        raise

@@ -27,6 +27,7 @@ import torch
 from tqdm import tqdm
 
 from .atomic import atomic_path
+from .defaults import VIDEO_FORMATS
 from .errors import FastNSTError
 from .files import MediaKind
 from .optional import import_av
@@ -55,15 +56,7 @@ __all__ = [
 Frame = np.ndarray  # (H, W, 3) uint8 RGB
 FrameFilter = Callable[[Frame, Frame], Frame]  # (content, stylized) -> output, e.g. the stabilizer
 
-# suffix -> (FFmpeg container, video encoders in order of preference, audio encoder)
-_FORMATS: dict[str, tuple[str, tuple[str, ...], str]] = {
-    ".mp4": ("mp4", ("libx264", "h264", "mpeg4"), "aac"),
-    ".m4v": ("mp4", ("libx264", "h264", "mpeg4"), "aac"),
-    ".mov": ("mov", ("libx264", "h264", "mpeg4"), "aac"),
-    ".mkv": ("matroska", ("libx264", "h264", "mpeg4"), "aac"),
-    ".webm": ("webm", ("libvpx-vp9", "libvpx"), "libopus"),
-    ".avi": ("avi", ("mpeg4",), "libmp3lame"),
-}
+_FORMATS = VIDEO_FORMATS
 VIDEO_SUFFIXES = tuple(_FORMATS)
 
 # Audio codecs each container takes as they are (copied, not re-encoded).

@@ -28,6 +28,7 @@ from typing import Any, Protocol, TypeVar
 import numpy as np
 from tqdm import tqdm
 
+from .defaults import WEBCAM_KEY_HELP
 from .errors import FastNSTError
 from .optional import import_cv2
 from .paths import describe
@@ -54,7 +55,7 @@ T = TypeVar("T")
 
 # Key -> action in the window (also printed by --help and the README).
 KEYS = {"q": "quit", "\x1b": "quit", "s": "side-by-side", "m": "next model", "\t": "next model"}
-KEY_HELP = "q/Esc quit, s side-by-side with the camera, m/Tab next --model, 1-9 pick a --model"
+KEY_HELP = WEBCAM_KEY_HELP
 
 
 # ---------------------------------------------------------------- sources

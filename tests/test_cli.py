@@ -90,7 +90,7 @@ def test_output_safety(trained_model: Path, tmp_path: Path, capsys: pytest.Captu
         (["stylize", "--model", "missing.pth", "x.jpg", "--output", "o.jpg"], "x.jpg: no such file"),
         (["stylize", "--model", "{model}", "{img}", "--output", "o.xyz"], "suffix '.xyz'"),
         (["stylize", "--model", "{img}", "{img}", "--output", "o.jpg"], "not a readable PyTorch model file"),
-        (["stylize", "--model", "{model}", "{img}", "--output", "o.jpg", "--device", "cuda"], "no CUDA GPU"),
+        (["stylize", "--model", "{model}", "{img}", "--output", "o.jpg", "--device", "cuda"], "--device cuda: "),
         (["train", "--dataset", "nowhere", "--style-image", "{img}", "--save-model", "m.pth"], "nowhere: dataset folder not found"),
         (["train", "--dataset", "{dir}", "--style-image", "{img}", "--save-model", "m.pth", "--style-layers", "relu9_1"], "unknown VGG19 layer"),
         (["train", "--dataset", "{dir}", "--style-image", "nope.jpg", "--save-model", "m.pth", "--vgg-weights", "{vgg}"], "nope.jpg: no such file"),
@@ -261,3 +261,85 @@ def test_every_public_name_resolves() -> None:
     assert all(getattr(fastnst, name) is not None for name in fastnst.__all__) and "Stylizer" in dir(fastnst)
     with pytest.raises(AttributeError):
         fastnst.no_such_name  # noqa: B018
+
+
+# ---- a new user's first minutes ---------------------------------------------------------------
+
+
+def test_help_version_and_argument_errors_do_not_load_pytorch() -> None:
+    """--help, --version and a mistyped flag answer at once: PyTorch takes seconds to import."""
+    code = """if True:
+        import sys
+        from fastnst.cli import build_parser, parse_args
+        for argv in (["--help"], ["--version"], ["train", "--help"], ["stylize", "--help"], ["eval", "--help"], ["export", "--help"],
+                     ["styles", "--help"], ["train", "--width", "inf"], ["stylize", "--content-scale", "2"], ["nonsense"]):
+            try:
+                parse_args(build_parser(), argv)
+            except SystemExit:
+                pass
+        print("loaded:", *sorted(m for m in ("torch", "numpy", "PIL", "onnx", "onnxruntime", "cv2", "av", "tqdm") if m in sys.modules))
+    """
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
+    assert done.stdout.splitlines()[-1] == "loaded:"
+
+
+def test_pytorch_examples_eval_command_works(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """neural_style.py eval --content-image X --model M --output-image Y --cuda 0, as its users type it."""
+    model = tmp_path / "candy.pth"
+    save_model(TransformerNet(ModelConfig(width=0.25)), model)
+    synthetic_photo(24, 20).save(tmp_path / "photo.jpg")
+    out = tmp_path / "out.jpg"
+    args = ["eval", "--content-image", str(tmp_path / "photo.jpg"), "--model", str(model), "--output-image", str(out), "--cuda", "0"]
+    assert main(args) == 0 and Image.open(out).size == (24, 20)
+    assert f"wrote 1 image(s) to {out}" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "argv, device",
+    [(["--cuda", "0"], "cpu"), (["--cuda", "1"], "cuda"), (["--accel"], "auto"), ([], "auto"), (["--device", "cuda:1"], "cuda:1")],
+)
+def test_cuda_and_accel_are_device_spellings(argv: list[str], device: str) -> None:
+    assert build_parser().parse_args(["stylize", *argv]).device == device
+    train = build_parser().parse_args(["train", *argv])
+    assert getattr(train, "device", "auto") == device  # train leaves unset flags out (resume keeps the run's)
+
+
+def test_save_model_dir_and_checkpoint_model_dir(tmp_path: Path, photo_dir: Path, style_file: Path, vgg_file: Path, capsys) -> None:
+    from .conftest import tiny_train_args
+
+    args = tiny_train_args(photo_dir, style_file, vgg_file, tmp_path / "unused.pth", iterations=2)
+    i = args.index("--save-model")
+    args[i : i + 2] = ["--save-model-dir", str(tmp_path / "models"), "--checkpoint-model-dir", str(tmp_path / "ckpt")]
+    assert main(["train", *args]) == 0
+    assert (tmp_path / "models" / "stripes.pth").is_file() and (tmp_path / "ckpt" / "last.pth").is_file()
+    with pytest.raises(SystemExit):  # one or the other
+        main(["train", "--save-model", "a.pth", "--save-model-dir", "models"])
+    assert "not allowed with argument" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "argv, hint",
+    [
+        (["stylize", "photo.jpg", "--content-scale", "2"], "--content-scale is pytorch/examples' flag: fastnst shrinks inputs with --max-size"),
+        (["eval", "--export_onnx", "x.onnx"], "fastnst export --model"),
+        (["train", "--mps"], "Apple GPUs (MPS) are not supported yet"),
+        (["train", "--bogus"], "unrecognized arguments: --bogus"),
+    ],
+)
+def test_unknown_flags_get_the_subcommand_usage_and_a_hint(argv: list[str], hint: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and hint in err
+    assert f"usage: fastnst {'train' if argv[0] == 'train' else 'stylize'} " in err  # not the top level's usage
+    assert err.strip().splitlines()[-1].startswith(f"fastnst {'train' if argv[0] == 'train' else 'stylize'}: error: ")
+
+
+def test_a_failed_first_run_leaves_no_empty_folders(tmp_path: Path, photo_dir: Path, style_file: Path, capsys) -> None:
+    (tmp_path / "kept").mkdir()
+    (tmp_path / "kept" / "mine.txt").write_text("a user's file")
+    for save in (tmp_path / "new" / "deeper" / "m.pth", tmp_path / "kept" / "m.pth"):
+        args = ["train", "--dataset", str(photo_dir), "--style-image", str(style_file), "--save-model", str(save)]
+        assert main([*args, "--vgg-weights", str(tmp_path / "missing_vgg.pth"), "--device", "cpu"]) == 2
+        assert "missing_vgg.pth" in capsys.readouterr().err
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*")) == ["kept", "kept/mine.txt"]
