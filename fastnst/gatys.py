@@ -24,9 +24,13 @@ Design points:
   coherent. It is not a shortcut to a low full-size loss: the upsampled
   start lacks the fine texture (README, "Coarse-to-fine", has the figures).
 * A pass stops early once the loss improved by less than ``min_improvement``
-  (relative) over the last ``STALL_WINDOW`` iterations.
+  (relative) over the last ``GATYS_STALL_WINDOW`` iterations.
 * A non-finite loss raises :class:`FastNSTError` at once: no garbage image is
   handed back, so nothing is written.
+* Ctrl-C (or SIGTERM through the CLI) keeps the work done, as training keeps
+  a checkpoint: :class:`GatysInterrupted` carries the best image so far, and
+  :meth:`GatysOptimizer.stylize_many` hands it on to be written before the
+  interrupt goes on (exit status 130, or 143 for SIGTERM).
 """
 
 from __future__ import annotations
@@ -61,7 +65,7 @@ from .losses import (
 )
 from .vgg import LAYER_NAMES, build_vgg, layer_index, resolve_preprocess
 
-__all__ = ["GatysConfig", "GatysOptimizer", "GatysResult", "PassReport", "plan_passes", "snapshot_path"]
+__all__ = ["GatysConfig", "GatysInterrupted", "GatysOptimizer", "GatysResult", "PassReport", "plan_passes", "snapshot_path"]
 
 OPTIMIZERS = ("lbfgs", "adam")
 INITS = ("content", "noise")
@@ -228,6 +232,31 @@ class NonFiniteLoss(FastNSTError):
     """The loss became inf/NaN: the optimisation diverged."""
 
 
+class GatysInterrupted(KeyboardInterrupt):
+    """Ctrl-C (or the CLI's SIGTERM) arrived during an optimisation; the work done is attached.
+
+    Minutes of optimisation should not be lost to one key press. Still a
+    KeyboardInterrupt, so code that knows nothing of it stops as before.
+
+    * ``original``: the KeyboardInterrupt that arrived (the CLI re-raises it,
+      so SIGTERM still ends with status 143);
+    * ``image``: the best image so far, (1, 3, H, W) in [0, 1] on the CPU at
+      the output size, before the colour options; None before the first iteration;
+    * ``iterations_done`` / ``iterations_planned``: over all passes;
+    * ``rgb`` / ``alpha``: set by :meth:`GatysOptimizer.stylize_image`, the
+      image finished like a result (``--preserve-color``, ``--strength``).
+    """
+
+    def __init__(self, original: KeyboardInterrupt, image: torch.Tensor | None, iterations_done: int, iterations_planned: int) -> None:
+        super().__init__(f"interrupted after {iterations_done} of {iterations_planned} iterations")
+        self.original = original
+        self.image = image
+        self.iterations_done = iterations_done
+        self.iterations_planned = iterations_planned
+        self.rgb: Image.Image | None = None
+        self.alpha: Image.Image | None = None
+
+
 class _Best:
     """The lowest-loss image seen: L-BFGS without a line search can overshoot."""
 
@@ -240,6 +269,19 @@ class _Best:
         total = float(terms.total.detach())
         if total < self.loss:
             self.loss, self.x, self.terms = total, x.detach().clone(), terms.items()
+
+
+@dataclass(frozen=True)
+class _Running:
+    """The pass under way, kept on the optimizer: a KeyboardInterrupt unwinds
+    _optimize's frame, and run() still needs its best image to hand back.
+
+    Replaced in one assignment per pass, so an interrupt never sees a mix of two passes.
+    """
+
+    done: int  # iterations of the earlier passes
+    best: _Best
+    history: list[float]  # one entry per finished iteration of this pass
 
 
 class _Objective:
@@ -311,6 +353,7 @@ class GatysOptimizer:
         vgg = build_vgg(list(content) + list(style), cfg.vgg_weights, self.preprocess).to(self.device)
         self.loss = PerceptualLoss(vgg, content, style, self.weights)
         self.min_side = _min_side(vgg.layers)
+        self._running: _Running | None = None  # the pass under way (one image at a time)
 
     # ------------------------------------------------------------ public API
 
@@ -319,22 +362,35 @@ class GatysOptimizer:
 
         ``on_snapshot(iteration, image)`` is called every ``save_every``
         iterations (counted over all passes) with the current image.
+        A KeyboardInterrupt becomes :class:`GatysInterrupted` with the best
+        image so far at the output size.
         """
         start = time.perf_counter()
         h, w = content.shape[-2:]
         full = self._pad(content.float().to(self.device))
         passes = plan_passes(tuple(full.shape[-2:]), self.cfg.scales, self.cfg.iterations, self.min_side)
-        bar = tqdm(total=sum(p.iterations for p in passes), unit="it", disable=not self.cfg.progress, dynamic_ncols=True, file=sys.stderr, leave=False)
-        x, reports, done = None, [], 0
-        with bar:
-            for i, p in enumerate(passes):
-                bar.set_description(f"{label}{' ' if label else ''}pass {i + 1}/{len(passes)} {p.size[1]}x{p.size[0]}")
-                photo = _resize(full, p.size)
-                x = self._initial(photo) if x is None else _resize(x, p.size)
-                self.loss.set_style([self._style_tensor(max(p.size), k) for k in range(len(self.styles))], self.blend)
-                x, report = self._optimize(x, photo, p.iterations, bar, on_snapshot, done)
-                reports.append(report)
-                done += report.iterations
+        planned = sum(p.iterations for p in passes)
+        names = [f"{label}{' ' if label else ''}pass {i + 1}/{len(passes)} {p.size[1]}x{p.size[0]}" for i, p in enumerate(passes)]
+        # Created with its first description: a later set_description would follow an unlabelled
+        # "0%| 0/N" line wherever stderr is not a terminal (a log file).
+        bar = tqdm(total=planned, desc=names[0], unit="it", disable=not self.cfg.progress, dynamic_ncols=True, file=sys.stderr, leave=False)
+        x, reports, done = None, [], 0  # x: the last finished pass's result
+        self._running = None
+        try:
+            with bar:
+                for i, p in enumerate(passes):
+                    if i:
+                        bar.set_description(names[i])
+                    photo = _resize(full, p.size)
+                    x0 = self._initial(photo) if x is None else _resize(x, p.size)
+                    self.loss.set_style([self._style_tensor(max(p.size), k) for k in range(len(self.styles))], self.blend)
+                    x, report = self._optimize(x0, photo, p.iterations, bar, on_snapshot, done)
+                    reports.append(report)
+                    done += report.iterations
+        except KeyboardInterrupt as e:
+            raise self._interrupted(e, x, tuple(full.shape[-2:]), (h, w), planned) from e
+        finally:
+            self._running = None  # holds an image-sized tensor
         return GatysResult(x[..., :h, :w].cpu(), reports, time.perf_counter() - start)
 
     def stylize_image(self, image: Image.Image, output: str | Path | None = None) -> tuple[Image.Image, Image.Image | None, GatysResult]:
@@ -347,13 +403,23 @@ class GatysOptimizer:
         label = Path(output).name if output else ""
         self._warn_if_slow(x, label)
         snapshot = self._snapshot_writer(x, alpha, Path(output)) if output is not None and self.cfg.save_every else None
-        result = self.run(x, snapshot, label)
+        try:
+            result = self.run(x, snapshot, label)
+        except GatysInterrupted as e:
+            if e.image is not None:  # finished like a result, so what is written looks like one
+                e.rgb, e.alpha = tensor_to_pil(self._finish(e.image, x)), alpha
+            raise
         if self.cfg.progress:
             tqdm.write(f"{label or 'image'}: {result.summary()}", file=sys.stderr)
         return tensor_to_pil(self._finish(result.image, x)), alpha, result
 
     def stylize(self, image: Image.Image) -> Image.Image:
-        """One image, alpha kept (RGBA when the input had it)."""
+        """One image, alpha kept (RGBA when the input had it).
+
+        Ctrl-C raises :class:`GatysInterrupted` (a KeyboardInterrupt): to keep
+        the work done, catch it and use ``with_alpha(e.rgb, e.alpha)`` (or the
+        raw ``e.image``); both are None when no iteration had finished.
+        """
         rgb, alpha, _ = self.stylize_image(image)
         return with_alpha(rgb, alpha)
 
@@ -365,16 +431,45 @@ class GatysOptimizer:
         ``output_of(key)`` names each destination (for progress and snapshots).
         An image whose loss diverges gives (key, None, reason), so that one
         bad picture does not end a folder run.
+
+        On Ctrl-C the image under way is still yielded, as its best so far
+        (the consumer writes it like any output); when resumed, this says so
+        and re-raises the original KeyboardInterrupt. Later images are not started.
         """
         for key, image in items:
+            output = output_of(key) if output_of else None
             try:
-                rgb, alpha, _ = self.stylize_image(image, output_of(key) if output_of else None)
+                rgb, alpha, _ = self.stylize_image(image, output)
             except NonFiniteLoss as e:
                 yield key, None, str(e)
                 continue
+            except GatysInterrupted as e:
+                if e.rgb is not None:
+                    yield key, e.rgb, e.alpha  # told only once it is written
+                    so_far = f"the best image so far (iteration {e.iterations_done} of {e.iterations_planned})"
+                    tqdm.write(f"interrupted: {f'wrote {so_far} to {output}' if output else f'{so_far} was returned'}", file=sys.stderr)
+                raise e.original from None  # the CLI's exit status depends on which interrupt it was
             yield key, rgb, alpha
 
     # ------------------------------------------------------------ internals
+
+    def _interrupted(
+        self, original: KeyboardInterrupt, finished: torch.Tensor | None, size: tuple[int, int], crop: tuple[int, int], planned: int
+    ) -> GatysInterrupted:
+        """What run() reached: the running pass's best image, else ``finished`` (the last pass's result).
+
+        A coarse pass's image is upsampled to the padded ``size``, then cropped
+        as a result is. No image before the first iteration: it would be the
+        start image (the photo, or noise), not work to keep.
+        """
+        running = self._running
+        done = running.done + len(running.history) if running else 0
+        best = running.best.x if running and running.best.x is not None else finished
+        image = None
+        if done and best is not None:
+            with torch.no_grad():
+                image = _resize(best.detach().float(), size)[..., : crop[0], : crop[1]].cpu()
+        return GatysInterrupted(original, image, done, planned)
 
     def _pad(self, x: torch.Tensor) -> torch.Tensor:
         """Tiny images are padded up to the size VGG's pooling needs (cropped back at the end)."""
@@ -420,6 +515,7 @@ class GatysOptimizer:
         opt = self._make_optimizer(x)
         history: list[float] = []
         objective = _Objective(lambda: self._terms(x, targets, len(history) + 1), x, opt)
+        self._running = _Running(done, objective.best, history)
         lr = _prime_first_step(opt, objective, x) if isinstance(opt, torch.optim.LBFGS) else None
         stopped = False
         for it in range(1, iterations + 1):

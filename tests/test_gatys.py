@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -9,12 +15,12 @@ import pytest
 import torch
 from PIL import Image
 
-from fastnst.cli import main
-from fastnst.color import rgb_to_ycbcr
+from fastnst.cli import Terminated, main
+from fastnst.color import blend, rgb_to_ycbcr
 from fastnst.errors import FastNSTError
+from fastnst.gatys import FIRST_STEP, GatysConfig, GatysInterrupted, GatysOptimizer, Pass, _stalled, plan_passes, snapshot_path
+from fastnst.images import pil_to_tensor, prepare_input, tensor_to_pil
 from fastnst.limits import LIMITS, Limit
-from fastnst.gatys import FIRST_STEP, GatysConfig, GatysOptimizer, Pass, _stalled, plan_passes, snapshot_path
-from fastnst.images import pil_to_tensor
 
 from .conftest import TINY_CONTENT_LAYERS, TINY_STYLE_LAYERS, synthetic_photo
 
@@ -228,3 +234,129 @@ def test_device_is_honoured(style_file: Path, vgg_file: Path) -> None:
         pytest.skip("no GPU")
     gatys = GatysOptimizer(_config(style_file, vgg_file, device="cuda", iterations=(3,)))
     assert gatys.run(pil_to_tensor(synthetic_photo(20, 20))).image.device.type == "cpu"
+
+
+# ---------------------------------------------------------------- Ctrl-C keeps the best image so far
+# Each pass evaluates the loss once to size L-BFGS's first step, once per iteration (at the previous
+# iterate), and once at the end: the n-th call of _terms is where an interrupt is made to land.
+
+
+def _interrupt_at_call(monkeypatch, n: int, error: KeyboardInterrupt) -> None:
+    """The n-th loss evaluation raises ``error``, as Ctrl-C (or the CLI's SIGTERM) would there."""
+    real = GatysOptimizer._terms
+    calls = {"n": 0}
+
+    def terms(self, *args):
+        calls["n"] += 1
+        if calls["n"] == n:
+            raise error
+        return real(self, *args)
+
+    monkeypatch.setattr(GatysOptimizer, "_terms", terms)
+
+
+def test_interrupt_hands_back_the_best_image_so_far(style_file: Path, vgg_file: Path, monkeypatch) -> None:
+    photo = synthetic_photo(23, 17, seed=8).convert("RGBA")
+    photo.putalpha(Image.linear_gradient("L").resize((23, 17)))
+    reference = GatysOptimizer(_config(style_file, vgg_file, iterations=(2,))).run(prepare_input(photo)[0]).image
+    error = KeyboardInterrupt()
+    _interrupt_at_call(monkeypatch, 5, error)  # while evaluating iteration 3's result, in iteration 4
+    with pytest.raises(GatysInterrupted) as info:
+        GatysOptimizer(_config(style_file, vgg_file, iterations=(6,), strength=0.5)).stylize(photo)
+    e = info.value
+    assert isinstance(e, KeyboardInterrupt) and e.original is error
+    assert (e.iterations_done, e.iterations_planned) == (3, 6)
+    assert torch.equal(e.image, reference), "the lowest loss evaluated (iteration 2's), not the unevaluated last step"
+    assert e.rgb.size == (23, 17) and e.alpha.size == (23, 17)
+    expected = tensor_to_pil(blend(reference, prepare_input(photo)[0], 0.5))  # finished as a result: --strength applied
+    np.testing.assert_array_equal(np.asarray(e.rgb), np.asarray(expected))
+
+
+# in pass 1 (20x13, 6 calls); pass 2 before its first evaluation; in pass 2
+@pytest.mark.parametrize("call, done", [(3, 1), (7, 4), (9, 5)])
+def test_interrupt_during_coarse_to_fine_gives_a_full_size_image(call: int, done: int, style_file: Path, vgg_file: Path, monkeypatch) -> None:
+    _interrupt_at_call(monkeypatch, call, KeyboardInterrupt())
+    gatys = GatysOptimizer(_config(style_file, vgg_file, scales=(20,), iterations=(4, 2)))
+    with pytest.raises(GatysInterrupted) as info:
+        gatys.stylize_image(synthetic_photo(41, 27, seed=2))
+    e = info.value
+    assert (e.iterations_done, e.iterations_planned) == (done, 6)
+    assert e.image.shape == (1, 3, 27, 41) and e.rgb.size == (41, 27) and e.alpha is None
+    assert 0.0 <= float(e.image.min()) and float(e.image.max()) <= 1.0
+
+
+def test_interrupt_before_the_first_iteration_has_no_image(style_file: Path, vgg_file: Path, monkeypatch) -> None:
+    _interrupt_at_call(monkeypatch, 1, KeyboardInterrupt())
+    with pytest.raises(GatysInterrupted) as info:
+        GatysOptimizer(_config(style_file, vgg_file)).stylize(synthetic_photo(20, 20))
+    assert info.value.image is None and info.value.rgb is None and info.value.iterations_done == 0
+
+
+@pytest.mark.parametrize(
+    "error, call, code, written, snapshots",
+    [
+        (KeyboardInterrupt, 10, 130, ["p0.png", "p1.png"], ["00001.png", "00002.png"]),  # in p1's 3rd iteration (6 calls an image)
+        (Terminated, 10, 143, ["p0.png", "p1.png"], ["00001.png", "00002.png"]),  # SIGTERM, as the CLI raises it: its own status
+        (KeyboardInterrupt, 7, 130, ["p0.png"], None),  # before p1's first iteration: nothing to keep of it
+    ],
+)
+def test_cli_interrupt_writes_the_best_image_so_far(
+    error: type, call: int, code: int, written: list[str], snapshots: list[str] | None,
+    style_file: Path, vgg_file: Path, tmp_path: Path, monkeypatch, capsys,
+) -> None:  # fmt: skip
+    folder, out = tmp_path / "in", tmp_path / "out"
+    folder.mkdir()
+    for i in range(3):
+        synthetic_photo(21, 19, seed=i).save(folder / f"p{i}.png")
+    _interrupt_at_call(monkeypatch, call, error())
+    assert main(_cli(style_file, vgg_file, str(folder), "--output", str(out), "--iterations", "4", "--save-every", "1")) == code
+    err = capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir() if p.is_file()) == written, "finished images kept, later ones not started"
+    for name in written:
+        with Image.open(out / name) as im:
+            assert im.size == (21, 19)
+    folder = snapshot_path(out / "p1.png", 0).parent
+    assert (sorted(p.name for p in folder.iterdir()) if folder.exists() else None) == snapshots, "the snapshots up to the interrupt"
+    told = f"interrupted: wrote the best image so far (iteration 2 of 4) to {out / 'p1.png'}"
+    assert (told in err) == ("p1.png" in written), err
+    assert err.rstrip().endswith(f"fastnst: {'terminated' if code == 143 else 'interrupted'}") and "Traceback" not in err, err
+
+
+def test_stylize_many_yields_the_interrupted_image_then_reraises(style_file: Path, vgg_file: Path, monkeypatch, capsys) -> None:
+    error = KeyboardInterrupt()
+    _interrupt_at_call(monkeypatch, 4, error)
+    images = GatysOptimizer(_config(style_file, vgg_file, iterations=(4,))).stylize_many([("a", synthetic_photo(20, 20))])
+    key, rgb, alpha = next(images)
+    assert key == "a" and rgb.size == (20, 20) and alpha is None
+    assert capsys.readouterr().err == "", "told only once the consumer had it"
+    with pytest.raises(KeyboardInterrupt) as info:
+        next(images)
+    assert info.value is error
+    assert "interrupted: the best image so far (iteration 2 of 4) was returned" in capsys.readouterr().err
+
+
+def test_progress_bar_has_its_label_from_the_start(style_file: Path, vgg_file: Path, capsys) -> None:
+    """In a log file every render of the bar is a line: none may lack the pass's label."""
+    GatysOptimizer(_config(style_file, vgg_file, iterations=(2,), progress=True)).run(pil_to_tensor(synthetic_photo(20, 20)), label="x.png")
+    renders = [r for r in re.split(r"[\r\n]", capsys.readouterr().err) if "it" in r and "/2" in r]
+    assert renders and all("x.png pass 1/1 20x20" in r for r in renders), renders
+
+
+def test_ctrl_c_to_the_process_writes_the_output(style_file: Path, vgg_file: Path, tmp_path: Path) -> None:
+    """The real signal, landing wherever the running process is: exit 130 and the best image so far on disk.
+    (SIGTERM takes the same path as a Terminated exception: see test_cli_interrupt_writes_the_best_image_so_far.)"""
+    src, out = tmp_path / "in.png", tmp_path / "out.png"
+    synthetic_photo(32, 24, seed=3).save(src)
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]), OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    argv = _cli(style_file, vgg_file, str(src), "--output", str(out), "--iterations", "100000", "--save-every", "1")
+    proc = subprocess.Popen([sys.executable, "-m", "fastnst", *argv], env=env, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not snapshot_path(out, 3).exists() and proc.poll() is None and time.time() < deadline:  # progress: 3 iterations done
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "Traceback" not in err, err
+    assert re.search(rf"interrupted: wrote the best image so far \(iteration \d+ of 100000\) to {re.escape(str(out))}\n", err), err
+    assert err.rstrip().endswith("fastnst: interrupted"), err
+    with Image.open(out) as im:
+        assert im.size == (32, 24)
