@@ -23,6 +23,7 @@ import os
 import pickle
 import re
 import warnings
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -53,14 +54,56 @@ def load_weights_only(p: Path, kind: str = "model") -> Any:
             return torch.load(p, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         if "Unsupported global" not in str(e) and "GLOBAL" not in str(e):
-            raise FastNSTError(f"{p}: not a readable PyTorch {kind} file; is it complete, and a .pth?") from None
+            raise _unreadable(p, kind, "") from None
         raise FastNSTError(
             f"{p}: refused to load: the file holds Python objects other than tensors and plain data "
             f"({str(e).splitlines()[0][:160]}). fastnst never runs code from model files; "
             "re-save it as a plain state dict"
         ) from None
     except Exception as e:
-        raise FastNSTError(f"{p}: not a readable PyTorch {kind} file ({type(e).__name__}); is it complete?") from None
+        raise _unreadable(p, kind, f" ({type(e).__name__})") from None
+
+
+ACCEPTED = (
+    "fastnst reads its own .pth models and training checkpoints, pytorch/examples fast_neural_style .pth/.model files, "
+    "and .onnx files written by 'fastnst export'"
+)
+
+# Formats people try (first bytes, or a zip member's suffix) -> what to call them.
+_FOREIGN = (
+    (b"\x89HDF\r\n\x1a\n", "an HDF5 file (e.g. a Keras .h5 model)"),
+    (b"{", "a JSON file (e.g. a TensorFlow.js model.json)"),
+)
+
+
+def _unreadable(p: Path, kind: str, why: str) -> FastNSTError:
+    """The one-line error for a file torch.load cannot read: what it looks like, when known."""
+    foreign, accepted = _foreign_format(p), ACCEPTED if kind == "model" else f"it should be a PyTorch {kind} (.pth) file"
+    if foreign:
+        return FastNSTError(f"{p}: {foreign}, not a PyTorch or ONNX model; {accepted}")
+    return FastNSTError(f"{p}: not a readable PyTorch {kind} file{why}; is it complete? ({accepted})")
+
+
+def _foreign_format(p: Path) -> str | None:
+    """Name a well-known non-PyTorch format from the file's first bytes (None: unknown or PyTorch)."""
+    if p.suffix.lower() == ".t7":
+        return "a Lua Torch (.t7) file, e.g. from jcjohnson/fast-neural-style"
+    try:
+        with p.open("rb") as f:
+            head = f.read(16)
+        if head.startswith(b"PK") and zipfile.is_zipfile(p):
+            with zipfile.ZipFile(p) as z:
+                names = z.namelist()[:1000]
+            if any(n.endswith(".npy") for n in names):
+                return "a NumPy .npz archive (e.g. TensorFlow or JAX weights)"
+            if "config.json" in names and any(n.endswith(".weights.h5") for n in names):
+                return "a Keras .keras model"
+            return None
+    except (OSError, zipfile.BadZipFile, ValueError):
+        return None
+    if len(head) >= 10 and head[8:10] == b'{"':  # safetensors: 8-byte header length, then JSON
+        return "a safetensors file"
+    return next((name for magic, name in _FOREIGN if head.startswith(magic)), None)
 
 
 def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:

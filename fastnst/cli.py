@@ -251,18 +251,24 @@ examples:
   fastnst stylize --model models/candy.pth photos/ 'more/*.png' --output out/ --max-size 1024
   fastnst stylize --model models/candy.pth clip.mp4 --output clip_candy.mp4 --stabilize
   fastnst stylize --model models/candy.pth --model models/mosaic.pth --webcam --record live.mp4
-
-  without a trained network (Gatys optimizer; slow on a CPU: many minutes per image at 384 px):
-  fastnst stylize --style-image starry_night.jpg photo.jpg --output out.png --max-size 384 \\
-      --vgg-weights vgg19_caffe.pth
-  fastnst stylize --style-image starry_night.jpg photo.jpg --output big_strokes.png --scales 256,512
-  fastnst stylize --style-image a.jpg --style-image b.jpg --style-blend-weights 0.7,0.3 photo.jpg -o out.jpg
-
-webcam keys: {keys}
   fastnst stylize --model models/candy.onnx panorama.jpg --output out.jpg --max-memory 4G
 
   Images of any size: those that would not fit --max-memory are stylized in overlapping tiles that
   share the whole image's normalisation statistics (see README, "Reliability").
+
+  without a trained network (Gatys optimizer; slow on a CPU: many minutes per image at 384 px; the
+  VGG19 weights are downloaded on first use unless --vgg-weights names a local file):
+  fastnst stylize --style-image starry_night.jpg photo.jpg --output out.png --max-size 384 \\
+      --vgg-weights vgg19_caffe.pth
+  fastnst stylize --style-image starry_night.jpg photo.jpg --output big_strokes.png --max-size 384 \\
+      --vgg-weights vgg19_caffe.pth --scales 192
+  fastnst stylize --style-image a.jpg --style-image b.jpg --style-blend-weights 0.7,0.3 photo.jpg -o out.jpg \\
+      --max-size 384 --vgg-weights vgg19_caffe.pth
+
+  pytorch/examples users: 'fastnst eval --content-image photo.jpg --model candy.pth --output-image out.jpg
+  --cuda 0' works as in neural_style.py; --content-scale F is --max-size PX here.
+
+webcam keys: {keys}
 """
 
 
@@ -491,7 +497,8 @@ def _write_images(args: argparse.Namespace, pairs: list, process: Callable) -> i
 
     failed = process_files(process, pairs, progress=not args.quiet, overwrite=args.overwrite)
     done = len(pairs) - failed
-    print(f"wrote {done} image(s){' to ' + str(pairs[0][1]) if len(pairs) == 1 and done else ''}", file=sys.stderr)
+    where = pairs[0][1] if len(pairs) == 1 else Path(args.output)  # a file, or the folder that mirrors the inputs
+    print(f"wrote {done} image(s){f' to {where}' if done else ''}", file=sys.stderr)
     if failed:
         print(f"fastnst: {failed} input(s) could not be read or stylized (see warnings above)", file=sys.stderr)
         return 1

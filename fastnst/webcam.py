@@ -318,6 +318,11 @@ class _Meter:
         span = self._times[-1] - self._times[0] if len(self._times) > 1 else 0.0
         return (len(self._times) - 1) / span if span > 0 else 0.0
 
+    @property
+    def fps_text(self) -> str:
+        """'12.3 fps', or '-- fps' until two frames have been timed (not a misleading 0.0)."""
+        return f"{self.fps:.1f} fps" if self.fps > 0 else "-- fps"
+
 
 def side_by_side(raw: Frame, stylized: Frame) -> Frame:
     return np.concatenate([raw, stylized], axis=1)
@@ -388,7 +393,7 @@ def run_webcam(
     stabilizer = Stabilizer(stabilize) if stabilize is not None else None
     controls = _Controls(len(models), side_by_side_view)
     meter = _Meter()
-    bar = tqdm(total=max_frames, desc=source.name, unit="frame", disable=not progress, dynamic_ncols=True)
+    bar = tqdm(total=max_frames, desc=source.name, unit=" frames", disable=not progress, dynamic_ncols=True)
     grabber = LatestFrame(source, keep_all=keep_all)
     with ExitStack() as stack:
         stack.callback(grabber.close)
@@ -413,11 +418,11 @@ def run_webcam(
                 if writer is not None:
                     writer.write(out, media_time)
                 meter.tick(captured_at)
-                status = f"{name}  {meter.fps:.1f} fps  {meter.latency * 1000:.0f} ms"
+                status = f"{name}  {meter.fps_text}  {meter.latency * 1000:.0f} ms"
                 view = side_by_side(frame, out) if controls.side_by_side else out
                 if controls.press(display.show(draw_status(view, status) if not isinstance(display, NoDisplay) else view)) and stabilizer:
                     stabilizer.reset()
-                bar.set_postfix_str(f"{meter.fps:.1f} fps, latency {meter.latency * 1000:.0f} ms, dropped {grabber.dropped}", refresh=False)
+                bar.set_postfix_str(f"{meter.fps_text}, latency {meter.latency * 1000:.0f} ms, dropped {grabber.dropped}", refresh=False)
                 bar.update(1)
         except KeyboardInterrupt:  # the way to stop a --no-display session: keep the recording
             pass

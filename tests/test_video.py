@@ -291,6 +291,18 @@ def test_webcam_headless_on_a_file_records(clip: Path, models: list[Path], tmp_p
     assert "--record would replace the video given to --webcam" in capsys.readouterr().err
 
 
+def test_webcam_progress_reads_as_frames_and_waits_for_a_real_fps(clip: Path, capsys) -> None:
+    from fastnst.webcam import _Meter
+
+    meter = _Meter()
+    meter.tick(captured_at=0.0)
+    assert meter.fps_text == "-- fps"  # one frame: no rate yet (it used to say 0.0 fps)
+    models = [("grey", Stylizer(ConstantBackend(0.5)))]
+    run_webcam(models, FileSource(clip, realtime=False), keep_all=True, max_frames=None, progress=True)
+    err = capsys.readouterr().err
+    assert " frames [" in err and "frame [" not in err.replace(" frames [", "") and "0.0 fps" not in err
+
+
 def test_webcam_onnx_backend(clip: Path, onnx_model: Path) -> None:
     assert stylize("--model", onnx_model, "--webcam", clip, "--no-display", "--all-frames", "--max-frames", "3") == 0
 
