@@ -75,6 +75,7 @@ def _intact(path: Path) -> dict:
 pytestmark = pytest.mark.usefixtures("one_thread")  # as the subprocesses run, so the arithmetic matches bit for bit
 
 
+@pytest.mark.slow
 def test_killed_and_resumed_training_loses_at_most_one_interval_and_ends_identical(tmp_path: Path, photo_dir: Path, style_file: Path, vgg_file: Path) -> None:
     rng = random.Random(9)
     out, run_dir = tmp_path / "killed.pth", tmp_path / "killed_run"
@@ -225,6 +226,7 @@ def test_stop_before_any_checkpoint_says_so(tmp_path: Path, photo_dir: Path, sty
     assert not (tmp_path / "m_run" / "last.pth").exists()
 
 
+@pytest.mark.slow
 def test_sigterm_to_the_whole_process_group_stops_cleanly(tmp_path: Path, photo_dir: Path, style_file: Path, vgg_file: Path) -> None:
     """Slurm, systemd and ``kill -- -PGID`` signal every process of the job, loader workers included:
     a worker that died of it turned the clean stop into a 'DataLoader worker is killed' traceback."""
@@ -241,6 +243,7 @@ def test_sigterm_to_the_whole_process_group_stops_cleanly(tmp_path: Path, photo_
     _intact(tmp_path / "m_run" / "last.pth")
 
 
+@pytest.mark.slow
 def test_a_second_ctrl_c_never_leaves_a_traceback(tmp_path: Path, photo_dir: Path, style_file: Path, vgg_file: Path) -> None:
     """Ctrl-C twice, 50 ms apart, at whatever moment they land (mid-step, mid-checkpoint, during the
     clean-up of loader workers): exit 130, one line of news, no traceback, a checkpoint that loads."""

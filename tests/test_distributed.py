@@ -110,6 +110,7 @@ def _same_losses(a: Path, b: Path, rel: float) -> None:
         assert json.loads(la)["total"] == pytest.approx(json.loads(lb)["total"], rel=rel)
 
 
+@pytest.mark.slow
 def test_two_ranks_train_like_one_process(tmp_path: Path, ddp_data: Path, style_file: Path, vgg_file: Path, capsys) -> None:
     rec, two, run_dir = tmp_path / "batches", tmp_path / "two.pth", tmp_path / "two_run"
     done = _run2(_args(ddp_data, style_file, vgg_file, two, 3, 2), rec)
@@ -213,6 +214,7 @@ def _sigterm_rank1_at(procs: list, metrics: Path, steps: int) -> None:
     pytest.fail("the resumed run did not get going")
 
 
+@pytest.mark.slow
 def test_faults_on_one_rank(tmp_path: Path, ddp_data: Path, style_file: Path, vgg_file: Path, capfd) -> None:
     ctx = multiprocessing.get_context("spawn")
     args = (str(tmp_path / "store"), str(ddp_data), str(style_file), str(vgg_file), str(tmp_path))

@@ -37,6 +37,7 @@ def device_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+@pytest.mark.slow
 def test_dry_run_measures_trains_and_packs(device_data: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     cmd = [
