@@ -37,7 +37,6 @@ from .devices import resolve_device
 from .errors import FastNSTError, is_rank_zero, report_prefix, reported_here
 
 __all__ = [
-    "DEFAULT_TIMEOUT_S",
     "SINGLE",
     "Dist",
     "PeerFailed",
@@ -62,7 +61,6 @@ __all__ = [
 
 T = TypeVar("T")
 
-DEFAULT_TIMEOUT_S = DIST_TIMEOUT_S  # see fastnst.defaults
 
 
 @dataclass(frozen=True)
@@ -163,7 +161,7 @@ def pick_device(choice: str, d: Dist) -> torch.device:
 
 
 @contextmanager
-def process_group(d: Dist, device: torch.device, timeout_s: float = DEFAULT_TIMEOUT_S) -> Iterator[None]:
+def process_group(d: Dist, device: torch.device, timeout_s: float = DIST_TIMEOUT_S) -> Iterator[None]:
     """Join the torchrun job for the duration of the block (NCCL on GPUs, gloo on the CPU).
 
     A group the caller already initialised is used as it is and left alone.

@@ -59,12 +59,11 @@ from .model import MIN_SIZE, ModelConfig, TransformerNet
 from .paths import check_not_inputs, inside, require_file, same_file
 from .vgg import build_vgg, resolve_preprocess
 
-__all__ = ["DEFAULT_ITERATIONS", "TrainConfig", "TrainingInterrupted", "format_duration", "make_loader", "train"]
+__all__ = ["TrainConfig", "TrainingInterrupted", "format_duration", "make_loader", "train"]
 
 # --save-model must not be named like a picture, a video or an export (a dataset photo, the painting).
 _NOT_MODEL_SUFFIXES = (*READ_SUFFIXES, ".onnx", ".mp4", ".mkv", ".webm", ".mov", ".avi", ".json", ".txt")
 
-DEFAULT_ITERATIONS = TRAIN_ITERATIONS  # the name fastnst.training exports
 MAX_BAD_STEPS = 10  # consecutive non-finite losses before giving up
 
 # Settings that define the optimisation problem: a resumed run must keep them
@@ -378,7 +377,7 @@ def _total_steps(cfg: TrainConfig, n_images: int, world_size: int) -> int:
         return cfg.iterations
     if cfg.epochs is not None:  # an epoch is a pass of the global batch (batch x processes)
         return max(1, round(cfg.epochs * (n_images // (cfg.batch_size * world_size))))
-    return DEFAULT_ITERATIONS
+    return TRAIN_ITERATIONS
 
 
 @dataclass

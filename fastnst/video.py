@@ -56,8 +56,7 @@ __all__ = [
 Frame = np.ndarray  # (H, W, 3) uint8 RGB
 FrameFilter = Callable[[Frame, Frame], Frame]  # (content, stylized) -> output, e.g. the stabilizer
 
-_FORMATS = VIDEO_FORMATS
-VIDEO_SUFFIXES = tuple(_FORMATS)
+VIDEO_SUFFIXES = tuple(VIDEO_FORMATS)
 
 # Audio codecs each container takes as they are (copied, not re-encoded).
 _COPY_AUDIO: dict[str, set[str] | None] = {
@@ -85,9 +84,9 @@ def is_video(path: str | Path) -> bool:
 def check_video_suffix(path: str | Path) -> str:
     """The FFmpeg container for an output path, or a clear error."""
     suffix = Path(path).suffix.lower()
-    if suffix not in _FORMATS:
+    if suffix not in VIDEO_FORMATS:
         raise FastNSTError(f"{path}: cannot write videos with suffix '{suffix}'; use {', '.join(VIDEO_SUFFIXES)}")
-    return _FORMATS[suffix][0]
+    return VIDEO_FORMATS[suffix][0]
 
 
 VIDEOS = MediaKind("videos", VIDEO_SUFFIXES, check_video_suffix)
@@ -240,7 +239,7 @@ class VideoWriter:
         av = import_av()
         self.path = path
         suffix = path.suffix.lower()
-        container_format, codecs, audio_codec = _FORMATS[suffix]
+        container_format, codecs, audio_codec = VIDEO_FORMATS[suffix]
         codec = next((c for c in codecs if c in av.codecs_available), None)
         if codec is None:
             raise FastNSTError(

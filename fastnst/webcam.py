@@ -28,7 +28,6 @@ from typing import Any, Protocol, TypeVar
 import numpy as np
 from tqdm import tqdm
 
-from .defaults import WEBCAM_KEY_HELP
 from .errors import FastNSTError
 from .optional import import_cv2
 from .paths import describe
@@ -55,7 +54,6 @@ T = TypeVar("T")
 
 # Key -> action in the window (also printed by --help and the README).
 KEYS = {"q": "quit", "\x1b": "quit", "s": "side-by-side", "m": "next model", "\t": "next model"}
-KEY_HELP = WEBCAM_KEY_HELP
 
 
 # ---------------------------------------------------------------- sources
