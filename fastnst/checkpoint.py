@@ -31,7 +31,7 @@ import torch
 
 from . import __version__
 from .atomic import atomic_write, remove_leftovers
-from .errors import FastNSTError
+from .errors import FastNSTError, shown
 from .model import ModelConfig, TransformerNet
 from .paths import require_file
 
@@ -48,6 +48,7 @@ def load_weights_only(p: Path, kind: str = "model") -> Any:
     refused with a message saying so; anything else unreadable gets one line
     naming the file (``kind`` says what it should have been).
     """
+    _check_archive(p, kind)
     try:
         with warnings.catch_warnings():  # e.g. "Validating sparse tensor invariants": the checks below say what matters
             warnings.simplefilter("ignore", UserWarning)
@@ -55,13 +56,29 @@ def load_weights_only(p: Path, kind: str = "model") -> Any:
     except pickle.UnpicklingError as e:
         if "Unsupported global" not in str(e) and "GLOBAL" not in str(e):
             raise _unreadable(p, kind, "") from None
+        found = re.search(r"GLOBAL ([\w.]+)", str(e))  # torch's own text goes on with advice that does not apply here
         raise FastNSTError(
             f"{p}: refused to load: the file holds Python objects other than tensors and plain data "
-            f"({str(e).splitlines()[0][:160]}). fastnst never runs code from model files; "
-            "re-save it as a plain state dict"
+            f"({shown(found.group(1)) if found else 'pickled objects'}). fastnst never runs code from model files; "
+            "re-save it as a plain state dict (torch.save(model.state_dict(), path))"
         ) from None
     except Exception as e:
         raise _unreadable(p, kind, f" ({type(e).__name__})") from None
+
+
+def _check_archive(p: Path, kind: str) -> None:
+    """Refuse a zip whose entries unpack to more than the file holds before torch.load
+    unpacks them: torch.save stores entries uncompressed, so a compressed entry is a
+    (possibly 1000:1) zip bomb, or not a PyTorch file at all."""
+    try:
+        if not zipfile.is_zipfile(p):
+            return
+        with zipfile.ZipFile(p) as z:
+            packed = next((i for i in z.infolist() if i.compress_type != zipfile.ZIP_STORED), None)
+    except (OSError, zipfile.BadZipFile, ValueError, NotImplementedError):
+        return  # torch.load says what is wrong with it
+    if packed is not None:
+        raise _unreadable(p, kind, f" (its entry {shown(packed.filename)} is compressed, which torch.save never does)")
 
 
 ACCEPTED = (
@@ -73,12 +90,21 @@ ACCEPTED = (
 _FOREIGN = (
     (b"\x89HDF\r\n\x1a\n", "an HDF5 file (e.g. a Keras .h5 model)"),
     (b"{", "a JSON file (e.g. a TensorFlow.js model.json)"),
+    (b"[", "a JSON file (e.g. a TensorFlow.js model.json)"),
+    (b"\x89PNG", "a PNG image"),
+    (b"\xff\xd8\xff", "a JPEG image"),
+    (b"GIF8", "a GIF image"),
 )
+
+
+_ONNX = "an ONNX model"
 
 
 def _unreadable(p: Path, kind: str, why: str) -> FastNSTError:
     """The one-line error for a file torch.load cannot read: what it looks like, when known."""
     foreign, accepted = _foreign_format(p), ACCEPTED if kind == "model" else f"it should be a PyTorch {kind} (.pth) file"
+    if foreign == _ONNX:
+        return FastNSTError(f"{p}: an ONNX model named like a PyTorch file; give it the .onnx suffix")
     if foreign:
         return FastNSTError(f"{p}: {foreign}, not a PyTorch or ONNX model; {accepted}")
     return FastNSTError(f"{p}: not a readable PyTorch {kind} file{why}; is it complete? ({accepted})")
@@ -103,7 +129,10 @@ def _foreign_format(p: Path) -> str | None:
         return None
     if len(head) >= 10 and head[8:10] == b'{"':  # safetensors: 8-byte header length, then JSON
         return "a safetensors file"
-    return next((name for magic, name in _FOREIGN if head.startswith(magic)), None)
+    if len(head) >= 3 and head[0] == 0x08 and head[2] == 0x12:  # ONNX protobuf: ir_version, then producer_name
+        return _ONNX
+    text = head.removeprefix(b"\xef\xbb\xbf").lstrip()  # a byte-order mark, then JSON
+    return next((name for magic, name in _FOREIGN if text.startswith(magic)), None)
 
 
 def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
@@ -123,10 +152,12 @@ def write_checkpoint(payload: dict[str, Any], path: str | os.PathLike, replace: 
     try:
         with atomic_write(path, replace) as f:
             torch.save(payload, f)
-    except OSError as e:
+    except (OSError, RuntimeError) as e:
+        if isinstance(e, RuntimeError) and "PytorchStreamWriter" not in str(e):  # torch's zip writer reports a full disk so
+            raise
+        why = e.strerror if isinstance(e, OSError) and e.strerror else "the write failed: is the disk full?"
         raise FastNSTError(
-            f"{path}: cannot write checkpoint ({e.strerror or e}); the previous file is intact. "
-            "Free disk space or choose another --checkpoint-dir"
+            f"{path}: cannot write checkpoint ({why}); the previous file is intact. Free disk space or choose another --checkpoint-dir"
         ) from None
 
 
@@ -152,8 +183,9 @@ def save_model(
 
 
 # What weights may be stored as (fastnst saves float32, or float16 with --half).
-_WEIGHT_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
+WEIGHT_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
 
+_WRAPPERS = ("module.", "_orig_mod.")
 _RUNNING_STATS = re.compile(r"in\d+\.running_(mean|var)$|\.num_batches_tracked$")
 
 
@@ -161,9 +193,14 @@ def from_examples_state_dict(sd: dict[str, torch.Tensor], source: str = "state d
     """Config and cleaned weights for a pytorch/examples TransformerNet.
 
     Old (PyTorch < 0.4) saves carry instance-norm running stats that the
-    network never used; they are dropped as pytorch/examples does.
+    network never used; they are dropped as pytorch/examples does. The
+    prefixes a DDP (``module.``) or ``torch.compile`` (``_orig_mod.``)
+    wrapper adds to every name are taken off.
     """
-    sd = {k: v for k, v in _check_state_dict(sd, source).items() if not _RUNNING_STATS.search(k)}
+    sd = _check_state_dict(sd, source)
+    while sd and (wrapper := next((w for w in _WRAPPERS if all(k.startswith(w) for k in sd)), None)):
+        sd = {k.removeprefix(wrapper): v for k, v in sd.items()}
+    sd = {k: v for k, v in sd.items() if not _RUNNING_STATS.search(k)}
     first = sd.get("conv1.conv2d.weight")
     if first is None or first.dim() != 4:
         raise FastNSTError(f"{source}: not a fastnst model or a pytorch/examples fast_neural_style state dict")
@@ -178,20 +215,26 @@ def _config(d: Any, source: str) -> ModelConfig:
         raise FastNSTError(f"{source}: {e}; the file is damaged or not a fastnst model") from None
 
 
+def is_dense(v: torch.Tensor) -> bool:
+    """A plain CPU tensor whose values can be checked: not nested, sparse, meta or on a GPU
+    (their finiteness checks raise instead of answering)."""
+    return not v.is_nested and v.layout == torch.strided and v.device.type == "cpu"
+
+
 def _check_state_dict(sd: Any, source: str) -> dict[str, torch.Tensor]:
     """Names to tensors, every value finite: NaN weights would stylize everything to one flat colour."""
     if not isinstance(sd, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in sd.items()):
         raise FastNSTError(f"{source}: the weights are not a dict of named tensors; the file is damaged or not a model")
-    odd = next((k for k, v in sd.items() if v.dtype not in _WEIGHT_DTYPES or v.layout != torch.strided or v.device.type != "cpu"), None)
+    odd = next((k for k, v in sd.items() if v.dtype not in WEIGHT_DTYPES or not is_dense(v)), None)
     if odd is not None:
-        v = sd[odd]
+        v, layout = sd[odd], "nested" if sd[odd].is_nested else str(sd[odd].layout).removeprefix("torch.")
         raise FastNSTError(
-            f"{source}: weight {odd} is a {v.dtype} {str(v.layout).removeprefix('torch.')} tensor on {v.device.type}, "
+            f"{source}: weight {shown(odd)} is a {v.dtype} {layout} tensor on {v.device.type}, "
             "not dense floating point numbers; the file is damaged or not a style model"
         )
     bad = next((k for k, v in sd.items() if not bool(torch.isfinite(v).all())), None)
     if bad is not None:
-        raise FastNSTError(f"{source}: the weights hold NaN or infinite values ({bad}); the training diverged or the file is damaged")
+        raise FastNSTError(f"{source}: the weights hold NaN or infinite values ({shown(bad)}); the training diverged or the file is damaged")
     return sd
 
 
@@ -199,20 +242,34 @@ def check_payload(ckpt: dict[str, Any], source: str) -> tuple[ModelConfig, dict[
     """Config, weights and info of a fastnst file, every value type- and range-checked."""
     version = ckpt.get("format_version", 0)
     if isinstance(version, bool) or not isinstance(version, int) or version < 0:
-        raise FastNSTError(f"{source}: format_version is {version!r}, not a whole number; the file is damaged")
+        raise FastNSTError(f"{source}: format_version is {shown(version if not isinstance(version, str) else repr(version))}, not a whole number; the file is damaged")
     if version > FORMAT_VERSION:
-        raise FastNSTError(f"{source}: written by a newer fastnst ({str(ckpt.get('fastnst_version'))[:40]}); upgrade fastnst to read it")
+        raise FastNSTError(f"{source}: written by a newer fastnst ({shown(ckpt.get('fastnst_version'), 40)}); upgrade fastnst to read it")
     if "model_config" not in ckpt or "state_dict" not in ckpt:
         raise FastNSTError(f"{source}: fastnst file without model_config/state_dict; is it complete?")
     config = _config(ckpt["model_config"], source)
     state = _check_state_dict(ckpt["state_dict"], source)
     _check_fits(config, state, source)
     train_config, version_str, step = ckpt.get("train_config") or {}, ckpt.get("fastnst_version"), ckpt.get("step")
-    if not isinstance(train_config, dict) or not (version_str is None or isinstance(version_str, str)):
+    if not _plain_data(train_config) or not isinstance(train_config, dict) or not (version_str is None or isinstance(version_str, str)):
         raise FastNSTError(f"{source}: train_config or fastnst_version has the wrong type; the file is damaged")
     if step is not None and (isinstance(step, bool) or not isinstance(step, int) or not 0 <= step <= 10**15):
-        raise FastNSTError(f"{source}: step is {step!r}, not a step count (a whole number from 0 to 10^15); the file is damaged")
+        raise FastNSTError(f"{source}: step is {shown(step if not isinstance(step, str) else repr(step))}, not a step count (a whole number from 0 to 10^15); the file is damaged")
     return config, state, {"train_config": train_config, "fastnst_version": version_str, "step": step}
+
+
+def _plain_data(value: Any, depth: int = 0, budget: list[int] | None = None) -> bool:
+    """Is ``value`` data that JSON can hold (text keys, no loops, at most 16 levels and
+    100,000 items)? train_config travels into ONNX metadata as JSON and into messages."""
+    budget = [100_000] if budget is None else budget
+    budget[0] -= 1
+    if depth > 16 or budget[0] < 0:
+        return False
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _plain_data(v, depth + 1, budget) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return all(_plain_data(v, depth + 1, budget) for v in value)
+    return value is None or isinstance(value, (str, int, float, bool))
 
 
 def _check_fits(config: ModelConfig, sd: dict[str, torch.Tensor], source: str) -> TransformerNet:
@@ -225,12 +282,12 @@ def _check_fits(config: ModelConfig, sd: dict[str, torch.Tensor], source: str) -
     if missing or unexpected:
         raise FastNSTError(
             f"{source}: weights do not fit a TransformerNet(width={config.width:g}, n_residual={config.n_residual}) "
-            f"({len(missing)} missing, {len(unexpected)} unexpected, e.g. {(missing + unexpected)[0]})"
+            f"({len(missing)} missing, {len(unexpected)} unexpected, e.g. {shown((missing + unexpected)[0])})"
         )
     wrong = next((k for k in expected if tuple(sd[k].shape) != expected[k]), None)
     if wrong is not None:
         raise FastNSTError(
-            f"{source}: weights do not fit the recorded architecture ({wrong} is {tuple(sd[wrong].shape)}, expected {expected[wrong]})"
+            f"{source}: weights do not fit the recorded architecture ({shown(wrong)} is {tuple(sd[wrong].shape)}, expected {expected[wrong]})"
         )
     return model
 
@@ -249,14 +306,15 @@ def load_model(path: str | os.PathLike) -> tuple[TransformerNet, dict[str, Any]]
     state dicts.
     """
     ckpt = read_checkpoint(path)
-    source = str(path)
+    source = os.fsdecode(path)
     if ckpt.get("format") == FORMAT:
         config, state, info = check_payload(ckpt, source)  # the weights fit: built twice on meta, which costs nothing
     else:
         config, state = from_examples_state_dict(ckpt, source)
-        info = {"train_config": {"style_image": Path(path).stem}, "fastnst_version": None, "imported_from": "pytorch/examples"}
+        info = {"train_config": {"style_image": Path(source).stem}, "fastnst_version": None, "imported_from": "pytorch/examples"}
     model = _build(config, state, source)
     info["train_config"] = info.get("train_config") or {}
-    info["style"] = Path(str(info["train_config"].get("style_image") or Path(path).stem)).stem
+    style = info["train_config"].get("style_image")
+    info["style"] = Path(style if isinstance(style, str) and style else os.fsdecode(path)).stem
     info["model_config"] = config.to_dict()
     return model, info

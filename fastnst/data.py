@@ -25,11 +25,15 @@ from torch.utils.data import Dataset, Sampler
 
 from .errors import FastNSTError
 from .images import IMAGE_SUFFIXES, load_rgb
-from .paths import describe, walk_files
+from .paths import describe, inside, same_file, walk_files
 
 __all__ = ["MIN_PHOTO_SIDE", "Batch", "PhotoDataset", "TrainBatchSampler", "collate", "find_images"]
 
 MIN_PHOTO_SIDE = 32  # smaller pictures carry no texture worth learning from
+
+
+# Pseudo file systems: no photos there, and links that lead back to the whole tree.
+_SYSTEM_FOLDERS = ("/proc", "/sys")  # not /dev: /dev/shm is a common place for a dataset in memory
 
 
 def find_images(root: str | os.PathLike) -> tuple[list[Path], list[tuple[str, str]]]:
@@ -39,6 +43,9 @@ def find_images(root: str | os.PathLike) -> tuple[list[Path], list[tuple[str, st
         what = describe(root)
         missing = "dataset folder not found (any folder of photos works; see data/README.md)"
         raise FastNSTError(f"{root}: {missing if what == 'no such file' else what + '; --dataset is a folder of photos'}")
+    system = next((s for s in _SYSTEM_FOLDERS if inside(root, s) or same_file(root, s)), None)
+    if system is not None:  # /proc/self/root leads back to /: the walk would take the whole file system
+        raise FastNSTError(f"{root}: lies in {system}, the kernel's view of processes and devices, not a folder of photos")
     files, skipped = [], []
     for p in walk_files(root, IMAGE_SUFFIXES):  # symbolic links followed, each folder and photo once
         try:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
+
 import torch
 
-from .errors import FastNSTError
+from .errors import FastNSTError, shown
 
-__all__ = ["DEVICE_CHOICES", "no_gpu_reason", "resolve_device"]
+__all__ = ["DEVICE_CHOICES", "no_gpu_reason", "parse_device", "resolve_device"]
 
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
 
@@ -18,18 +20,27 @@ def no_gpu_reason() -> str:
     return f"no CUDA GPU was found (PyTorch {torch.__version__} is built for CUDA {torch.version.cuda}; check the driver with nvidia-smi, and CUDA_VISIBLE_DEVICES)"
 
 
+def parse_device(choice: str | None) -> tuple[str, int | None]:
+    """``--device`` as (auto | cpu | cuda, GPU index or None), for both backends: one reading of
+    the flag, so ``cudax`` or ``cuda:５`` is refused by PyTorch and ONNX Runtime alike."""
+    text = (choice or "auto").strip().lower()
+    found = re.fullmatch(r"(auto|cpu|cuda)(?::([0-9]{1,4}))?", text, flags=re.ASCII)
+    if found is None or (found.group(2) is not None and found.group(1) != "cuda"):
+        raise FastNSTError(f"--device must be {', '.join(DEVICE_CHOICES[:-1])} or {DEVICE_CHOICES[-1]}[:N], not '{shown(choice)}'")
+    return found.group(1), None if found.group(2) is None else int(found.group(2))
+
+
 def resolve_device(choice: str = "auto") -> torch.device:
     """``auto`` is the GPU when PyTorch sees one, else the CPU."""
-    choice = (choice or "auto").lower()
-    if choice == "auto":
+    kind, index = parse_device(choice)
+    choice = kind if index is None else f"cuda:{index}"
+    if kind == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if choice == "cuda" or (choice.startswith("cuda:") and choice[5:].isdigit()):
+    if kind == "cuda":
         if not torch.cuda.is_available():
             raise FastNSTError(f"--device {choice}: {no_gpu_reason()}; use --device cpu (or --device auto)")
         device, count = torch.device(choice), torch.cuda.device_count()
         if device.index is not None and device.index >= count:
             raise FastNSTError(f"--device {choice}: this machine has {count} CUDA GPU(s), cuda:0 to cuda:{count - 1}")
         return device
-    if choice == "cpu":
-        return torch.device("cpu")
-    raise FastNSTError(f"--device must be auto, cpu or cuda[:N], not '{choice}'")
+    return torch.device("cpu")

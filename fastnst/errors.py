@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import sys
 
-__all__ = ["FastNSTError", "StoppedCleanly", "is_rank_zero", "report_prefix", "reported_here"]
+__all__ = ["FastNSTError", "StoppedCleanly", "is_rank_zero", "report_prefix", "reported_here", "shown"]
 
 
 class FastNSTError(Exception):
@@ -24,6 +24,20 @@ class FastNSTError(Exception):
         if isinstance(message, str) and message.startswith("Caught ") and "Original Traceback" in message:
             message = message.rstrip().splitlines()[-1].split(": ", 1)[-1]
         super().__init__(message, *args)
+
+
+def shown(value: object, limit: int = 60) -> str:
+    """``value`` as it may appear inside a one-line message: text read from a file
+    could hold newlines (a forged second ``fastnst:`` line), terminal escapes or
+    100 KB. Printable text is kept as it is, anything else escaped; long text is cut."""
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10**limit:
+        return f"a number of {len(str(abs(value))) if abs(value) < 10**4000 else 'over 4,000'} digits"
+    try:
+        text = value if isinstance(value, str) else repr(value)
+    except Exception:  # noqa: BLE001 - a repr that fails (e.g. a tensor on an odd device) still names the type
+        text = f"<{type(value).__name__}>"
+    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text[: limit * 4])
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 class StoppedCleanly(FastNSTError):

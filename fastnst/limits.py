@@ -15,6 +15,8 @@ import math
 from collections.abc import Callable
 from typing import NamedTuple
 
+from .errors import shown
+
 __all__ = ["LIMITS", "Limit", "argtype", "problem"]
 
 
@@ -32,7 +34,7 @@ class Limit(NamedTuple):
     def accepts(self, value: object) -> bool:
         if isinstance(value, bool) or not isinstance(value, (int, float) if self.kind is float else int):
             return False
-        if not math.isfinite(value):
+        if isinstance(value, float) and not math.isfinite(value):  # ints are never converted: 10**400 has no float
             return False
         above = value > self.low if self.open_low else value >= self.low
         below = value < self.high if self.open_high else value <= self.high
@@ -84,7 +86,7 @@ LIMITS: dict[str, Limit] = {
 def problem(name: str, value: object) -> str | None:
     """Why ``value`` is not acceptable for setting ``name`` (None when it is)."""
     limit = LIMITS[name]
-    return None if limit.accepts(value) else f"expected {limit.describe()}, got {value!r}"
+    return None if limit.accepts(value) else f"expected {limit.describe()}, got {shown(repr(value) if isinstance(value, str) else value)}"
 
 
 def argtype(name: str) -> Callable[[str], int | float]:

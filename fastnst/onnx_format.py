@@ -18,7 +18,7 @@ import json
 from typing import Any
 
 from . import __version__
-from .errors import FastNSTError
+from .errors import FastNSTError, shown
 from .model import MIN_SIZE, ModelConfig
 
 __all__ = [
@@ -89,7 +89,7 @@ def parse_metadata(props: dict[str, str], source: str) -> dict[str, Any]:
     except ValueError:
         raise FastNSTError(f"{source}: the fastnst metadata is damaged (fastnst_format_version is not a number); {_REEXPORT}") from None
     if version > FORMAT_VERSION:
-        raise FastNSTError(f"{source}: exported by a newer fastnst ({props.get('fastnst_version')}); upgrade fastnst to run it")
+        raise FastNSTError(f"{source}: exported by a newer fastnst ({shown(props.get('fastnst_version'), 40)}); upgrade fastnst to run it")
     info: dict[str, Any] = dict(props)
     for key in _JSON_KEYS:
         try:

@@ -35,7 +35,11 @@ def describe(path: str | os.PathLike) -> str:
     p = Path(path)
     try:
         st = os.stat(p)
+    except ValueError:
+        return "not a usable file name (it holds a NUL character)"
     except OSError as e:
+        if e.errno == errno.ENAMETOOLONG:
+            return "a name too long for the file system"
         if e.errno == errno.ELOOP:
             return "a symbolic link that loops back on itself"
         if p.is_symlink():
@@ -61,8 +65,12 @@ def describe(path: str | os.PathLike) -> str:
 def require_file(path: str | os.PathLike, missing: str = "no such file") -> Path:
     """``path`` as a Path if it is a regular file; else one line saying what it is instead
     (``missing`` when there is nothing there)."""
-    p = Path(path)
-    if not p.is_file():
+    p = Path(os.fsdecode(path))
+    try:
+        regular = p.is_file()
+    except (OSError, ValueError):  # a name too long, or one with a NUL character: describe says which
+        regular = False
+    if not regular:
         found = describe(p)
         raise FastNSTError(f"{p}: {missing if found == 'no such file' else found}")
     return p

@@ -18,7 +18,7 @@ from functools import cache
 
 import numpy as np
 
-from .devices import DEVICE_CHOICES
+from .devices import parse_device
 from .errors import FastNSTError
 from .optional import import_ort
 
@@ -168,25 +168,21 @@ def choose_providers(device: str = "auto", providers: Sequence[str] | None = Non
             _require(p, f"--providers {_short_name(p)}")
         chosen = list(providers)
     else:
-        choice = (device or "auto").lower()
-        if choice == "auto":
+        kind, _ = parse_device(device)
+        if kind == "auto":
             chosen = [p for p in AUTO_ORDER if is_usable(p)]
-        elif choice == "cpu":
+        elif kind == "cpu":
             chosen = []
-        elif choice.startswith("cuda"):
-            _require(CUDA, f"--device {choice}")
-            chosen = [CUDA]
         else:
-            raise FastNSTError(f"--device must be {', '.join(DEVICE_CHOICES[:-1])} or {DEVICE_CHOICES[-1]}[:N], not '{device}'")
+            _require(CUDA, f"--device {device}")
+            chosen = [CUDA]
     return chosen if CPU in chosen else [*chosen, CPU]
 
 
 def _provider_options(providers: Sequence[str], device: str) -> list[dict[str, str]]:
     """``--device cuda:N`` selects the GPU for the CUDA and TensorRT providers."""
-    index = device.split(":", 1)[1] if device.lower().startswith("cuda:") else None
-    if index is not None and not index.isdigit():
-        raise FastNSTError(f"--device {device}: the GPU index must be a number, e.g. cuda:0")
-    return [{"device_id": index} if index is not None and p in (CUDA, TENSORRT) else {} for p in providers]
+    _, index = parse_device(device)
+    return [{"device_id": str(index)} if index is not None and p in (CUDA, TENSORRT) else {} for p in providers]
 
 
 def quiet_run_options() -> ort.RunOptions:

@@ -10,7 +10,7 @@ fails with one line saying what is wrong instead of an ONNX Runtime stack.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -18,7 +18,7 @@ import onnx
 import torch
 from onnx import numpy_helper
 
-from .errors import FastNSTError
+from .errors import FastNSTError, shown
 from .model import NormStats
 from .onnx_format import parse_metadata
 from .onnx_stats import apply_graph, norm_count, record_graph, stat_names
@@ -43,6 +43,33 @@ def _parse(data: bytes, source: str) -> onnx.ModelProto:
     return proto
 
 
+_PROTOBUF_LIMIT = 2**31
+
+
+def _check_self_contained(proto: onnx.ModelProto, source: str) -> None:
+    """Weights inside the file: ONNX Runtime would look for external data files relative
+    to the working folder (not the model's), and could read a stranger's file there."""
+    external = next((t.name or "a constant" for t in _tensors(proto.graph) if t.data_location == onnx.TensorProto.EXTERNAL), None)
+    if external is not None:
+        raise FastNSTError(
+            f"{source}: keeps its weights in separate files (ONNX external data, e.g. {shown(external)}), which fastnst does not read; "
+            "save it as one file (onnx.save(onnx.load(path), new_path, save_as_external_data=False)) or re-export it"
+        )
+
+
+def _tensors(graph: onnx.GraphProto) -> Iterator[onnx.TensorProto]:
+    """Every tensor a graph stores: initializers, and those in node attributes (Constant nodes,
+    and the subgraphs of If/Loop nodes)."""
+    yield from graph.initializer
+    for node in graph.node:
+        for attr in node.attribute:
+            if attr.HasField("t"):
+                yield attr.t
+            yield from attr.tensors
+            for sub in ([attr.g] if attr.HasField("g") else []) + list(attr.graphs):
+                yield from _tensors(sub)
+
+
 def _check_io(proto: onnx.ModelProto, source: str) -> None:
     """One float image in (N, 3, H, W), one out: what a style network takes."""
     weights = {t.name for t in proto.graph.initializer}
@@ -62,21 +89,21 @@ def _check_image_type(value: onnx.ValueInfoProto, kind: str, source: str) -> Non
     tensor = value.type.tensor_type
     if not value.type.HasField("tensor_type") or not tensor.HasField("shape"):
         if kind == "input":
-            raise FastNSTError(f"{source}: input '{value.name}' has no declared shape; not a fastnst style model")
+            raise FastNSTError(f"{source}: input '{shown(value.name)}' has no declared shape; not a fastnst style model")
         return  # an undeclared output shape is checked on the first run
     dims = tensor.shape.dim
     if len(dims) != 4:
-        raise FastNSTError(f"{source}: {kind} '{value.name}' has rank {len(dims)}, not 4 (batch, 3, height, width); not a fastnst style model")
+        raise FastNSTError(f"{source}: {kind} '{shown(value.name)}' has rank {len(dims)}, not 4 (batch, 3, height, width); not a fastnst style model")
     channels = dims[1].dim_value if dims[1].HasField("dim_value") else dims[1].dim_param or "?"
     if channels != 3:
-        raise FastNSTError(f"{source}: {kind} '{value.name}' has {channels} channels, not 3 (RGB); not a fastnst style model")
+        raise FastNSTError(f"{source}: {kind} '{shown(value.name)}' has {channels} channels, not 3 (RGB); not a fastnst style model")
     if tensor.elem_type not in _FLOAT_TYPES:
         name = onnx.TensorProto.DataType.Name(tensor.elem_type)
-        raise FastNSTError(f"{source}: {kind} '{value.name}' is {name}, not float32 or float16; not a fastnst style model")
+        raise FastNSTError(f"{source}: {kind} '{shown(value.name)}' is {name}, not float32 or float16; not a fastnst style model")
     fixed = [(axis, dims[i].dim_value) for i, axis in ((0, "batch"), (2, "height"), (3, "width")) if dims[i].HasField("dim_value")]
     if kind == "input" and fixed:  # e.g. after onnxsim --overwrite-input-shape: one size only
         sizes = ", ".join(f"{axis} {n}" for axis, n in fixed)
-        raise FastNSTError(f"{source}: input '{value.name}' has a fixed {sizes}; fastnst models take any batch and size: {_REEXPORT}")
+        raise FastNSTError(f"{source}: input '{shown(value.name)}' has a fixed {sizes}; fastnst models take any batch and size: {_REEXPORT}")
 
 
 def _check_weights(proto: onnx.ModelProto, source: str) -> None:
@@ -88,14 +115,17 @@ def _check_weights(proto: onnx.ModelProto, source: str) -> None:
             except Exception:  # noqa: BLE001 - external data or a damaged tensor: ONNX Runtime will say
                 continue
             if not np.isfinite(values).all():
-                raise FastNSTError(f"{source}: the weights hold NaN or infinite values ({t.name}); {_REEXPORT} from a good .pth")
+                raise FastNSTError(f"{source}: the weights hold NaN or infinite values ({shown(t.name)}); {_REEXPORT} from a good .pth")
 
 
 def read_onnx(path: str | os.PathLike) -> tuple[bytes, dict[str, Any]]:
     """The file's bytes and its info (metadata), after every check that can fail."""
     p = require_file(path, "model file not found")
+    if p.stat().st_size > _PROTOBUF_LIMIT:  # refused before it is read: a sparse file of terabytes costs nothing on disk
+        raise FastNSTError(f"{p}: {p.stat().st_size / 2**30:.1f} GiB, beyond the 2 GiB an ONNX file can hold; not a fastnst model")
     data = p.read_bytes()
     proto = _parse(data, str(p))
+    _check_self_contained(proto, str(p))
     _check_io(proto, str(p))
     _check_weights(proto, str(p))
     info = parse_metadata({m.key: m.value for m in proto.metadata_props}, str(p))

@@ -26,8 +26,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .checkpoint import load_weights_only
-from .errors import FastNSTError
+from .checkpoint import WEIGHT_DTYPES, is_dense, load_weights_only
+from .errors import FastNSTError, shown
 from .paths import describe
 
 __all__ = ["LAYER_NAMES", "PREPROCESSINGS", "VGGFeatures", "build_vgg", "load_vgg_weights", "resolve_preprocess"]
@@ -90,10 +90,15 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         sd = sd["state_dict"]
     if not isinstance(sd, dict):
         raise FastNSTError(f"{path}: expected a dict of VGG19 weights, found {type(sd).__name__}")
+    if sd.get("format") == "fastnst" or "conv1.conv2d.weight" in sd:
+        raise FastNSTError(f"{path}: a style model, not VGG19 weights; --vgg-weights takes VGG19 'features' weights (see data/README.md)")
     out = {}
     for k, v in sd.items():
         if isinstance(k, str) and isinstance(v, torch.Tensor):
-            out[k.removeprefix("features.")] = v
+            out[k.removeprefix("module.").removeprefix("features.")] = v
+    odd = next((k for k, v in out.items() if not is_dense(v)), None)
+    if odd is not None:
+        raise FastNSTError(f"{path}: VGG19 weight {shown(odd)} is not a plain CPU tensor (nested, sparse or meta); the file is damaged")
     return out
 
 
@@ -121,10 +126,16 @@ def load_vgg_weights(path: str | os.PathLike | None, deepest: str) -> dict[str, 
             "use a file with more layers or choose shallower --content-layers/--style-layers"
         )
     weights = {f"{i}.{p}": sd[f"{i}.{p}"] for i in _needed_convs(last) for p in ("weight", "bias")}
-    bad = next((k for k, v in weights.items() if not v.is_floating_point() or not bool(torch.isfinite(v).all())), None)
-    if bad is not None:  # every loss would be NaN: the run would skip step after step and stop
-        raise FastNSTError(f"{src}: VGG19 weight {bad} is not finite floating-point numbers; the file is damaged")
+    # Non-finite (or absurdly large: VGG19's are below 1 in size) weights make every loss NaN:
+    # the run would skip step after step and blame the loss weights.
+    bad = next((k for k, v in weights.items() if v.dtype not in WEIGHT_DTYPES or not bool((v.abs() < _WEIGHT_BOUND).all())), None)
+    if bad is not None:
+        raise FastNSTError(f"{src}: VGG19 weight {bad} is not finite floating-point numbers of a sane size; the file is damaged")
     return weights
+
+
+_SIDECAR_BYTES = 1 << 20
+_WEIGHT_BOUND = 1e4
 
 
 def resolve_preprocess(choice: str, weights_path: str | os.PathLike | None) -> str:
@@ -144,7 +155,8 @@ def resolve_preprocess(choice: str, weights_path: str | os.PathLike | None) -> s
     sidecar = p.with_suffix(".json")
     if sidecar.is_file():
         try:
-            meta = json.loads(sidecar.read_text())
+            with sidecar.open("rb") as f:
+                meta = json.loads(f.read(_SIDECAR_BYTES))  # a few hundred bytes; never read a huge file whole
             order = str(meta.get("input_preprocessing", {}).get("channel_order", "")).upper()
             if order:
                 return "caffe" if order == "BGR" else "torchvision"

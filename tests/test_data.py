@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import io
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -52,6 +53,21 @@ def test_find_images_errors(tmp_path: Path) -> None:
     (tmp_path / "empty_dir").mkdir()
     with pytest.raises(FastNSTError, match="no images found"):
         find_images(tmp_path / "empty_dir")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux") or not Path("/proc/self").is_dir(), reason="needs Linux's /proc")
+@pytest.mark.parametrize("root", ["/proc", "/proc/self", "/proc/self/fd", "/sys"])
+def test_the_kernels_folders_are_refused_before_the_walk(root: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    def walk(*args, **kwargs):  # /proc/self/root leads back to /: the walk would take the whole file system
+        raise AssertionError("walked")
+
+    monkeypatch.setattr("fastnst.data.walk_files", walk)
+    if not Path(root).is_dir():
+        pytest.skip(f"no {root} here")
+    system = root[:5]
+    with pytest.raises(FastNSTError) as e:
+        find_images(root)
+    assert str(e.value) == f"{root}: lies in {system}, the kernel's view of processes and devices, not a folder of photos"
 
 
 def test_bad_files_are_skipped_and_reported(messy_dir: Path) -> None:

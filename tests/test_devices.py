@@ -1,11 +1,11 @@
-"""fastnst.devices: why there is no GPU, said for the build the user has."""
+"""fastnst.devices: one reading of --device for both backends, and why there is no GPU, said for the build the user has."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from fastnst.devices import no_gpu_reason, resolve_device
+from fastnst.devices import no_gpu_reason, parse_device, resolve_device
 from fastnst.errors import FastNSTError
 
 
@@ -25,3 +25,59 @@ def test_a_cuda_build_without_a_gpu_is_told_no_gpu_was_found(monkeypatch: pytest
     with pytest.raises(FastNSTError, match="--device cuda:0: no CUDA GPU was found"):
         resolve_device("cuda:0")
     assert resolve_device("auto") == torch.device("cpu")
+
+
+@pytest.mark.parametrize(
+    "text, parsed",
+    [
+        ("auto", ("auto", None)),
+        ("CPU", ("cpu", None)),
+        (" cuda ", ("cuda", None)),
+        ("cuda:1", ("cuda", 1)),
+        ("Cuda:0", ("cuda", 0)),
+        ("", ("auto", None)),
+        (None, ("auto", None)),
+    ],
+)
+def test_device_choices_parse(text: str | None, parsed: tuple[str, int | None]) -> None:
+    assert parse_device(text) == parsed
+
+
+# "cuda:\uff15" is cuda: and a fullwidth five, which str.isdigit() and int() accept.
+BAD_DEVICES = ["cudax", "cuda:\uff15", "cuda:-1", "cuda:", "cuda:1.5", "auto:1", "cpu:0", "mps", "gpu", "cuda:0:1", "cu\nda\x1b[31m"]
+
+
+@pytest.mark.parametrize("text", BAD_DEVICES)
+def test_other_device_choices_are_refused_in_one_line(text: str) -> None:
+    with pytest.raises(FastNSTError) as e:
+        parse_device(text)
+    message = str(e.value)
+    assert message.startswith("--device must be auto, cpu or cuda[:N], not '") and "\n" not in message and "\x1b" not in message
+
+
+def test_the_refusal_quotes_the_choice_as_given() -> None:
+    with pytest.raises(FastNSTError) as e:
+        parse_device("cuda:\uff15")
+    assert str(e.value) == "--device must be auto, cpu or cuda[:N], not 'cuda:\uff15'"
+    with pytest.raises(FastNSTError) as e:
+        parse_device("cu\nda\x1b[31m")
+    assert str(e.value) == "--device must be auto, cpu or cuda[:N], not 'cu\\nda\\x1b[31m'"
+
+
+@pytest.mark.parametrize("text", BAD_DEVICES)
+def test_resolve_device_refuses_them_too(text: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # a fullwidth digit must not reach torch.device
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 8)
+    with pytest.raises(FastNSTError, match="^--device must be auto, cpu or cuda"):
+        resolve_device(text)
+    assert resolve_device(" CPU ") == torch.device("cpu")
+
+
+@pytest.mark.parametrize("text", ["cudax", "cuda:\uff15", "auto:1"])
+def test_onnx_runtime_providers_read_device_the_same_way(text: str) -> None:
+    pytest.importorskip("onnxruntime")
+    from fastnst.providers import CPU, choose_providers
+
+    with pytest.raises(FastNSTError, match="^--device must be auto, cpu or cuda"):
+        choose_providers(device=text)
+    assert choose_providers(device=" CPU ") == [CPU]

@@ -73,3 +73,50 @@ def test_layer_weights_are_limited_too(spec: str, tmp_path, capsys) -> None:
         assert main([*command, "--style-layers", spec]) == 2
         err = capsys.readouterr().err
         assert err.startswith("fastnst: error: --style-layers: weight of relu1_1: expected a number") and err.count("\n") == 1, err
+
+
+@pytest.mark.parametrize("value", [10**400, -(10**400)], ids=["10**400", "-10**400"])
+@pytest.mark.parametrize("setting", ["n_residual", "width"])  # an int and a float setting: ints are never turned into floats
+def test_ints_too_large_for_a_float_are_refused_not_an_overflow(setting: str, value: int) -> None:
+    assert not LIMITS[setting].accepts(value)
+    assert problem(setting, value) == f"expected {LIMITS[setting].describe()}, got a number of 401 digits"
+
+
+def test_refused_values_are_quoted_and_cut_in_the_message() -> None:
+    assert problem("width", "1") == "expected a number >= 0.01 and <= 8, got '1'"
+    long = problem("width", "1\n" * 500)
+    assert long.startswith("expected a number >= 0.01 and <= 8, got '1\\n1\\n") and long.endswith("...") and "\n" not in long
+    assert len(long) < 120
+
+
+def test_a_model_config_of_a_huge_int_is_a_value_error() -> None:
+    from fastnst.model import ModelConfig
+
+    with pytest.raises(ValueError, match=r"^model_config.n_residual: expected a whole number >= 0 and <= 32, got a number of 401 digits$"):
+        ModelConfig.from_dict({"width": 0.25, "n_residual": 10**400})
+    with pytest.raises(ValueError, match=r"^model_config.width: .* got a number of 401 digits$"):
+        ModelConfig.from_dict({"width": -(10**400)})
+
+
+def test_onnx_metadata_of_a_huge_int_is_damaged_metadata() -> None:
+    import json
+
+    from fastnst.onnx_format import FORMAT, parse_metadata
+
+    props = {"fastnst_format": FORMAT, "fastnst_format_version": "1", "model_config": json.dumps({"width": 0.25, "n_residual": 10**400})}
+    with pytest.raises(FastNSTError, match=r"^m.onnx: the fastnst metadata is damaged: model_config.n_residual: .*a number of 401 digits"):
+        parse_metadata(props, "m.onnx")
+
+
+def test_resuming_a_checkpoint_of_a_huge_int_is_refused(tmp_path, capsys) -> None:
+    import torch
+
+    from .hostile import model_payload_for
+
+    payload = model_payload_for(training=True)
+    payload["model_config"]["n_residual"] = 10**400
+    torch.save(payload, tmp_path / "last.pth")
+    assert main(["train", "--resume", str(tmp_path / "last.pth"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"fastnst: error: {tmp_path / 'last.pth'}: model_config.n_residual: ") and "a number of 401 digits" in err, err
+    assert err.count("\n") == 1 and "Traceback" not in err

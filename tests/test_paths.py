@@ -101,3 +101,27 @@ def test_check_writable_refuses_a_read_only_folder(tmp_path: Path) -> None:
             check_writable(ro)
     finally:
         ro.chmod(0o755)
+
+
+def test_a_name_with_a_nul_character_is_named_not_a_crash(tmp_path: Path) -> None:
+    bad = tmp_path / "model\0.pth"
+    assert describe(bad) == "not a usable file name (it holds a NUL character)"
+    with pytest.raises(FastNSTError) as e:
+        require_file(bad, "model file not found")
+    assert str(e.value) == f"{bad}: not a usable file name (it holds a NUL character)"
+
+
+def test_a_name_too_long_for_the_file_system_is_named(tmp_path: Path) -> None:
+    long = tmp_path / ("x" * 300 + ".pth")
+    assert describe(long) == "a name too long for the file system"
+    with pytest.raises(FastNSTError) as e:
+        require_file(long, "model file not found")
+    assert str(e.value) == f"{long}: a name too long for the file system"
+
+
+def test_require_file_takes_bytes_paths(tmp_path: Path) -> None:
+    with pytest.raises(FastNSTError) as e:
+        require_file(os.fsencode(tmp_path / "x.pth"), "model file not found")
+    assert str(e.value) == f"{tmp_path / 'x.pth'}: model file not found"
+    (tmp_path / "x.pth").write_bytes(b"x")
+    assert require_file(os.fsencode(tmp_path / "x.pth")) == tmp_path / "x.pth"
