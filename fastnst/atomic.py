@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
+import stat
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -11,8 +13,9 @@ from pathlib import Path
 from typing import IO
 
 from .errors import FastNSTError
+from .paths import describe
 
-__all__ = ["atomic_path", "atomic_write", "folder_lock", "remove_leftovers"]
+__all__ = ["atomic_path", "atomic_write", "check_replaceable", "folder_lock", "remove_leftovers"]
 
 
 def _umask() -> int:
@@ -86,6 +89,34 @@ def _temp_affixes(path: Path) -> tuple[str, str]:
     return f".{path.stem[:80]}.", f".tmp{suffix}"
 
 
+def check_replaceable(path: str | os.PathLike) -> None:
+    """Refuse to replace anything at ``path`` but a regular file (or a symbolic link, itself replaced).
+
+    A rename puts a regular file in place of whatever had the name: for
+    ``--save-model /dev/null --overwrite`` run as root, that would turn the
+    system's /dev/null into a file. FIFOs, devices, sockets and folders are
+    never replaced. Call it up front (with ``--overwrite``) so the refusal
+    comes before the work; :func:`atomic_path` checks again at the rename.
+    """
+    try:
+        mode = os.lstat(path).st_mode
+    except (OSError, ValueError):  # nothing there (or a name that cannot exist): nothing to destroy
+        return
+    if not (stat.S_ISREG(mode) or stat.S_ISLNK(mode)):
+        raise FastNSTError(f"{path}: is {describe(path)}; fastnst replaces only regular files it wrote, choose another output")
+
+
+def check_output_free(path: str | os.PathLike, overwrite: bool, hint: str = "pass --overwrite to replace it") -> None:
+    """Before the work: an output name must be free (a dangling symbolic link is not: the final
+    rename would find it), or, with ``overwrite``, hold something it may replace."""
+    if not os.path.lexists(path):
+        return
+    if not overwrite:
+        link = f" (a symbolic link to {os.readlink(path)})" if os.path.islink(path) else ""
+        raise FastNSTError(f"{path}: already exists{link}; {hint}")
+    check_replaceable(path)
+
+
 def _rename(tmp: str, path: Path, replace: bool) -> None:
     """``os.replace``, or with ``replace=False`` a rename that never replaces.
 
@@ -94,6 +125,7 @@ def _rename(tmp: str, path: Path, replace: bool) -> None:
     and FAT file systems) a check just before the rename narrows the window.
     """
     if replace:
+        check_replaceable(path)
         os.replace(tmp, path)
         return
     try:
@@ -103,7 +135,7 @@ def _rename(tmp: str, path: Path, replace: bool) -> None:
     except OSError:
         if os.path.lexists(path):
             raise FastNSTError(_TAKEN.format(path=path)) from None
-        os.replace(tmp, path)
+        os.replace(tmp, path)  # nothing was there a moment ago: nothing special to destroy
         return
     os.unlink(tmp)
 
@@ -164,7 +196,7 @@ def folder_lock(folder: str | os.PathLike, busy: str) -> Iterator[None]:
     except ImportError:  # Windows
         yield
         return
-    fd = os.open(Path(folder) / ".fastnst.lock", os.O_RDWR | os.O_CREAT, 0o666 & ~_umask())
+    fd = os.open(Path(folder) / ".fastnst.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666 & ~_umask())
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -172,6 +204,24 @@ def folder_lock(folder: str | os.PathLike, busy: str) -> Iterator[None]:
             raise FastNSTError(f"{folder}: {busy}") from None
         except OSError:  # ENOLCK on a file system without locks
             pass
+        _HELD_LOCKS.add(fd)
         yield
     finally:
+        _HELD_LOCKS.discard(fd)
         os.close(fd)
+
+
+# Lock files this process holds open. A forked child (a data-loader worker) would inherit them and
+# keep the folder locked after its parent was killed, until it noticed and exited: it closes them.
+_HELD_LOCKS: set[int] = set()
+
+
+def _close_inherited_locks() -> None:
+    for fd in _HELD_LOCKS:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    _HELD_LOCKS.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_close_inherited_locks)

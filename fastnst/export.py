@@ -25,7 +25,7 @@ import onnx
 import torch
 from torch import nn
 
-from .atomic import atomic_write
+from .atomic import atomic_write, check_output_free
 from .checkpoint import load_model
 from .errors import FastNSTError
 from .model import MIN_SIZE, TransformerNet
@@ -137,8 +137,7 @@ def _check_paths(src: Path, out: Path, overwrite: bool) -> None:
     if out.is_dir():
         raise FastNSTError(f"{out}: is a folder; --output is the .onnx file to write")
     check_not_inputs([(out, "--output")], [(src, "the --model file")])
-    if out.exists() and not overwrite:
-        raise FastNSTError(f"{out}: already exists; pass --overwrite to replace it")
+    check_output_free(out, overwrite)
     check_writable(out.parent)  # before the export and its verification, not after
 
 

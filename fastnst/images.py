@@ -7,8 +7,12 @@ Gatys optimizer all accept exactly the same inputs.
 
 from __future__ import annotations
 
+import io
 import os
+import re
+import struct
 import warnings
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -24,16 +28,21 @@ __all__ = [
     "IMAGE_SUFFIXES",
     "OUTPUT_SUFFIXES",
     "READ_SUFFIXES",
+    "check_output_size",
     "check_output_suffix",
+    "fit_max",
     "load_rgb",
     "open_image",
     "pil_to_tensor",
     "prepare_input",
     "resize_long_side",
     "resize_max",
+    "rgb_profile",
     "save_image",
     "set_max_pixels",
     "split_alpha",
+    "stores_alpha",
+    "stores_icc",
     "tensor_to_pil",
     "with_alpha",
 ]
@@ -89,8 +98,7 @@ def open_image(path: str | os.PathLike, draft: tuple[int, int] | None = None) ->
                 frames = getattr(im, "n_frames", 1)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         raise FastNSTError(
-            f"{p}: image too large to open safely ({e}); "
-            "downscale it first or raise the limit with --max-pixels"
+            f"{p}: image too large to open safely ({_bomb_size(e)}); downscale it first or raise the limit with --max-pixels"
         ) from None
     except (OSError, SyntaxError, ValueError) as e:
         # PIL raises UnidentifiedImageError (an OSError) for non-images and
@@ -101,6 +109,18 @@ def open_image(path: str | os.PathLike, draft: tuple[int, int] | None = None) ->
     if frames > 1:  # GIF/WebP/TIFF animations and multi-page files: the first frame is what was decoded
         img.info[FRAMES_KEY] = frames
     return img
+
+
+def _bomb_size(e: Exception) -> str:
+    """The image's size against the user's own limit.
+
+    Pillow's DecompressionBombError quotes twice the limit (the point where
+    its warning becomes an error), so ``--max-pixels 100`` would read
+    "exceeds limit of 200 pixels"; the limit named here is the one set.
+    """
+    found = re.search(r"\((\d+) pixels\)", str(e))
+    pixels = f"{int(found.group(1)):,} pixels" if found else "too many pixels"
+    return f"{pixels}; the limit is {Image.MAX_IMAGE_PIXELS:,}"
 
 
 def _sixteen_bit_to_l(img: Image.Image) -> Image.Image:
@@ -171,13 +191,21 @@ def tensor_to_pil(t: torch.Tensor) -> Image.Image:
     return Image.fromarray(arr, "RGB")
 
 
+def fit_max(size: tuple[int, int], max_size: int | None) -> tuple[int, int]:
+    """(width, height) once the longer side is at most max_size: what :func:`resize_max` makes.
+
+    Lets an output's size be checked against its format before any work.
+    """
+    if not max_size or max(size) <= max_size:
+        return size
+    scale = max_size / max(size)
+    return max(1, round(size[0] * scale)), max(1, round(size[1] * scale))
+
+
 def resize_max(img: Image.Image, max_size: int | None) -> Image.Image:
     """Shrink so the longer side is at most max_size, keeping the aspect ratio."""
-    if not max_size or max(img.size) <= max_size:
-        return img
-    scale = max_size / max(img.size)
-    size = (max(1, round(img.width * scale)), max(1, round(img.height * scale)))
-    return img.resize(size, Image.Resampling.LANCZOS)
+    size = fit_max(img.size, max_size)
+    return img if size == img.size else img.resize(size, Image.Resampling.LANCZOS)
 
 
 def resize_long_side(img: Image.Image, size: int) -> Image.Image:
@@ -215,6 +243,9 @@ def with_alpha(rgb: Image.Image, alpha: Image.Image | None) -> Image.Image:
 # to 256 px, XBM is 1-bit, BLP refuses RGB, GRIB/HDF5 have no writer), so they are refused up front.
 OUTPUT_SUFFIXES = (*IMAGE_SUFFIXES, ".tif", ".tiff", ".ppm", ".tga")
 
+# The encoders' own limits on a side, in px (their headers or libraries hold no more); other formats go far beyond any image.
+_MAX_SIDE = {"WEBP": ("WebP", 16383), "JPEG": ("JPEG", 65500), "TGA": ("TGA", 65535)}
+
 
 def check_output_suffix(path: str | os.PathLike) -> str:
     """The Pillow format for an output path, or a clear error (before any work)."""
@@ -225,28 +256,108 @@ def check_output_suffix(path: str | os.PathLike) -> str:
     return fmt
 
 
-def save_image(img: Image.Image, path: str | os.PathLike, alpha: Image.Image | None = None, replace: bool = True) -> None:
+def check_output_size(path: str | os.PathLike, size: tuple[int, int]) -> None:
+    """Refuse a picture larger than the output format can hold, before the work that makes it.
+
+    Encoders find out only while writing, and then say it as a traceback
+    (WebP, TGA) or as an I/O error that suggests free space (JPEG).
+    """
+    name, limit = _MAX_SIDE.get(check_output_suffix(path), ("", 0))
+    if limit and max(size) > limit:
+        raise FastNSTError(
+            f"{path}: {name} holds at most {limit} px a side and this image is {size[0]}x{size[1]}; write .png or .tif instead"
+        )
+
+
+_PROBE_PROFILE = b"fastnst probe profile " * 8
+
+
+def _round_trip(fmt: str, mode: str, **options: object) -> Image.Image | None:
+    """A 2x1 picture (the first pixel transparent) written in ``fmt`` and read back; None if the writer refuses it."""
+    buf = io.BytesIO()
+    try:
+        Image.new(mode, (2, 1), (10, 20, 30, 0)[: len(mode)]).save(buf, format=fmt, **options)
+        buf.seek(0)
+        with Image.open(buf) as back:
+            back.load()
+            return back
+    except Exception:  # noqa: BLE001 - any refusal means "cannot store this"
+        return None
+
+
+@cache
+def stores_alpha(fmt: str) -> bool:
+    """Does Pillow's ``fmt`` writer keep an alpha plane? Found by writing one and reading it back.
+
+    Some writers refuse RGBA (JPEG), others silently drop the plane (PPM,
+    BMP): either way the image must be composited over white first, or the
+    colours hidden under transparent pixels would show.
+    """
+    back = _round_trip(fmt, "RGBA")
+    return back is not None and back.mode in ("RGBA", "LA", "PA") and back.getpixel((0, 0))[-1] == 0
+
+
+@cache
+def stores_icc(fmt: str) -> bool:
+    """Does Pillow's ``fmt`` writer keep an ICC colour profile? Found by writing one and reading it back."""
+    back = _round_trip(fmt, "RGB", icc_profile=_PROBE_PROFILE)
+    return back is not None and back.info.get("icc_profile") == _PROBE_PROFILE
+
+
+def rgb_profile(img: Image.Image) -> bytes | None:
+    """The image's ICC profile if it describes RGB colours, else None.
+
+    Every output is RGB: a CMYK or grey profile (of a CMYK or grey input,
+    converted to RGB on reading) would misdescribe it, so it is not kept.
+    """
+    profile = img.info.get("icc_profile")
+    if isinstance(profile, bytes) and len(profile) >= 128 and profile[16:20] == b"RGB ":
+        return profile
+    return None
+
+
+def _flatten(img: Image.Image, alpha: Image.Image | None, fmt: str) -> Image.Image:
+    """RGB plus alpha as the format can hold it: RGBA, or composited over white."""
+    if alpha is None:
+        return img
+    if not stores_alpha(fmt):
+        canvas = Image.new("RGB", img.size, (255, 255, 255))
+        canvas.paste(img, mask=alpha)
+        return canvas
+    img = img.convert("RGBA")
+    img.putalpha(alpha)
+    return img
+
+
+def save_image(
+    img: Image.Image,
+    path: str | os.PathLike,
+    alpha: Image.Image | None = None,
+    replace: bool = True,
+    icc_profile: bytes | None = None,
+) -> None:
     """Write atomically (temporary file, fsync, rename) in the suffix's format.
 
     A crash or a full disk never leaves a half-written picture under the
-    final name. Formats without alpha (JPEG, BMP) get the image composited
-    over white instead. ``replace=False`` never replaces a file that
-    appeared meanwhile (see :func:`fastnst.atomic.atomic_path`).
+    final name. Formats without alpha (JPEG, BMP, PPM) get the image
+    composited over white instead. ``icc_profile`` (by default the image's
+    own, if it describes RGB) is kept where the format can store it, so a
+    Display P3 or Adobe RGB photo keeps its colours. ``replace=False`` never
+    replaces a file that appeared meanwhile (see :func:`fastnst.atomic.atomic_path`).
     """
     path = Path(path)
     fmt = check_output_suffix(path)
-    if alpha is not None:
-        if fmt in ("JPEG", "BMP"):
-            canvas = Image.new("RGB", img.size, (255, 255, 255))
-            canvas.paste(img, mask=alpha)
-            img = canvas
-        else:
-            img = img.convert("RGBA")
-            img.putalpha(alpha)
-    options = {"quality": 95} if fmt in ("JPEG", "WEBP") else {}
+    check_output_size(path, img.size)
+    profile = icc_profile if icc_profile is not None else rgb_profile(img)
+    img = _flatten(img, alpha, fmt)
+    options: dict = {"quality": 95} if fmt in ("JPEG", "WEBP") else {}
+    options["icc_profile"] = profile if stores_icc(fmt) else None  # None: not the one Pillow would copy from img.info
     try:
         with atomic_write(path, replace) as f:
             img.save(f, format=fmt, **options)
     except OSError as e:
+        if e.errno is None:  # the encoder's own refusal, not the file system's
+            raise FastNSTError(f"{path}: the {fmt} encoder cannot write this image ({e}); write .png or .tif instead") from None
         raise FastNSTError(f"{path}: cannot write the image ({e.strerror or e}); check free space and permissions") from None
-
+    except (ValueError, OverflowError, struct.error) as e:  # encoders' limits not known here (sizes, header fields)
+        raise FastNSTError(f"{path}: the {fmt} encoder cannot write this image ({e}); write .png or .tif instead") from None

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 
 import pytest
 
-from fastnst.atomic import atomic_path, atomic_write, folder_lock
+from fastnst.atomic import atomic_path, atomic_write, check_replaceable, folder_lock
 from fastnst.errors import FastNSTError
 
 
@@ -57,4 +58,66 @@ def test_a_folder_lock_refuses_a_second_holder_and_frees_on_exit(tmp_path: Path)
     with folder_lock(tmp_path, "busy: another run"), refused, folder_lock(tmp_path, "busy: another run"):
         pass
     with folder_lock(tmp_path, "busy"):  # released: free again
+        pass
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this platform")
+def test_replace_never_puts_a_file_in_place_of_a_fifo(tmp_path: Path) -> None:
+    fifo = tmp_path / "out.png"
+    os.mkfifo(fifo)
+    refused = pytest.raises(
+        FastNSTError, match=r"out.png: is a named pipe \(FIFO\), not a regular file; fastnst replaces only regular files it wrote"
+    )
+    with refused:
+        check_replaceable(fifo)
+    with refused, atomic_write(fifo, replace=True) as f:  # the last line of defence, at the rename
+        f.write(b"new")
+    assert fifo.is_fifo() and os.listdir(tmp_path) == ["out.png"]
+
+
+def test_a_character_device_is_never_replaced(tmp_path: Path) -> None:
+    """--save-model /dev/null --overwrite, run as root, must not turn /dev/null into a file."""
+    node = tmp_path / "null.pth"
+    try:
+        os.mknod(node, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+    except (OSError, AttributeError):
+        pytest.skip("creating a device node needs root")
+    with pytest.raises(FastNSTError, match=r"null.pth: is a character device, not a regular file; fastnst replaces only"):
+        check_replaceable(node)
+    with pytest.raises(FastNSTError, match="is a character device"), atomic_write(node, replace=True) as f:
+        f.write(b"model")
+    assert stat.S_ISCHR(os.lstat(node).st_mode) and os.listdir(tmp_path) == ["null.pth"]
+
+
+def test_regular_files_links_and_free_names_are_replaceable(tmp_path: Path) -> None:
+    (tmp_path / "file").write_bytes(b"old")
+    (tmp_path / "link").symlink_to("nowhere")  # a link is replaced itself, its target never touched
+    for name in ("file", "link", "free"):
+        check_replaceable(tmp_path / name)
+    (tmp_path / "folder").mkdir()
+    with pytest.raises(FastNSTError, match=r"folder: is a folder, not a file; fastnst replaces only regular files"):
+        check_replaceable(tmp_path / "folder")
+    with atomic_write(tmp_path / "link") as f:
+        f.write(b"new")
+    assert not (tmp_path / "link").is_symlink() and (tmp_path / "link").read_bytes() == b"new"
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_child_does_not_keep_a_dead_runs_folder_locked(tmp_path: Path) -> None:
+    """A run killed with -9 while a data-loader worker (a forked child) lives on: the folder is free
+    at once, not when the orphan notices and exits seconds later."""
+    import subprocess
+    import sys
+
+    script = (
+        "import os, sys, time\n"
+        "from fastnst.atomic import folder_lock\n"
+        "with folder_lock(sys.argv[1], 'busy'):\n"
+        "    if os.fork() == 0:\n"
+        "        time.sleep(30)\n"
+        "        os._exit(0)\n"
+        "    os._exit(0)\n"  # the parent dies holding the lock, as after kill -9
+    )
+    subprocess.run([sys.executable, "-c", script, str(tmp_path)], check=True, timeout=60, cwd=Path(__file__).resolve().parents[1])
+    with folder_lock(tmp_path, "still held by the orphan"):
         pass
