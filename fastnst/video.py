@@ -14,6 +14,8 @@ on a batch, and at most a few batches are in memory at any time.
 
 from __future__ import annotations
 
+import math
+import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack, contextmanager
@@ -36,15 +38,19 @@ from .pipeline import Background, batched
 from .stylizer import Stylizer
 
 __all__ = [
+    "DEFAULT_MAX_PIXELS",
     "VIDEOS",
     "VIDEO_SUFFIXES",
     "VideoInfo",
     "VideoStats",
     "VideoWriter",
+    "check_pixels",
     "check_video_suffix",
     "fit_size",
     "frames_to_tensor",
     "is_video",
+    "letterbox",
+    "missing_frames",
     "open_writer",
     "probe",
     "read_frames",
@@ -57,6 +63,9 @@ Frame = np.ndarray  # (H, W, 3) uint8 RGB
 FrameFilter = Callable[[Frame, Frame], Frame]  # (content, stylized) -> output, e.g. the stabilizer
 
 VIDEO_SUFFIXES = tuple(VIDEO_FORMATS)
+
+# --max-pixels when not given: Pillow's decompression-bomb limit, the one images get.
+DEFAULT_MAX_PIXELS = 89_478_485
 
 # Audio codecs each container takes as they are (copied, not re-encoded).
 _COPY_AUDIO: dict[str, set[str] | None] = {
@@ -105,11 +114,12 @@ def fit_size(width: int, height: int, max_size: int | None) -> tuple[int, int]:
 @dataclass(frozen=True)
 class VideoInfo:
     path: Path
-    width: int
+    width: int  # as shown: the display rotation and the pixel aspect applied (what the output gets)
     height: int
     fps: Fraction
     frames: int  # from the container's header; 0 when it does not say
     audio: str | None  # codec name of the first audio track
+    coded: tuple[int, int] = (0, 0)  # (w, h) as stored and decoded: what --max-pixels limits
 
 
 def _av_errors() -> tuple[type[BaseException], ...]:
@@ -141,30 +151,162 @@ def _frame_rate(stream: Any) -> Fraction:
     return Fraction(rate) if rate else Fraction(30)
 
 
-def probe(path: str | Path) -> VideoInfo:
-    """Size, frame rate, frame count and audio of a video, without decoding it."""
+def check_pixels(path: str | Path, width: int, height: int, max_pixels: int | None) -> None:
+    """--max-pixels for video frames, as for images: a file that claims huge frames
+    (a decompression bomb, or just 16K footage on a small machine) is refused before
+    FFmpeg allocates them. None means Pillow's default limit, the one images get."""
+    limit = max_pixels or DEFAULT_MAX_PIXELS
+    if width * height > limit:
+        raise FastNSTError(
+            f"{path}: its frames are {width}x{height} = {width * height:,} pixels, above the limit of {limit:,}; "
+            "pass a larger --max-pixels if you trust the file"
+        )
+
+
+def probe(path: str | Path, max_pixels: int | None = None) -> VideoInfo:
+    """Size as shown, frame rate, frame count and audio of a video. Only the first
+    frame is decoded (the display rotation travels with the frames), and only after
+    :func:`check_pixels` accepted the size the header gives."""
     with _open_input(path) as c:
         v = c.streams.video[0]
         audio = c.streams.audio[0].codec_context.name if c.streams.audio else None
         seconds = float(v.duration * v.time_base) if v.duration else (c.duration or 0) / 1e6  # mkv/webm: container only
         frames = v.frames or int(seconds * _frame_rate(v) + 0.5)
-        return VideoInfo(Path(path), v.codec_context.width, v.codec_context.height, _frame_rate(v), frames, audio)
+        coded = (v.codec_context.width, v.codec_context.height)
+        check_pixels(path, *coded, max_pixels)
+        turned = False
+        try:
+            first = next(c.decode(v), None)
+            turned = first is not None and _orientation(first)[1]
+        except _av_errors():  # read_frames reports a damaged file, with the frame's number
+            pass
+        width, height = _display_size(*coded, _sample_aspect(v), turned)
+        return VideoInfo(Path(path), width, height, _frame_rate(v), frames, audio, coded)
 
 
-def read_frames(path: str | Path, size: tuple[int, int] | None = None) -> Iterator[Frame]:
-    """Every frame as (H, W, 3) uint8 RGB, scaled to ``size`` (w, h) by FFmpeg."""
+# ---------------------------------------------------------------- frames as shown
+
+
+def _sample_aspect(stream: Any) -> Fraction:
+    """Pixel width / height (anamorphic DV, DVDs, broadcast: 1 almost everywhere else)."""
+    sar = stream.sample_aspect_ratio or stream.codec_context.sample_aspect_ratio
+    sar = Fraction(sar) if sar else Fraction(1)
+    return sar if Fraction(1, 16) <= sar <= 16 else Fraction(1)  # 0 (unknown) or nonsense: square
+
+
+def _display_size(width: int, height: int, sar: Fraction, turned: bool) -> tuple[int, int]:
+    """The picture as players show it: pixels made square, then turned by the display matrix."""
+    width = max(1, round(width * sar))
+    return (height, width) if turned else (width, height)
+
+
+_Step = Callable[[Frame], Frame]
+_CLOCK: _Step = lambda a: np.rot90(a, -1)  # FFmpeg's transpose=clock
+_CCLOCK: _Step = lambda a: np.rot90(a, 1)
+_HFLIP: _Step = lambda a: a[:, ::-1]
+_VFLIP: _Step = lambda a: a[::-1]
+_TRANSPOSE: _Step = lambda a: a.transpose(1, 0, 2)  # transpose=cclock_flip
+
+
+def _orientation(frame: Any) -> tuple[list[_Step], bool]:
+    """What makes a decoded frame upright, the way FFmpeg's autorotate does it (phones
+    store portrait video landscape plus a display matrix; images have EXIF for this):
+    the steps on an (H, W, 3) array, and whether they swap width and height."""
+    m = next((np.frombuffer(bytes(sd), np.int32)[:9] for sd in frame.side_data if getattr(sd.type, "name", "") == "DISPLAYMATRIX"), None)
+    if m is None or len(m) < 9 or not (math.hypot(m[0], m[3]) and math.hypot(m[1], m[4])):
+        return [], False
+    theta = round(math.degrees(math.atan2(m[1] / math.hypot(m[1], m[4]), m[0] / math.hypot(m[0], m[3])))) % 360
+    if abs(theta - 90) < 1:
+        return ([_TRANSPOSE] if m[3] > 0 else [_CLOCK]), True
+    if abs(theta - 270) < 1:
+        return ([_CLOCK, _VFLIP] if m[3] < 0 else [_CCLOCK]), True
+    if abs(theta - 180) < 1:
+        return [s for s, flip in ((_HFLIP, m[0] < 0), (_VFLIP, m[4] < 0)) if flip], False
+    return ([_VFLIP] if m[4] < 0 and (theta < 1 or theta > 359) else []), False  # other angles: left as stored
+
+
+def _pad(image: Frame, size: tuple[int, int]) -> Frame:
+    """``image`` centred on black of ``size`` (w, h)."""
+    out = np.zeros((size[1], size[0], 3), np.uint8)
+    y, x = (size[1] - image.shape[0]) // 2, (size[0] - image.shape[1]) // 2
+    out[y : y + image.shape[0], x : x + image.shape[1]] = image
+    return out
+
+
+def _fit_box(width: int, height: int, size: tuple[int, int]) -> tuple[int, int]:
+    """The largest (w, h) of the same aspect as width x height that fits in ``size``."""
+    scale = min(size[0] / width, size[1] / height)
+    return max(1, min(size[0], round(width * scale))), max(1, min(size[1], round(height * scale)))
+
+
+def letterbox(frame: Frame, size: tuple[int, int]) -> Frame:
+    """``frame`` scaled into ``size`` (w, h) keeping its aspect, with black borders:
+    a stretched picture is worse than bars when a camera or a stream changes size."""
+    av = import_av()
+    box = _fit_box(frame.shape[1], frame.shape[0], size)
+    vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
+    return _pad(vf.reformat(width=box[0], height=box[1], interpolation="AREA").to_ndarray(format="rgb24"), size)
+
+
+def _note(message: str) -> None:
+    tqdm.write(f"note: {message}", file=sys.stderr)
+
+
+class _Upright:
+    """Decoded frames -> (H, W, 3) RGB arrays as players show them, all of one size.
+
+    Rotation and pixel aspect are applied (like EXIF orientation for images), so
+    the network draws its strokes on the real picture and the output plays upright
+    with square pixels everywhere. The size is ``size``, or the first frame's; a
+    frame of another shape (a stream that switches resolution) is letterboxed.
+    """
+
+    def __init__(self, path: str | Path, sar: Fraction, size: tuple[int, int] | None, max_pixels: int | None) -> None:
+        self.path, self.sar, self.size, self.max_pixels = path, sar, size, max_pixels
+        self.first: tuple[int, int] | None = None  # the first frame's size as shown
+        self.noted = False
+        self.index = 0
+
+    def __call__(self, frame: Any) -> Frame:
+        check_pixels(self.path, frame.width, frame.height, self.max_pixels)
+        steps, turned = _orientation(frame)
+        shown = _display_size(frame.width, frame.height, self.sar, turned)
+        if self.first is None:
+            self._first(frame, shown)
+        size: tuple[int, int] = self.size  # type: ignore[assignment]  # set by _first
+        box = size if shown == self.first else _fit_box(*shown, size)
+        if box != size and not self.noted:
+            self.noted = True
+            _note(f"{self.path}: the picture changes size at frame {self.index} ({shown[0]}x{shown[1]} after {self.first[0]}x{self.first[1]}); "
+                  f"frames of another shape are fitted into {size[0]}x{size[1]} with black bars")  # fmt: skip
+        scaled = (box[1], box[0]) if turned else box
+        if (frame.width, frame.height) != scaled:
+            frame = frame.reformat(width=scaled[0], height=scaled[1], interpolation="AREA")
+        image = frame.to_ndarray(format="rgb24")
+        for step in steps:
+            image = step(image)
+        self.index += 1
+        return np.ascontiguousarray(image if box == size else _pad(image, size))
+
+    def _first(self, frame: Any, shown: tuple[int, int]) -> None:
+        self.first, self.size = shown, self.size or shown
+        if any(c.is_alpha for c in frame.format.components):
+            _note(f"{self.path}: the video's alpha channel (transparency) is dropped: video outputs are written without one")
+
+
+def read_frames(path: str | Path, size: tuple[int, int] | None = None, max_pixels: int | None = None) -> Iterator[Frame]:
+    """Every frame upright with square pixels (see :class:`_Upright`) as (H, W, 3) uint8
+    RGB, scaled to ``size`` (w, h) by FFmpeg (None: the first frame's size as shown).
+    Frames above ``max_pixels`` (None: the default limit) are refused, as in :func:`check_pixels`."""
     with _open_input(path) as c:
         stream = c.streams.video[0]
         stream.thread_type = "AUTO"  # FFmpeg's own frame threads: decoding keeps up with the network
-        index = 0
+        upright = _Upright(path, _sample_aspect(stream), size, max_pixels)
         try:
             for frame in c.decode(stream):
-                if size is not None and (frame.width, frame.height) != size:
-                    frame = frame.reformat(width=size[0], height=size[1], interpolation="AREA")
-                yield frame.to_ndarray(format="rgb24")
-                index += 1
+                yield upright(frame)
         except _av_errors() as e:
-            raise FastNSTError(f"{path}: cannot decode frame {index} ({e}); the file may be damaged or truncated") from None
+            raise FastNSTError(f"{path}: cannot decode frame {upright.index} ({e}); the file may be damaged or truncated") from None
 
 
 # ---------------------------------------------------------------- writing
@@ -229,9 +371,14 @@ class VideoWriter:
     Constant frame rate by default (frame i at i / fps), so a stylized video
     has exactly the input's frame count and rate. Recordings of a live feed
     pass each frame's time instead, so a slow model does not play back fast.
+    A frame of another size (a camera that switches mode) is letterboxed into
+    the video's size rather than refused: the recording so far is kept.
     """
 
     _AUDIO_LEAD_S = 0.5
+    # A timed recording's nominal rate: its frames carry their own times (in ms), but a rate
+    # far above any real camera's (a file claiming 1e6 fps) makes muxers drop frames.
+    _MAX_TIMED_FPS = 240
 
     def __init__(
         self, container: Any, path: Path, width: int, height: int, fps: Fraction, audio_from: Path | None = None, timed: bool = False
@@ -246,6 +393,8 @@ class VideoWriter:
                 f"this FFmpeg build cannot encode {suffix} video (no {' or '.join(codecs)} encoder); try another --output suffix such as .mp4"
             )
         self._av, self._container, self.width, self.height = av, container, width, height
+        if timed:
+            fps = min(max(fps, Fraction(1)), Fraction(self._MAX_TIMED_FPS))
         self.stream = container.add_stream(codec, rate=fps)
         self.stream.width, self.stream.height, self.stream.pix_fmt = width, height, "yuv420p"
         self.stream.options = _ENCODER_OPTIONS.get(codec, {})
@@ -256,12 +405,19 @@ class VideoWriter:
             self.stream.codec_context.time_base = self._time_base
         self._audio = _AudioTrack(audio_from, container, container_format, audio_codec) if audio_from else None
         self.frames = 0
+        self.refitted = 0  # frames of another size, letterboxed
         self._last_pts = -1
 
     def write(self, frame: Frame, time_s: float | None = None) -> None:
         """One (H, W, 3) uint8 RGB frame; ``time_s`` only for timed writers."""
+        if frame.ndim != 3 or frame.shape[2] != 3:
+            raise ValueError(f"frame of shape {frame.shape}: expected (height, width, 3) RGB")
         if frame.shape[:2] != (self.height, self.width):
-            raise ValueError(f"frame of shape {frame.shape} in a {self.width}x{self.height} video")
+            if not self.refitted:
+                _note(f"{self.path}: frames of {frame.shape[1]}x{frame.shape[0]} (the source changed size) are fitted into "
+                      f"the video's {self.width}x{self.height} with black bars")  # fmt: skip
+            self.refitted += 1
+            frame = letterbox(frame, (self.width, self.height))
         vf = self._av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
         pts = self.frames if time_s is None else round(time_s / self._time_base)
         vf.pts = self._last_pts = max(pts, self._last_pts + 1)
@@ -356,6 +512,12 @@ def _stylize_pairs(stylizer: Stylizer, frames: Iterable[Frame]) -> Iterator[tupl
         yield from zip(batch, stylize_frames(stylizer, batch))
 
 
+def missing_frames(expected: int, decoded: int) -> int:
+    """Frames announced but never decoded (a truncated file), 0 when none or unknown; a
+    little slack for containers whose count is estimated from the duration."""
+    return expected - decoded if decoded < expected - max(1, expected // 50) else 0
+
+
 @dataclass(frozen=True)
 class VideoStats:
     frames: int
@@ -364,9 +526,8 @@ class VideoStats:
 
     @property
     def missing(self) -> int:
-        """Frames announced but never decoded (a truncated file); one frame of slack for
-        containers whose count is estimated from the duration."""
-        return self.expected - self.frames if self.frames < self.expected - max(1, self.expected // 50) else 0
+        """Frames announced but never decoded: see :func:`missing_frames`."""
+        return missing_frames(self.expected, self.frames)
 
     @property
     def fps(self) -> float:
@@ -382,6 +543,7 @@ def stylize_video(
     progress: bool = True,
     keep_audio: bool = True,
     overwrite: bool = True,
+    max_pixels: int | None = None,
 ) -> VideoStats:
     """Stylize every frame of ``src`` into ``dst`` (same frame count and rate).
 
@@ -390,14 +552,16 @@ def stylize_video(
     with a couple of batches in flight between them. Without ``overwrite``
     a file that appeared under ``dst`` meanwhile is kept. A file that ends
     before its announced length gives the frames it has; ``missing`` says so.
+    Frames come upright with square pixels (see :func:`read_frames`); frames
+    above ``max_pixels`` (None: :data:`DEFAULT_MAX_PIXELS`) are refused.
     """
-    info = probe(src)
+    info = probe(src, max_pixels)
     size = fit_size(info.width, info.height, stylizer.max_size)
     depth = stylizer.batch_size + 2  # the next batch is ready when the network wants it; no more is held
     start = time.perf_counter()
     bar = tqdm(total=info.frames or None, desc=Path(src).name, unit="frame", disable=not progress, dynamic_ncols=True)
     with ExitStack() as stages:  # closed last-in first-out: each consumer stops before its producer
-        frames = stages.enter_context(Background(read_frames(src, size), depth, "fastnst-decode"))
+        frames = stages.enter_context(Background(read_frames(src, size, max_pixels), depth, "fastnst-decode"))
         pairs = stages.enter_context(Background(_stylize_pairs(stylizer, frames), depth, "fastnst-stylize"))
         if post is None:
             styled: Iterable[Frame] = (s for _, s in pairs)

@@ -15,6 +15,9 @@ neither a camera nor a screen:
 from __future__ import annotations
 
 import os
+import queue
+import re
+import socket
 import sys
 import threading
 import time
@@ -31,9 +34,10 @@ from tqdm import tqdm
 from .errors import FastNSTError
 from .optional import import_cv2
 from .paths import describe
+from .pipeline import until_done
 from .stabilize import Stabilizer
 from .stylizer import Stylizer
-from .video import fit_size, open_writer, probe, read_frames, stylize_frames
+from .video import check_pixels, fit_size, missing_frames, open_writer, probe, read_frames, stylize_frames
 
 __all__ = [
     "KEYS",
@@ -75,9 +79,9 @@ class FrameSource(Protocol):
 class CameraSource:
     """An OpenCV camera by index (0 is the default camera)."""
 
-    def __init__(self, index: int) -> None:
+    def __init__(self, index: int, max_pixels: int | None = None) -> None:
         cv2 = import_cv2()
-        self._cv2 = cv2
+        self._cv2, self._max_pixels = cv2, max_pixels
         self.name = f"camera {index}"
         try:
             self._cap = _quietly(cv2, lambda: cv2.VideoCapture(index)) if 0 <= index < 10_000 else None
@@ -97,6 +101,7 @@ class CameraSource:
         ok, bgr = self._cap.read()
         if not ok:
             return None
+        check_pixels(self.name, bgr.shape[1], bgr.shape[0], self._max_pixels)
         return self._cv2.cvtColor(bgr, self._cv2.COLOR_BGR2RGB), time.perf_counter() - self._start
 
     def close(self) -> None:
@@ -118,20 +123,32 @@ def _quietly(cv2: Any, fn: Callable[[], T]) -> T:
 class FileSource:
     """A video file as a camera: frames come at the file's frame rate
     (``realtime``), so a slow model drops frames exactly as with a camera;
-    ``realtime=False`` hands over every frame as fast as it is taken."""
+    ``realtime=False`` hands over every frame as fast as it is taken.
 
-    def __init__(self, path: str | Path, realtime: bool = True) -> None:
-        info = probe(path)  # clear errors for missing or unreadable files, now
+    Frames are upright, with square pixels and of one size, as for stylizing
+    the file (:func:`fastnst.video.read_frames`). ``expected`` is what the file
+    announces and ``decoded`` what it gave, once ``ended``: a truncated file shows.
+    """
+
+    def __init__(self, path: str | Path, realtime: bool = True, max_pixels: int | None = None) -> None:
+        info = probe(path, max_pixels)  # clear errors for missing, unreadable or too large files, now
         self.name = Path(path).name
         self.fps = float(info.fps)
-        self._frames: Iterator[Frame] = read_frames(path)
+        self.expected = info.frames
+        self.ended = False
+        self._frames: Iterator[Frame] = read_frames(path, max_pixels=max_pixels)
         self._realtime = realtime
         self._index = 0
         self._start: float | None = None
 
+    @property
+    def decoded(self) -> int:
+        return self._index
+
     def read(self) -> tuple[Frame, float] | None:
         frame = next(self._frames, None)
         if frame is None:
+            self.ended = True
             return None
         t = self._index / self.fps
         if self._realtime:
@@ -146,32 +163,40 @@ class FileSource:
             close()
 
 
-def open_source(spec: str, realtime: bool = True) -> FrameSource:
-    """--webcam's argument: a camera index, or a video file standing in for one."""
+def open_source(spec: str, realtime: bool = True, max_pixels: int | None = None) -> FrameSource:
+    """--webcam's argument: a camera index, or a video file standing in for one.
+    Frames above ``max_pixels`` (None: the default limit) are refused."""
     if spec.strip().isdigit():
-        return CameraSource(int(spec))
+        return CameraSource(int(spec), max_pixels)
     if not Path(spec).is_file():
         what = describe(spec)
         hint = "neither a camera index (0, 1, ...) nor an existing video file" if what == "no such file" else what
         raise FastNSTError(f"--webcam {spec}: {hint}")
-    return FileSource(spec, realtime=realtime)
+    return FileSource(spec, realtime=realtime, max_pixels=max_pixels)
+
+
+_END = object()  # the source has no more frames
 
 
 class LatestFrame:
     """Reads a source in its own thread and keeps only the newest frame.
 
     ``keep_all`` makes the reader wait until each frame is taken instead
-    (nothing is dropped: for processing every frame of a file).
+    (nothing is dropped: for processing every frame of a file). Frames travel
+    through C-level queues, so a Ctrl-C or SIGTERM in :meth:`get` or
+    :meth:`close` cannot break a lock (see :mod:`fastnst.pipeline`).
     """
 
     def __init__(self, source: FrameSource, keep_all: bool = False) -> None:
         self._source = source
         self._keep_all = keep_all
-        self._cond = threading.Condition()
-        self._slot: tuple[Frame, float, float] | None = None
+        self._frames: queue.SimpleQueue[Any] = queue.SimpleQueue()  # at most one frame, then _END
+        self._taken: queue.SimpleQueue[None] = queue.SimpleQueue()  # keep_all: a frame was taken
         self._ended = False
         self._error: BaseException | None = None
-        self._stop = threading.Event()
+        self._stopped = False
+        self._running = threading.Lock()  # held for the reader thread until it is done with the source
+        self._running.acquire()
         self.captured = 0
         self.dropped = 0
         self._thread = threading.Thread(target=self._run, name="fastnst-capture", daemon=True)
@@ -179,43 +204,63 @@ class LatestFrame:
 
     def _run(self) -> None:
         try:
-            while not self._stop.is_set():
+            while not self._stopped:
                 item = self._source.read()
-                with self._cond:
-                    if item is None:
-                        break
-                    while self._keep_all and self._slot is not None and not self._stop.is_set():
-                        self._cond.wait(0.1)
-                    if self._stop.is_set():
-                        break
-                    self.dropped += self._slot is not None
-                    self._slot = (item[0], item[1], time.perf_counter())
-                    self.captured += 1
-                    self._cond.notify_all()
+                if item is None or (self._keep_all and self.captured and not self._wait_taken()):
+                    break
+                if not self._keep_all:
+                    try:  # the model has not taken the previous frame: this one replaces it
+                        self._frames.get_nowait()
+                        self.dropped += 1
+                    except queue.Empty:
+                        pass
+                self.captured += 1
+                self._frames.put((item[0], item[1], time.perf_counter()))
         except BaseException as e:  # noqa: BLE001 - re-raised in the consumer by get()
             self._error = e
         finally:
-            with self._cond:
-                self._ended = True
-                self._cond.notify_all()
+            self._frames.put(_END)
+            self._running.release()
+
+    def _wait_taken(self) -> bool:
+        while not self._stopped:
+            try:
+                self._taken.get(timeout=0.1)
+                return True
+            except queue.Empty:
+                pass
+        return False
 
     def get(self) -> tuple[Frame, float, float] | None:
         """The newest frame not yet taken: (frame, media time, wall-clock capture
         time from perf_counter); waits for one. None once the source has ended."""
-        with self._cond:
-            while self._slot is None and not self._ended:
-                self._cond.wait(0.1)
-            item, self._slot = self._slot, None
-            self._cond.notify_all()
+        item = None
+        while not self._ended:
+            try:
+                item = self._frames.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            if item is _END:
+                self._ended, item = True, None
+            break
+        if item is not None and self._keep_all:
+            self._taken.put(None)
         if item is None and self._error is not None:
             raise self._error
         return item
 
     def close(self) -> None:
-        self._stop.set()
-        with self._cond:
-            self._cond.notify_all()
-        self._thread.join(5.0)
+        """Stop the reader; wait up to 5 s for it (a camera can hang in a read)."""
+        deadline = time.monotonic() + 5.0
+
+        def let_go() -> bool:
+            self._stopped = True
+            if self._running.locked() and time.monotonic() < deadline:
+                time.sleep(0.005)
+                return not self._running.locked()
+            return True
+
+        until_done(let_go)
         self._source.close()
 
 
@@ -264,15 +309,81 @@ class WindowDisplay:
         self._cv2.waitKey(1)
 
 
-def _check_can_show(cv2: object) -> None:
-    """Fail with advice instead of letting Qt abort the whole process."""
-    if "GUI:                           NONE" in cv2.getBuildInformation():  # type: ignore[attr-defined]
+_NO_SCREEN_FIX = "use --no-display, with --record OUT.mp4 to keep the result"
+
+
+def _check_can_show(cv2: Any) -> None:
+    """Fail with advice instead of letting Qt abort the whole process (it does
+    when it finds no display to connect to: SIGABRT, status 134)."""
+    gui = re.search(r"GUI:\s*(\S+)", cv2.getBuildInformation())
+    if gui is not None and gui.group(1) == "NONE":
         raise FastNSTError(
             "this OpenCV build has no window support (opencv-python-headless?); use --no-display, or "
             "pip uninstall opencv-python-headless && pip install opencv-python"
         )
-    if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
-        raise FastNSTError("no screen to open a window on (DISPLAY is not set); use --no-display, with --record OUT.mp4 to keep the result")
+    if not sys.platform.startswith("linux"):
+        return
+    display, wayland = os.environ.get("DISPLAY", ""), os.environ.get("WAYLAND_DISPLAY", "")
+    if not (display or wayland):
+        raise FastNSTError(f"no screen to open a window on (DISPLAY is not set); {_NO_SCREEN_FIX}")
+    if wayland and not _x11_only(cv2, gui.group(1) if gui else ""):
+        return  # a toolkit that speaks Wayland itself
+    if not display:
+        raise FastNSTError(
+            f"only WAYLAND_DISPLAY is set, and this OpenCV build opens windows through X11 only; set DISPLAY (XWayland), or {_NO_SCREEN_FIX}"
+        )
+    problem = x_display_problem(display)
+    if problem:
+        raise FastNSTError(f"DISPLAY={display}: {problem}; {_NO_SCREEN_FIX}")
+
+
+def _x11_only(cv2: Any, gui: str) -> bool:
+    """Whether OpenCV's windows need an X server: Qt with only its xcb platform
+    plugin (the opencv-python wheels) or forced to it by QT_QPA_PLATFORM."""
+    if not gui.startswith("QT"):
+        return False  # GTK 3 picks Wayland by itself
+    forced = os.environ.get("QT_QPA_PLATFORM", "")
+    if forced:
+        return forced.startswith("xcb")
+    plugins = Path(cv2.__file__).parent / "qt" / "plugins" / "platforms"
+    if plugins.is_dir():
+        return not any("wayland" in p.name for p in plugins.iterdir())
+    return gui == "QT5"  # a system Qt 5 starts on xcb unless told otherwise
+
+
+def x_display_problem(display: str, socket_dir: str = "/tmp/.X11-unix", timeout_s: float = 1.0) -> str | None:
+    """Why no X server answers at ``display`` (None when one does, or when the name is of a
+    form this does not check): a stale ``ssh -X`` session or a stopped Xvfb leaves DISPLAY
+    set, and Qt then aborts the process instead of raising. Connecting to the server's
+    socket, as Xlib would, takes a millisecond locally."""
+    host, _, rest = display.rpartition(":")
+    number = rest.split(".")[0]
+    if not number.isdigit():
+        return "not an X display name such as :0 or host:10.0"
+    if host.endswith(":") or host.startswith("/"):  # DECnet host::N, a launchd socket path: left to the toolkit
+        return None
+    if host in ("", "unix"):
+        for address in (f"\0{socket_dir}/X{number}", f"{socket_dir}/X{number}"):  # Linux's abstract socket, then the file
+            if _connects(socket.AF_UNIX, address, timeout_s):
+                return None
+        if host == "unix":
+            return "no X server answers there (nothing listens on its socket)"
+    if _connects(None, (host.strip("[]") or "localhost", 6000 + int(number)), timeout_s):
+        return None
+    return "no X server answers there (a closed ssh -X session, or a stopped Xvfb?)"
+
+
+def _connects(family: int | None, address: Any, timeout_s: float) -> bool:
+    try:
+        if family is None:
+            with socket.create_connection(address, timeout=timeout_s):
+                return True
+        with socket.socket(family, socket.SOCK_STREAM) as sock:
+            sock.settimeout(timeout_s)
+            sock.connect(address)
+            return True
+    except (OSError, ValueError, OverflowError):  # refused, no such socket, unknown host, a port out of range
+        return False
 
 
 # ---------------------------------------------------------------- the loop
@@ -284,10 +395,17 @@ class WebcamStats:
     dropped: int  # captured but skipped because the model was busy
     seconds: float
     mean_latency_s: float  # capture to display
+    expected: int = 0  # frames a file source announced, when it was read to its end (0: unknown)
+    decoded: int = 0  # frames that file gave
 
     @property
     def fps(self) -> float:
         return self.frames / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def missing(self) -> int:
+        """Frames the file announced but never gave (truncated or damaged); 0 for cameras."""
+        return missing_frames(self.expected, self.decoded)
 
 
 class _Meter:
@@ -384,45 +502,74 @@ def run_webcam(
     recording holds the stylized frames (no overlay, no side-by-side) at the
     times they were captured, so it plays at the real speed. Without
     ``overwrite`` it never replaces a file that appeared under ``record``.
+    Ctrl-C is the way to stop: the recording is kept. Any other interrupt
+    (SIGTERM: a subclass of KeyboardInterrupt) keeps it too, and is raised
+    again afterwards, so the process still ends as killed.
+    A source that ends before its first frame is an error.
     """
     if not models:
         raise FastNSTError("--webcam needs at least one --model")
-    display = display or NoDisplay()
-    stabilizer = Stabilizer(stabilize) if stabilize is not None else None
-    controls = _Controls(len(models), side_by_side_view)
-    meter = _Meter()
+    loop = _Loop(models, source, display or NoDisplay(), record, stabilize, side_by_side_view, overwrite)
     bar = tqdm(total=max_frames, desc=source.name, unit=" frames", disable=not progress, dynamic_ncols=True)
     grabber = LatestFrame(source, keep_all=keep_all)
+    killed: KeyboardInterrupt | None = None
     with ExitStack() as stack:
         stack.callback(grabber.close)
-        stack.callback(display.close)
+        stack.callback(loop.display.close)
         stack.enter_context(bar)
-        writer = None
+        loop.stack = stack
         start = time.perf_counter()
         try:
-            while not controls.quit and (max_frames is None or meter.frames < max_frames):
+            while not loop.controls.quit and (max_frames is None or loop.meter.frames < max_frames):
                 item = grabber.get()
                 if item is None:
+                    loop.source_ended = True
                     break
-                frame, media_time, captured_at = item
-                name, stylizer = models[controls.model]
-                size = fit_size(frame.shape[1], frame.shape[0], stylizer.max_size)
-                frame = _fit(frame, size)
-                out = stylize_frames(stylizer, [frame])[0]
-                if stabilizer is not None:
-                    out = stabilizer(frame, out)
-                if record is not None and writer is None:
-                    writer = stack.enter_context(open_writer(record, *size, source.fps, timed=True, replace=overwrite))
-                if writer is not None:
-                    writer.write(out, media_time)
-                meter.tick(captured_at)
-                status = f"{name}  {meter.fps_text}  {meter.latency * 1000:.0f} ms"
-                view = side_by_side(frame, out) if controls.side_by_side else out
-                if controls.press(display.show(draw_status(view, status) if not isinstance(display, NoDisplay) else view)) and stabilizer:
-                    stabilizer.reset()
-                bar.set_postfix_str(f"{meter.fps_text}, latency {meter.latency * 1000:.0f} ms, dropped {grabber.dropped}", refresh=False)
+                loop.step(*item)
+                m = loop.meter
+                bar.set_postfix_str(f"{m.fps_text}, latency {m.latency * 1000:.0f} ms, dropped {grabber.dropped}", refresh=False)
                 bar.update(1)
-        except KeyboardInterrupt:  # the way to stop a --no-display session: keep the recording
-            pass
+        except KeyboardInterrupt as e:  # Ctrl-C: the way to stop a --no-display session; keep the recording
+            killed = None if type(e) is KeyboardInterrupt else e
         seconds = time.perf_counter() - start
-    return WebcamStats(meter.frames, grabber.dropped, seconds, meter.mean_latency)
+    if killed is not None:
+        raise killed
+    if loop.source_ended and not loop.meter.frames:
+        raise FastNSTError(f"{source.name}: no frame could be read (the source ended before its first frame)")
+    ended = loop.source_ended and getattr(source, "ended", False)
+    expected, decoded = (getattr(source, "expected", 0), getattr(source, "decoded", 0)) if ended else (0, 0)
+    return WebcamStats(loop.meter.frames, grabber.dropped, seconds, loop.meter.mean_latency, expected, decoded)
+
+
+class _Loop:
+    """One frame of :func:`run_webcam`: fit, stylize, stabilize, record, show, keys."""
+
+    def __init__(
+        self, models: Sequence[tuple[str, Stylizer]], source: FrameSource, display: Display,
+        record: str | Path | None, stabilize: float | None, side_by_side_view: bool, overwrite: bool,
+    ) -> None:  # fmt: skip
+        self.models, self.source, self.display, self.record, self.overwrite = models, source, display, record, overwrite
+        self.stabilizer = Stabilizer(stabilize) if stabilize is not None else None
+        self.controls = _Controls(len(models), side_by_side_view)
+        self.meter = _Meter()
+        self.stack: ExitStack | None = None
+        self.writer: Any = None
+        self.source_ended = False
+
+    def step(self, frame: Frame, media_time: float, captured_at: float) -> None:
+        name, stylizer = self.models[self.controls.model]
+        size = fit_size(frame.shape[1], frame.shape[0], stylizer.max_size)
+        frame = _fit(frame, size)
+        out = stylize_frames(stylizer, [frame])[0]
+        if self.stabilizer is not None:
+            out = self.stabilizer(frame, out)
+        if self.record is not None and self.writer is None and self.stack is not None:
+            self.writer = self.stack.enter_context(open_writer(self.record, *size, self.source.fps, timed=True, replace=self.overwrite))
+        if self.writer is not None:
+            self.writer.write(out, media_time)  # a frame of another size is letterboxed into the recording's
+        self.meter.tick(captured_at)
+        status = f"{name}  {self.meter.fps_text}  {self.meter.latency * 1000:.0f} ms"
+        view = side_by_side(frame, out) if self.controls.side_by_side else out
+        shown = view if isinstance(self.display, NoDisplay) else draw_status(view, status)
+        if self.controls.press(self.display.show(shown)) and self.stabilizer:
+            self.stabilizer.reset()

@@ -449,3 +449,222 @@ def test_unwritable_video_outputs_are_refused_before_any_frame(clip: Path, model
         err = capsys.readouterr().err
         assert err.startswith("fastnst: error:") and f"{blocker}" in err and "not a folder" in err and err.count("\n") == 1, err
     assert list(tmp_path.iterdir()) == [blocker]
+
+
+# ---------------------------------------------------------------- display metadata, odd streams
+
+
+def blocks(h: int = H, w: int = W, seed: int = 0) -> np.ndarray:
+    """Flat 8x8 blocks of a few levels: survive lossless-ish coding exactly enough to compare orientation."""
+    rng = np.random.default_rng(seed)
+    return (rng.integers(0, 4, (h // 8, w // 8, 3)) * 60 + 20).astype(np.uint8).repeat(8, 0).repeat(8, 1)
+
+
+def write_raw(path: Path, frames: list[np.ndarray], setup=lambda s: None, codec: str = "libx264", pix: str = "yuv444p", fmt=None) -> Path:
+    """Frames of any size (the first one's sets the stream's), near-lossless, with ``setup(stream)`` for metadata."""
+    with av.open(str(path), "w", format=fmt) as out:
+        s = out.add_stream(codec, rate=FPS)
+        s.height, s.width = frames[0].shape[:2]
+        s.pix_fmt = pix
+        if codec == "libx264":
+            s.options = {"crf": "0"}
+        setup(s)
+        for i, f in enumerate(frames):
+            vf = av.VideoFrame.from_ndarray(f, format="rgba" if f.shape[2] == 4 else "rgb24")
+            vf.pts = i
+            for p in s.encode(vf):
+                out.mux(p)
+        for p in s.encode(None):
+            out.mux(p)
+    return path
+
+
+@pytest.mark.parametrize(
+    "degrees, hflip, vflip", [(90, False, False), (-90, False, False), (180, False, False), (0, True, False), (90, False, True), (90, True, False)]
+)
+def test_video_display_rotation_is_applied(degrees, hflip, vflip, tmp_path: Path) -> None:
+    """A phone's portrait video is stored landscape plus a display matrix: frames come
+    out upright, as players show them (and as EXIF orientation does for images)."""
+    a = blocks()
+    src = write_raw(tmp_path / "phone.mp4", [a, a], lambda s: s.set_display_rotation(degrees, hflip=hflip, vflip=vflip))
+    expected = np.rot90(a, degrees // 90)
+    expected = expected[:, ::-1] if hflip else expected
+    expected = expected[::-1] if vflip else expected
+    frames = list(read_frames(src))
+    assert len(frames) == 2 and frames[0].shape == expected.shape
+    assert np.abs(frames[0].astype(int) - expected).max() < 8
+    assert (probe(src).width, probe(src).height) == (expected.shape[1], expected.shape[0])
+
+
+def test_stylized_video_of_a_rotated_phone_clip_plays_upright(models: list[Path], tmp_path: Path) -> None:
+    src = write_raw(tmp_path / "phone.mp4", [blocks()] * 3, lambda s: s.set_display_rotation(-90))
+    out = tmp_path / "o.mp4"
+    assert stylize("--model", models[0], src, "-o", out) == 0
+    info = probe(out)
+    assert (info.width, info.height) == (H, W) and count_frames(out) == 3
+    with av.open(str(out)) as c:
+        assert next(c.decode(video=0)).rotation == 0  # upright pixels, no matrix left to apply twice
+
+
+def test_video_with_non_square_pixels_is_shown_and_written_square(models: list[Path], tmp_path: Path) -> None:
+    """32x48 stored with pixels twice as wide as tall is a 64x48 picture (anamorphic DV, DVD)."""
+    wide = blocks(48, 64)
+    stored = np.ascontiguousarray(wide[:, ::2])  # what an anamorphic camera stores
+
+    def sar(s) -> None:
+        s.codec_context.sample_aspect_ratio = Fraction(2, 1)
+
+    src = write_raw(tmp_path / "dv.mp4", [stored] * 3, sar)
+    assert (probe(src).width, probe(src).height) == (64, 48)
+    frame = next(read_frames(src))
+    assert frame.shape == (48, 64, 3) and np.abs(frame[:, 4:-4].astype(int) - wide[:, 4:-4]).mean() < 12
+    out = tmp_path / "o.mp4"
+    assert stylize("--model", models[0], src, "-o", out) == 0
+    with av.open(str(out)) as c:
+        s = c.streams.video[0]
+        assert (s.codec_context.width, s.codec_context.height) == (64, 48) and s.sample_aspect_ratio in (None, 0, 1)
+
+
+def test_video_alpha_is_dropped_with_a_note(models: list[Path], tmp_path: Path, capsys) -> None:
+    rgba = np.dstack([blocks(), np.linspace(0, 255, W, dtype=np.uint8)[None, :].repeat(H, 0)])
+    src = write_raw(tmp_path / "alpha.mov", [rgba] * 2, codec="qtrle", pix="argb")
+    assert stylize("--model", models[0], src, "-o", tmp_path / "o.mov") == 0
+    err = capsys.readouterr().err
+    assert f"note: {src}: the video's alpha channel (transparency) is dropped" in err and err.count("note:") == 1
+    assert stylize("--model", models[0], tmp_path / "o.mov", "-o", tmp_path / "o2.mp4") == 0  # no alpha: no note
+    assert "note:" not in capsys.readouterr().err
+
+
+def size_change_clip(tmp_path: Path) -> Path:
+    """MPEG-TS that switches from 64x48 to 48x64 after 4 frames, as a camera switching modes."""
+    a = write_raw(tmp_path / "a.ts", [np.full((48, 64, 3), 200, np.uint8)] * 4, pix="yuv420p", fmt="mpegts")
+    b = write_raw(tmp_path / "b.ts", [np.full((64, 48, 3), 200, np.uint8)] * 4, pix="yuv420p", fmt="mpegts")
+    joined = tmp_path / "switch.ts"
+    joined.write_bytes(a.read_bytes() + b.read_bytes())
+    return joined
+
+
+def test_video_size_change_is_letterboxed_not_stretched(models: list[Path], tmp_path: Path, capsys) -> None:
+    src = size_change_clip(tmp_path)
+    frames = list(read_frames(src))
+    assert len(frames) == 8 and {f.shape for f in frames} == {(48, 64, 3)}
+    late = frames[-1].astype(int)
+    assert late[:, :12].max() < 20 and late[:, -12:].max() < 20 and abs(late[:, 24:40].mean() - 200) < 10  # 36x48 in the middle, black bars
+    assert "changes size at frame 4 (48x64 after 64x48)" in capsys.readouterr().err
+    assert stylize("--model", models[0], "--video", src, "-o", tmp_path / "o.mp4") == 0
+    assert count_frames(tmp_path / "o.mp4") == 8
+
+
+def test_max_pixels_applies_to_video_frames(clip: Path, models: list[Path], tmp_path: Path, capsys) -> None:
+    out = tmp_path / "o.mp4"
+    assert stylize("--model", models[0], clip, "-o", out, "--max-pixels", "3000") == 2  # 64x48 = 3072
+    err = capsys.readouterr().err
+    assert f"{clip}: its frames are 64x48 = 3,072 pixels, above the limit of 3,000" in err and err.count("\n") == 1 and not out.exists()
+    assert stylize("--model", models[0], "--webcam", clip, "--no-display", "--max-frames", "1", "--max-pixels", "3000") == 2
+    assert "3,072 pixels" in capsys.readouterr().err
+    assert stylize("--model", models[0], clip, "-o", out, "--max-pixels", "3072") == 0
+
+
+# ---------------------------------------------------------------- --webcam: status and recordings
+
+
+def test_webcam_refuses_video_flag(clip: Path, models: list[Path], capsys) -> None:
+    assert stylize("--model", models[0], "--webcam", clip, "--no-display", "--video") == 2
+    assert "--video: only for INPUT files" in capsys.readouterr().err
+
+
+def test_webcam_on_a_truncated_file_warns_and_exits_non_zero(models: list[Path], tmp_path: Path, capsys) -> None:
+    full = write_clip(tmp_path / "full.mkv", clip_frames(20), audio=False)
+    cut = tmp_path / "cut.mkv"
+    cut.write_bytes(full.read_bytes()[: full.stat().st_size * 45 // 100])
+    rec = tmp_path / "rec.mp4"
+    assert stylize("--model", models[0], "--webcam", cut, "--no-display", "--all-frames", "--record", rec) == 1
+    err = capsys.readouterr().err
+    recorded = count_frames(rec)
+    assert 0 < recorded < 20 and f"{cut}: the file announces 20 frames but only {recorded} could be decoded" in err
+    assert stylize("--model", models[0], "--webcam", full, "--no-display", "--all-frames") == 0  # complete: no warning
+    assert "announces" not in capsys.readouterr().err
+
+
+def test_webcam_source_without_frames_is_an_error(models: list[Path], tmp_path: Path, capsys) -> None:
+    empty = tmp_path / "empty.y4m"
+    empty.write_bytes(b"YUV4MPEG2 W64 H48 F10:1 Ip A1:1 C420jpeg\n")
+    rec = tmp_path / "rec.mp4"
+    assert stylize("--model", models[0], "--webcam", empty, "--no-display", "--record", rec) == 2
+    assert "empty.y4m: no frame could be read" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == [empty]
+
+
+def test_webcam_records_a_source_that_changes_size(models: list[Path], tmp_path: Path, capsys) -> None:
+    rec = tmp_path / "rec.mp4"
+    assert stylize("--model", models[0], "--webcam", size_change_clip(tmp_path), "--no-display", "--all-frames", "--record", rec) == 0
+    assert count_frames(rec) == 8 and (probe(rec).width, probe(rec).height) == (64, 48)
+
+
+def test_recording_letterboxes_frames_of_another_size(tmp_path: Path, capsys) -> None:
+    """A camera can switch resolution mid-stream; the recording keeps its size (it used to raise ValueError)."""
+    from fastnst.video import open_writer
+
+    rec = tmp_path / "rec.mp4"
+    with open_writer(rec, 64, 48, 30, timed=True) as writer:
+        writer.write(np.full((48, 64, 3), 200, np.uint8), 0.0)
+        writer.write(np.full((64, 48, 3), 200, np.uint8), 0.04)
+    assert "frames of 48x64 (the source changed size) are fitted into the video's 64x48" in capsys.readouterr().err
+    second = list(read_frames(rec))[1].astype(int)
+    assert second.shape == (48, 64, 3) and second[:, :10].max() < 30 and abs(second[:, 28:36].mean() - 200) < 10
+
+
+def test_recording_of_a_source_claiming_a_huge_frame_rate_keeps_every_frame(models: list[Path], tmp_path: Path) -> None:
+    src = tmp_path / "fast.y4m"
+    rng = np.random.default_rng(0)
+    frames = b"".join(b"FRAME\n" + rng.bytes(64 * 48 * 3 // 2) for _ in range(3))
+    src.write_bytes(b"YUV4MPEG2 W64 H48 F1000000:1 Ip A1:1 C420jpeg\n" + frames)
+    rec = tmp_path / "rec.mp4"
+    assert stylize("--model", models[0], "--webcam", src, "--no-display", "--all-frames", "--record", rec) == 0
+    assert count_frames(rec) == 3  # it used to say 3 recorded and hold 2
+
+
+def _run_until_temp_file(cmd: list[str], folder: Path, what: str) -> subprocess.Popen:
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not any(p.name.endswith(what) for p in folder.iterdir()) and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.01)
+    assert proc.poll() is None, "finished before it could be interrupted: make the clip longer"
+    return proc
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig, status", [(signal.SIGTERM, 143), (signal.SIGINT, 0)])
+def test_webcam_kill_keeps_the_recording_and_exits_as_killed(sig, status, models: list[Path], tmp_path: Path) -> None:
+    """Ctrl-C is how a --no-display session stops (status 0); a kill must still end as killed (143)."""
+    src = write_clip(tmp_path / "long.mkv", clip_frames(400, noise=0.0), audio=False)
+    out = tmp_path / "out"
+    out.mkdir()
+    cmd = [sys.executable, "-m", "fastnst", "stylize", "--model", str(models[0]), "--webcam", str(src), "--no-display", "--all-frames"]
+    proc = _run_until_temp_file([*cmd, "--record", str(out / "rec.mp4"), "--quiet", "--device", "cpu"], out, ".tmp.mp4")
+    time.sleep(0.3)
+    proc.send_signal(sig)
+    err = proc.communicate(timeout=120)[1]
+    assert proc.returncode == status, (proc.returncode, err)
+    assert [p.name for p in out.iterdir()] == ["rec.mp4"] and count_frames(out / "rec.mp4") > 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signals", [(signal.SIGINT, signal.SIGTERM), (signal.SIGTERM, signal.SIGTERM)])
+def test_second_signal_during_clean_up_does_not_abort(signals, models: list[Path], tmp_path: Path) -> None:
+    """A second signal while the first one unwinds the stages used to leave a stage inside PyTorch at
+    exit: 'terminate called without an active exception', SIGABRT (134). Now: 130/143, nothing left."""
+    src = write_clip(tmp_path / "long.mkv", clip_frames(400, noise=0.0), audio=True)
+    out = tmp_path / "out"
+    out.mkdir()
+    big = tmp_path / "big.pth"
+    save_model(TransformerNet(ModelConfig(width=1.0)), big)  # slow: the stylize stage is busy when the stages are closed
+    cmd = [sys.executable, "-m", "fastnst", "stylize", "--model", str(big), str(src), "-o", str(out / "o.mkv")]
+    proc = _run_until_temp_file([*cmd, "--quiet", "--device", "cpu"], out, ".tmp.mkv")
+    time.sleep(0.2)
+    proc.send_signal(signals[0])
+    time.sleep(0.03)
+    proc.send_signal(signals[1])
+    err = proc.communicate(timeout=120)[1]
+    assert proc.returncode in (130, 143) and "terminate called" not in err and "Traceback" not in err, (proc.returncode, err)
+    assert list(out.iterdir()) == []
