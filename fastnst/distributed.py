@@ -22,6 +22,9 @@ Everything that differs from single-process training lives here, so that
 from __future__ import annotations
 
 import os
+import signal
+import sys
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -120,8 +123,11 @@ def from_env(environ: os._Environ | dict[str, str] | None = None) -> Dist:
         return SINGLE
     local_rank = _env_int(environ, "LOCAL_RANK", rank)
     local_world = _env_int(environ, "LOCAL_WORLD_SIZE", world)
-    if world < 1 or not 0 <= rank < world or not 0 <= local_rank < max(1, local_world):
-        raise FastNSTError(f"inconsistent torchrun environment: WORLD_SIZE={world} RANK={rank} LOCAL_RANK={local_rank}")
+    if world < 1 or local_world < 1 or not 0 <= rank < world or not 0 <= local_rank < local_world:
+        raise FastNSTError(
+            f"inconsistent torchrun environment: WORLD_SIZE={world} RANK={rank} LOCAL_RANK={local_rank} LOCAL_WORLD_SIZE={local_world}; "
+            "unset these variables to train in one process"
+        )
     return Dist(world, rank, local_rank, local_world)
 
 
@@ -172,8 +178,10 @@ def process_group(d: Dist, device: torch.device, timeout_s: float = DIST_TIMEOUT
     if device.type == "cuda":
         torch.cuda.set_device(device)  # before init: NCCL and the object collectives use it
     backend = "nccl" if device.type == "cuda" else "gloo"
+    _announce_join(d, timeout_s)
     try:
-        dist.init_process_group(backend, timeout=timedelta(seconds=timeout_s))
+        with _killable():
+            dist.init_process_group(backend, timeout=timedelta(seconds=timeout_s))
     except (RuntimeError, ValueError) as e:
         raise FastNSTError(
             f"could not join the torchrun job with {backend} ({_first_line(e)}); "
@@ -186,6 +194,34 @@ def process_group(d: Dist, device: torch.device, timeout_s: float = DIST_TIMEOUT
             dist.destroy_process_group()
         except Exception:  # tearing down after a lost peer may fail too; nothing left to save
             pass
+
+
+def _announce_join(d: Dist, timeout_s: float) -> None:
+    """Say what the wait is for when torchrun did not start this process: WORLD_SIZE left
+    in a shell would otherwise make a plain ``fastnst train`` wait in silence for peers."""
+    if d.is_main and not job_id():
+        where = f"{os.environ.get('MASTER_ADDR', '?')}:{os.environ.get('MASTER_PORT', '?')}"
+        print(
+            f"fastnst: waiting up to {timeout_s:g} s for the {d.world_size - 1} other process(es) of a distributed job at {where} "
+            f"(WORLD_SIZE={d.world_size} is set; unset WORLD_SIZE and RANK to train in one process)",
+            file=sys.stderr,
+        )
+
+
+@contextmanager
+def _killable() -> Iterator[None]:
+    """Joining blocks inside C++, where Python's signal handlers never run: Ctrl-C and kill
+    end the process at once meanwhile (nothing has been written yet)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    names = ("SIGINT", "SIGTERM", "SIGHUP")
+    previous = {sig: signal.signal(sig, signal.SIG_DFL) for sig in (getattr(signal, n) for n in names if hasattr(signal, n))}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _first_line(e: BaseException) -> str:

@@ -35,6 +35,7 @@ Design points:
 
 from __future__ import annotations
 
+import contextlib
 import math
 import sys
 import time
@@ -560,7 +561,15 @@ class GatysOptimizer:
             y = x[..., : min(h, x.shape[-2]), : min(w, x.shape[-1])].cpu()
             size = (y.shape[-1], y.shape[-2])  # a coarse pass is smaller than the output
             mask = alpha if alpha is None or alpha.size == size else alpha.resize(size, Image.Resampling.LANCZOS)
-            save_image(tensor_to_pil(self._finish(y, _resize(photo, tuple(y.shape[-2:])))), snapshot_path(output, iteration), mask)
+            path = snapshot_path(output, iteration)
+            fresh = not path.parent.exists()
+            try:
+                save_image(tensor_to_pil(self._finish(y, _resize(photo, tuple(y.shape[-2:])))), path, mask)
+            except BaseException:
+                if fresh:  # an empty snapshot folder would refuse the next try ("already exists")
+                    with contextlib.suppress(OSError):
+                        path.parent.rmdir()
+                raise
 
         return write
 

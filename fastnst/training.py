@@ -22,10 +22,12 @@ import hashlib
 import json
 import math
 import os
+import shlex
 import signal
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager, nullcontext
 from dataclasses import asdict, dataclass, fields
@@ -37,12 +39,12 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from . import distributed
-from .atomic import folder_lock
-from .checkpoint import check_payload, model_payload, read_checkpoint, save_model, write_checkpoint
+from .atomic import atomic_write, check_output_free, check_replaceable, folder_lock
+from .checkpoint import check_payload, is_dense, model_payload, read_checkpoint, save_model, write_checkpoint
 from .cost import StepTimer, estimate_lines, setup_warnings, undertrained_note
 from .data import PhotoDataset, TrainBatchSampler, collate, find_images
 from .defaults import DIST_TIMEOUT_S, TRAIN_ITERATIONS
-from .errors import FastNSTError, StoppedCleanly
+from .errors import FastNSTError, StoppedCleanly, shown
 from .images import READ_SUFFIXES, load_rgb, pil_to_tensor, resize_max, save_image, tensor_to_pil
 from .limits import LIMITS, problem
 from .losses import (
@@ -169,6 +171,10 @@ def _resolve_config(cfg: TrainConfig, explicit: set[str], world_size: int = 1) -
         for f in fields(TrainConfig):  # everything the run recorded, unless given again
             if f.name not in explicit and f.name not in _NOT_RECORDED and old.get(f.name) is not None:
                 setattr(cfg, f.name, old[f.name])
+        if "epochs" in explicit and "iterations" not in explicit:  # the run's length given anew, in epochs
+            cfg.iterations = None
+        if "iterations" in explicit:  # ... or in steps: the record must not keep the old epochs
+            cfg.epochs = None
         _check_global_batch(cfg, old, world_size)
         if "checkpoint_dir" not in explicit:
             cfg.checkpoint_dir = str(path.parent)
@@ -191,6 +197,12 @@ def _resolve_config(cfg: TrainConfig, explicit: set[str], world_size: int = 1) -
     if cfg.sample_interval is None:
         cfg.sample_interval = cfg.checkpoint_interval
     return cfg, ckpt
+
+
+def _quoted(path: str | os.PathLike) -> str:
+    """``path`` as it can be pasted into a shell command: quoted, and never read as a flag."""
+    text = os.fspath(path)
+    return shlex.quote(f"./{text}" if text.startswith("-") else text)
 
 
 def _default_checkpoint_dir(save_model: str) -> str:
@@ -291,8 +303,8 @@ def _check_same_style(cfg: TrainConfig, old: dict[str, Any], explicit: set[str])
         if file_digest(style) == recorded:
             return
         why = "its content differs from the painting this run was learning"
-    elif "style_image" in explicit and old.get("style_image") and not same_file(style, old["style_image"]):
-        why = f"this run was learning {old['style_image']}"
+    elif "style_image" in explicit and isinstance(old.get("style_image"), str) and not same_file(style, old["style_image"]):
+        why = f"this run was learning {shown(old['style_image'], 200)}"
     else:
         return
     raise FastNSTError(
@@ -301,14 +313,16 @@ def _check_same_style(cfg: TrainConfig, old: dict[str, Any], explicit: set[str])
     )
 
 
-def _check_outputs(cfg: TrainConfig, created: list[Path] | None = None) -> Path:
+def _check_outputs(cfg: TrainConfig, created: list[Path] | None = None, ckpt: dict[str, Any] | None = None) -> Path:
     """Fail in the first second, not after hours, on unwritable or occupied outputs.
     Folders made here are added to ``created`` (see _remove_if_unused)."""
     ckpt_dir = Path(cfg.checkpoint_dir)
     last = ckpt_dir / "last.pth"
+    if ckpt is not None and not cfg.overwrite:
+        _check_resume_targets(cfg, ckpt, last)
     if not cfg.resume and last.exists() and not cfg.overwrite:
         raise FastNSTError(
-            f"{ckpt_dir}: holds an earlier run; continue it with --resume {last}, "
+            f"{ckpt_dir}: holds an earlier run; continue it with --resume {_quoted(last)}, "
             "or start over with --overwrite (or another --checkpoint-dir)"
         )
     if same_file(ckpt_dir, cfg.dataset) or inside(ckpt_dir, cfg.dataset):
@@ -324,11 +338,14 @@ def _check_outputs(cfg: TrainConfig, created: list[Path] | None = None) -> Path:
     inputs = [(cfg.style_image, "the --style-image"), (cfg.sample_image, "the --sample-image"), (cfg.vgg_weights, "the --vgg-weights file")]
     check_not_inputs([(save, "--save-model"), (last, "the run's checkpoint")], inputs)
     check_not_inputs([(save, "--save-model")], [(cfg.resume, "the checkpoint being resumed")])
-    for path, what in inputs:
-        if path and inside(path, ckpt_dir / "samples"):
-            raise FastNSTError(f"{path}: {what} lies in {ckpt_dir / 'samples'}, where this run writes its samples; move it out first")
-    if save.exists() and not cfg.overwrite and not (cfg.resume and _is_model_file(save)):
-        raise FastNSTError(f"{cfg.save_model}: already exists; pass --overwrite to replace it or choose another --save-model")
+    _check_run_files(ckpt_dir, save)
+    samples = ckpt_dir / "samples"
+    for path, what in [*inputs, (cfg.dataset, "the --dataset folder")]:
+        if path and (inside(path, samples) or same_file(path, samples)):
+            raise FastNSTError(f"{path}: {what} lies in {samples}, where this run writes its samples; move it out first")
+    if not cfg.resume:  # a resumed run's own model: _check_resume_targets
+        check_output_free(save, cfg.overwrite, "pass --overwrite to replace it or choose another --save-model")
+    check_replaceable(save)
     for folder in (ckpt_dir, Path(cfg.save_model).parent):
         try:
             _make_folder(folder, created)
@@ -338,6 +355,22 @@ def _check_outputs(cfg: TrainConfig, created: list[Path] | None = None) -> Path:
         except OSError as e:
             raise FastNSTError(f"{folder}: cannot write here ({e.strerror or e}); choose another folder") from None
     return ckpt_dir
+
+
+def _check_run_files(ckpt_dir: Path, save: Path) -> None:
+    """The names the run writes in its checkpoint folder are its own: --save-model is none of
+    them, and none is a symbolic link (writing through one would fill a photo or the
+    painting with metrics or samples)."""
+    own = [ckpt_dir, *(ckpt_dir / name for name in _RUN_FILES)]
+    if any(same_file(save, p) for p in own) or inside(save, ckpt_dir / "samples"):
+        raise FastNSTError(f"{save}: --save-model is one of the files the run keeps in {ckpt_dir}; choose another --save-model or --checkpoint-dir")
+    link = next((p for p in own[1:] if p.is_symlink()), None)
+    if link is not None:
+        raise FastNSTError(f"{link}: a symbolic link (to {os.readlink(link)}); fastnst writes its run files itself: remove the link first")
+
+
+# What a run writes in its checkpoint folder (besides --save-every copies).
+_RUN_FILES = ("last.pth", "metrics.jsonl", "samples")
 
 
 def _make_folder(folder: Path, created: list[Path] | None) -> None:
@@ -352,31 +385,73 @@ def _remove_if_unused(folders: list[Path]) -> None:
     """A run that failed before writing anything leaves no empty folders behind.
 
     Only folders this run created, and only while they hold nothing but empty
-    folders and the run's lock file; anything else in them is kept.
+    folders, the run's lock file and an empty metrics log; anything else in them is kept.
     """
     for top in folders:
         for here, _, files in os.walk(top, topdown=False):
             try:
-                if files == [".fastnst.lock"]:
-                    os.unlink(os.path.join(here, files[0]))
+                ours = [os.path.join(here, f) for f in files if f in (".fastnst.lock", "metrics.jsonl")]
+                if len(ours) == len(files) and all(os.path.getsize(f) == 0 for f in ours):
+                    for f in ours:
+                        os.unlink(f)
                 os.rmdir(here)
             except OSError:  # not empty (or not ours to remove): keep it and what holds it
                 break
 
 
-def _is_model_file(path: Path) -> bool:
-    """Is ``path`` a fastnst model (one a resumed run may replace: its own, saved at an earlier stop)?"""
+def _check_resume_targets(cfg: TrainConfig, ckpt: dict[str, Any], last: Path) -> None:
+    """A resumed run replaces its own earlier files without --overwrite, never another's:
+    the checkpoint folder's last.pth must be the resumed file or an older one of the same
+    run, and the --save-model file this run's model (see _same_run)."""
+    old, step = ckpt.get("train_config") or {}, ckpt.get("step") or 0
+    if last.exists() and not same_file(last, cfg.resume):
+        other = _recorded(last)
+        if other is None or not _same_run(old, other[0]):
+            raise FastNSTError(
+                f"{last}: holds another training run's checkpoint; resume into another --checkpoint-dir, or pass --overwrite to replace it"
+            )
+        if other[1] >= step:  # replacing it would lose steps (or a copy made on purpose)
+            raise FastNSTError(
+                f"{last}: holds this run's checkpoint of step {other[1]}, not older than the resumed step {step}; resume from it, "
+                f"or pass --overwrite to go on from step {step} and replace it"
+            )
+    save = Path(cfg.save_model)
+    if save.exists():
+        other = _recorded(save)
+        if other is None or not _same_run(old, other[0]):
+            raise FastNSTError(f"{save}: already exists and is not this run's model; pass --overwrite to replace it or choose another --save-model")
+
+
+def _recorded(path: Path) -> tuple[dict[str, Any], int] | None:
+    """The train_config and step a fastnst file records (None: not a readable fastnst file)."""
     try:
-        return read_checkpoint(path).get("format") == "fastnst"
+        payload = read_checkpoint(path)
+        _, _, info = check_payload(payload, str(path))
     except FastNSTError:
-        return False
+        return None
+    if payload.get("format") != "fastnst":
+        return None
+    done = info["train_config"].get("steps_done")  # a model file records how far its run got
+    return info["train_config"], info["step"] if info["step"] is not None else done if type(done) is int else 0
+
+
+def _same_run(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Do two records come from one training run? By its run_id; files of fastnst versions
+    that recorded none, by painting, photos and seed."""
+    if a.get("run_id") or b.get("run_id"):
+        return a.get("run_id") == b.get("run_id")
+    keys = ("style_sha256", "style_image", "dataset", "seed")
+    return bool(a) and all(a.get(k) == b.get(k) for k in keys)
 
 
 def _total_steps(cfg: TrainConfig, n_images: int, world_size: int) -> int:
     if cfg.iterations is not None:
         return cfg.iterations
     if cfg.epochs is not None:  # an epoch is a pass of the global batch (batch x processes)
-        return max(1, round(cfg.epochs * (n_images // (cfg.batch_size * world_size))))
+        steps = max(1, round(cfg.epochs * (n_images // (cfg.batch_size * world_size))))
+        if problem("iterations", steps):
+            raise FastNSTError(f"--epochs {cfg.epochs:g} over {n_images} photos makes {steps:,} steps, more than a run can record; use fewer --epochs")
+        return steps
     return TRAIN_ITERATIONS
 
 
@@ -397,7 +472,7 @@ def _prepare(cfg: TrainConfig, explicit: set[str], world_size: int, locks: ExitS
     the folders made for the outputs are added to ``created``."""
     _resume_after_restart(cfg)
     cfg, ckpt = _resolve_config(cfg, explicit, world_size)
-    ckpt_dir = _check_outputs(cfg, created)
+    ckpt_dir = _check_outputs(cfg, created, ckpt)
     if locks is not None:
         busy = "another fastnst training run is writing to this checkpoint folder; wait for it to end, or choose another --checkpoint-dir"
         locks.enter_context(folder_lock(ckpt_dir, busy))
@@ -515,7 +590,10 @@ def _check_adam_state(opt: torch.optim.Optimizer, source: str | None) -> None:
             moments = [state.get(k) for k in ("exp_avg", "exp_avg_sq")]
             step = state.get("step")
             step = float(step) if torch.is_tensor(step) and step.numel() == 1 else step
-            ok = all(torch.is_tensor(m) and m.shape == p.shape and m.is_floating_point() and bool(torch.isfinite(m).all()) for m in moments)
+            ok = all(torch.is_tensor(m) and is_dense(m) and m.shape == p.shape and m.is_floating_point() for m in moments)
+            # finite, and as Adam makes them: a negative second moment or a huge first one turns the next step's weights to NaN
+            ok = ok and all(m.numel() == 0 or (bool(torch.isfinite(m).all()) and float(m.abs().max()) < 1e15) for m in moments)
+            ok = ok and (moments[1].numel() == 0 or float(moments[1].min()) >= 0)
             if not ok or isinstance(step, bool) or not isinstance(step, (int, float)) or not 0 <= step < 1e15:
                 raise FastNSTError(f"{source}: the optimizer state is damaged (NaN, wrong shapes or types); resume from an earlier checkpoint")
 
@@ -523,6 +601,10 @@ def _check_adam_state(opt: torch.optim.Optimizer, source: str | None) -> None:
 def _grads_finite(model: torch.nn.Module) -> bool:
     grads = [p.grad.isfinite().all() for p in model.parameters() if p.grad is not None]
     return bool(torch.stack(grads).all()) if grads else True
+
+
+# Ctrl-C, kill, a closed terminal or ssh session: each stops training cleanly (checkpoint, then exit 130).
+_STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
 
 
 @contextmanager
@@ -546,7 +628,7 @@ def _stop_on_signals(repeat_grace_s: float = 0.0, announce: bool = True) -> Iter
         if announce:
             tqdm.write(f"\n{state['signal']} received: saving a checkpoint after this step (Ctrl-C again to abort at once)", file=sys.stderr)
 
-    old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    old = {s: signal.signal(s, handler) for s in _STOP_SIGNALS}
     try:
         yield state
     finally:
@@ -561,11 +643,11 @@ class _Metrics:
 
     def __init__(self, path: Path, start_step: int) -> None:
         self.path = path
-        if start_step == 0:
-            path.write_text("")
-        elif path.exists():
+        keep: list[str] = []
+        if start_step and path.exists():
             keep = [ln for ln in path.read_text(errors="replace").splitlines() if _record_step(ln) <= start_step]
-            path.write_text("".join(ln + "\n" for ln in keep))
+        with atomic_write(path) as f:  # a kill now leaves the old log whole, never an empty one
+            f.write("".join(ln + "\n" for ln in keep).encode())
 
     def write(self, record: dict[str, Any]) -> None:
         try:
@@ -651,6 +733,9 @@ class _Run:
         self.total = cfg.iterations
         self.style = _style_tensor(cfg)  # cheap checks first: a typo must not wait for VGG to load
         self.style_sha256 = file_digest(cfg.style_image)
+        recorded = (plan.ckpt or {}).get("train_config") or {}
+        # which run a file belongs to: a resumed run may replace its own files only (_check_resume_targets)
+        self.run_id = recorded["run_id"] if isinstance(recorded.get("run_id"), str) else uuid.uuid4().hex
         torch.manual_seed(cfg.seed)
         self.model = TransformerNet(ModelConfig(width=cfg.width)).to(device)
         self.loss = self._build_loss()
@@ -725,11 +810,21 @@ class _Run:
             d.pop(k, None)
         d["style_name"] = Path(self.cfg.style_image).stem
         d["style_sha256"] = self.style_sha256
+        d["run_id"] = self.run_id
         d["vgg_source"] = self.cfg.vgg_weights or "torchvision:VGG19_Weights.IMAGENET1K_V1"
         d["world_size"] = self.dist.world_size  # batch_size is per process; the global batch is the product
         return d
 
+    def _check_weights_finite(self) -> None:
+        """Never save a network that diverged over a good file: a checkpoint of NaN weights cannot be resumed."""
+        if not all(bool(torch.isfinite(p).all()) for p in self.model.parameters()):
+            raise FastNSTError(
+                f"training diverged: the network's weights are NaN or infinite at step {self.step}, so they were not saved; "
+                f"resume from the last good checkpoint in {self.ckpt_dir} with a lower --lr"
+            )
+
     def save_checkpoint(self) -> Path:
+        self._check_weights_finite()
         payload = model_payload(self.model, self.train_config())
         payload.update(step=self.step, optimizer=self.opt.state_dict(), rng={"torch": torch.get_rng_state()})
         if distributed.job_id():  # lets a torchrun restart of this job find its own checkpoint
@@ -814,7 +909,7 @@ class _Run:
         if not self.dist.enabled:
             return values if finite else None
         signal_name = self.stop["signal"]
-        flags = [not finite, signal_name == "SIGINT", signal_name == "SIGTERM", len(self.unreported), time.monotonic() >= self.deadline]
+        flags = [not finite, signal_name == "SIGINT", signal_name not in (None, "SIGINT"), len(self.unreported), time.monotonic() >= self.deadline]
         sums = distributed.all_sum([*values.values(), *map(float, flags)])
         bad, sigint, sigterm, new_skips, late = sums[len(values) :]
         if sigint or sigterm:
@@ -853,7 +948,7 @@ class _Run:
             self.stop = stop
             self.model.train()
             while self.step < self.total:
-                batch = next(batches)
+                batch = self._next_batch(batches)
                 self._note_skipped(batch.skipped)
                 x = batch.images.to(self.device, non_blocking=True).float().div_(255.0)  # uint8 from the loader: 4x less to copy
                 if self.channels_last:
@@ -891,6 +986,17 @@ class _Run:
         if bad_steps >= MAX_BAD_STEPS:
             raise distributed.on_every_rank(FastNSTError(f"the loss was not finite for {bad_steps} steps in a row; stopped. {self._last_good()}"))
 
+    def _next_batch(self, batches: Iterator) -> Any:
+        """The next batch. When the photos fail (the folder was removed, a disk went away) the
+        steps done since the last checkpoint are kept: one process saves before it reports."""
+        try:
+            return next(batches)
+        except FastNSTError as e:
+            if self.dist.enabled or self.step == 0 or not all(bool(torch.isfinite(p).all()) for p in self.model.parameters()):
+                raise
+            path = self.save_checkpoint()
+            raise FastNSTError(f"{e} (checkpoint of step {self.step} saved: resume with fastnst train --resume {_quoted(path)})") from None
+
     def _interrupted(self, signal_name: str) -> None:
         """Every rank gets here after the same step; rank 0 saves."""
         path = self.save_checkpoint() if self.dist.is_main else self.ckpt_dir / "last.pth"
@@ -898,7 +1004,7 @@ class _Run:
         how = " (under torchrun, as before)" if self.dist.enabled else ""
         raise TrainingInterrupted(
             f"stopped by {signal_name} at step {self.step}/{self.total}; checkpoint saved to {path}. "
-            f"Resume with: fastnst train --resume {path}{how}"
+            f"Resume with: fastnst train --resume {_quoted(path)}{how}"
         )
 
     def _last_good(self) -> str:
@@ -946,6 +1052,13 @@ class _Run:
             tqdm.write(line, file=sys.stderr)
 
     def _finish(self, window: _Window | None = None) -> Path:
+        """The last checkpoint, sample and the model file. A signal now does not cut a file
+        in half (torch.save interrupted leaves a broken writer): the files are finished
+        first, and a second Ctrl-C aborts right after the one being written."""
+        with _stop_on_signals(announce=False) as self.stop:
+            return self._write_final(window)
+
+    def _write_final(self, window: _Window | None) -> Path:
         if self.dist.is_main:
             if window is not None and window.steps and self.step % self.cfg.log_interval:  # the tail of a --max-time stop
                 self.metrics.write(self._log_record(window))
@@ -961,13 +1074,14 @@ class _Run:
             tqdm.write(f"saved {self.cfg.save_model}", file=sys.stderr)
             note = undertrained_note(self.progress_record()["images_seen"])
             if note:  # how to go on, unless the --max-time message above just said it
-                further = "" if self.out_of_time else f" Train further with: fastnst train --resume {self.ckpt_dir / 'last.pth'} --iterations N"
+                further = "" if self.out_of_time else f" Train further with: fastnst train --resume {_quoted(self.ckpt_dir / 'last.pth')} --iterations N"
                 tqdm.write(f"{note}.{further}", file=sys.stderr)
         distributed.barrier(self.dist)  # every rank returns once the model file exists
         return Path(self.cfg.save_model)
 
     def _save_model(self) -> None:
         """The model file; never over a file that appeared there during a run without --overwrite."""
+        self._check_weights_finite()
         record = {**self.train_config(), **self.progress_record()}
         try:
             with self._saving():
@@ -984,7 +1098,7 @@ class _Run:
         return (
             f"--max-time {format_duration(self.cfg.max_time)} reached: stopped at step {self.step} of {self.total} "
             f"({self.progress_record()['images_seen']} images seen); the model is saved. "
-            f"Train further with: fastnst train --resume {last}"
+            f"Train further with: fastnst train --resume {_quoted(last)}"
         )
 
 

@@ -264,3 +264,97 @@ def test_a_second_ctrl_c_never_leaves_a_traceback(tmp_path: Path, photo_dir: Pat
         _, err = proc.communicate(timeout=300)
         assert proc.returncode == 130 and "Traceback" not in err and "Exception ignored" not in err, err
         read_checkpoint(run_dir / "last.pth")
+
+
+def test_a_full_disk_inside_torchs_zip_writer_is_one_line(tmp_path: Path, photo_dir: Path, style_file: Path, vgg_file: Path, monkeypatch, capsys) -> None:
+    """torch.save reports ENOSPC as a RuntimeError of its zip writer, not as an OSError."""
+    real, calls = torch.save, {"n": 0}
+
+    def save(obj, f, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] > 1:
+            raise RuntimeError("[enforce fail at inline_container.cc:858] . PytorchStreamWriter failed writing file data/0: file write failed")
+        return real(obj, f, *args, **kwargs)
+
+    monkeypatch.setattr("fastnst.checkpoint.torch.save", save)
+    assert main(["train", *_args(photo_dir, style_file, vgg_file, tmp_path / "m.pth", iterations=8)]) == 2
+    err = capsys.readouterr().err
+    assert "last.pth: cannot write checkpoint (the write failed: is the disk full?); the previous file is intact" in err
+    assert "Traceback" not in err and read_checkpoint(tmp_path / "m_run" / "last.pth")["step"] == INTERVAL
+
+
+def test_weights_that_turned_nan_are_never_saved(tmp_path: Path, photo_dir: Path, style_file: Path, vgg_file: Path, monkeypatch, capsys) -> None:
+    """A step can leave NaN weights with a finite loss (e.g. a poisoned optimizer state): the good
+    checkpoint is kept, no model is written, and the run does not claim success."""
+    from fastnst.training import _Run
+
+    real_step = _Run.train_step
+
+    def step(self, x):
+        terms = real_step(self, x)
+        if self.step == 2 * INTERVAL - 1:  # the last step: its loss was finite, its update is not
+            with torch.no_grad():
+                self.model.conv1.conv2d.bias.fill_(float("nan"))
+        return terms
+
+    monkeypatch.setattr(_Run, "train_step", step)
+    out = tmp_path / "m.pth"
+    assert main(["train", *_args(photo_dir, style_file, vgg_file, out, iterations=2 * INTERVAL)]) == 2
+    err = capsys.readouterr().err
+    assert f"training diverged: the network's weights are NaN or infinite at step {2 * INTERVAL}, so they were not saved" in err
+    assert _intact(tmp_path / "m_run" / "last.pth")["step"] == INTERVAL and not out.exists()
+
+
+def test_photos_that_fail_mid_run_keep_the_steps_done(tmp_path: Path, photo_dir: Path, style_file: Path, vgg_file: Path, monkeypatch, capsys) -> None:
+    """The dataset folder removed, a network disk gone: the steps since the last checkpoint are saved."""
+    from fastnst.training import _Run
+
+    real_loader = _Run._loader
+
+    def loader(self):
+        batches = real_loader(self)
+        for _ in range(4):
+            yield next(batches)
+        raise FastNSTError(f"{photo_dir}: dataset folder not found")
+
+    monkeypatch.setattr(_Run, "_loader", loader)
+    assert main(["train", *_args(photo_dir, style_file, vgg_file, tmp_path / "m.pth", iterations=20)]) == 2
+    err = capsys.readouterr().err
+    last = tmp_path / "m_run" / "last.pth"
+    assert f"dataset folder not found (checkpoint of step 4 saved: resume with fastnst train --resume {last})" in err
+    assert _intact(last)["step"] == 4
+
+
+@pytest.mark.parametrize("twice", [False, True])
+def test_a_signal_during_the_final_save_finishes_the_model_file(
+    twice: bool, tmp_path: Path, photo_dir: Path, style_file: Path, vgg_file: Path, monkeypatch, capsys
+) -> None:
+    """Ctrl-C (or kill) while the model file is written: the file is completed, never cut
+    (torch.save interrupted leaves a broken zip writer); a second Ctrl-C aborts right after it."""
+    import fastnst.training
+
+    real_save = fastnst.training.save_model
+
+    def save(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGINT)
+        if twice:
+            time.sleep(0.01)
+            os.kill(os.getpid(), signal.SIGINT)
+        return real_save(*args, **kwargs)
+
+    monkeypatch.setattr(fastnst.training, "save_model", save)
+    out = tmp_path / "m.pth"
+    code = main(["train", *_args(photo_dir, style_file, vgg_file, out, iterations=4)])
+    err = capsys.readouterr().err
+    assert code == (130 if twice else 0) and "Traceback" not in err, err
+    assert read_checkpoint(out)["format"] == "fastnst"
+
+
+@pytest.mark.slow
+def test_a_closed_terminal_stops_training_cleanly(tmp_path: Path, photo_dir: Path, style_file: Path, vgg_file: Path) -> None:
+    """SIGHUP (the terminal or ssh session closed) keeps the steps done, as Ctrl-C and SIGTERM do."""
+    argv = _args(photo_dir, style_file, vgg_file, tmp_path / "m.pth", iterations=100_000)
+    code, err = _interrupt_at(_start(argv), tmp_path / "m_run", 2, 0.0, signal.SIGHUP)
+    assert code == 130 and "stopped by SIGHUP" in err and "Traceback" not in err, err
+    assert _intact(tmp_path / "m_run" / "last.pth")["step"] >= 2
+    assert not [p for p in (tmp_path / "m_run").iterdir() if ".tmp" in p.name]

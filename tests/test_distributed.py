@@ -276,6 +276,16 @@ def test_torchrun_environment_and_device() -> None:
         distributed.pick_device("cuda:1", d)
 
 
+@pytest.mark.parametrize("local_world", ["0", "-1"])
+def test_a_local_world_size_below_one_is_refused(local_world: str) -> None:
+    with pytest.raises(FastNSTError) as e:  # it divides the world into nodes: 0 was a ZeroDivisionError later
+        distributed.from_env({"WORLD_SIZE": "2", "RANK": "0", "LOCAL_WORLD_SIZE": local_world})
+    assert str(e.value) == (
+        f"inconsistent torchrun environment: WORLD_SIZE=2 RANK=0 LOCAL_RANK=0 LOCAL_WORLD_SIZE={local_world}; "
+        "unset these variables to train in one process"
+    )
+
+
 def test_errors_are_printed_by_one_rank(monkeypatch) -> None:
     everyone = distributed.on_every_rank(FastNSTError("x"))
     alone, quiet = FastNSTError("y"), distributed.PeerFailed("z")

@@ -360,3 +360,31 @@ def test_ctrl_c_to_the_process_writes_the_output(style_file: Path, vgg_file: Pat
     assert err.rstrip().endswith("fastnst: interrupted"), err
     with Image.open(out) as im:
         assert im.size == (32, 24)
+
+
+def test_snapshot_folders_never_hold_another_inputs_output(style_file: Path, vgg_file: Path, tmp_path: Path, capsys) -> None:
+    """x.png's snapshots go to x_iterations/, which must not be where another input's result goes."""
+    src = tmp_path / "in"
+    (src / "x_iterations").mkdir(parents=True)
+    synthetic_photo(24, 20).save(src / "x.png")
+    synthetic_photo(24, 20, seed=1).save(src / "x_iterations" / "00001.png")
+    for extra in ([], ["--overwrite"]):
+        code = main(_cli(style_file, vgg_file, str(src), "--output", str(tmp_path / "out"), "--iterations", "2", "--save-every", "1", *extra))
+        err = capsys.readouterr().err
+        assert code == 2 and "the output of another input lies in" in err and "where --save-every writes" in err, err
+        assert not (tmp_path / "out").exists()
+
+
+def test_a_failed_first_snapshot_leaves_no_folder(style_file: Path, vgg_file: Path, tmp_path: Path, monkeypatch, capsys) -> None:
+    """A full disk at the first snapshot: the folder made for it goes too, so a rerun is not refused."""
+    import fastnst.gatys
+
+    def full(*args, **kwargs):
+        Path(args[1]).parent.mkdir(parents=True, exist_ok=True)  # as atomic_path makes it, then the write fails
+        raise FastNSTError(f"{args[1]}: cannot write the image (No space left on device)")
+
+    monkeypatch.setattr(fastnst.gatys, "save_image", full)
+    src, out = tmp_path / "in.png", tmp_path / "o.png"
+    synthetic_photo(24, 20).save(src)
+    assert main(_cli(style_file, vgg_file, str(src), "--output", str(out), "--iterations", "2", "--save-every", "1")) != 0
+    assert not (tmp_path / "o_iterations").exists()

@@ -704,7 +704,8 @@ def test_crafted_training_state_is_one_line(tmp_path: Path, photo_dir: Path, sty
         "world_size string": ({"train_config": {**good["train_config"], "world_size": "2"}}, "train_config.world_size is '2'"),
     }
     for name, (edit, words) in edits.items():
-        bad = _save({**good, **edit}, tmp_path / "bad.pth")
+        (tmp_path / name).mkdir()  # a folder each: a resumed run writes its last.pth beside the file
+        bad = _save({**good, **edit}, tmp_path / name / "bad.pth")
         capsys.readouterr()
         code = main(["train", "--resume", str(bad), "--iterations", "3", "--quiet", "--save-model", str(tmp_path / f"{len(name)}.pth")])
         err = capsys.readouterr().err
@@ -775,7 +776,8 @@ def test_resume_replaces_only_its_own_model_and_mends_its_log(tmp_path: Path, ph
     _save({**ckpt, "train_config": {**ckpt["train_config"], "save_model": str(victim)}}, tmp_path / "edited.pth")
     capsys.readouterr()
     assert main(["train", "--resume", str(tmp_path / "edited.pth"), "--iterations", "3", "--quiet"]) == 2
-    assert f"{victim}: already exists; pass --overwrite" in capsys.readouterr().err and victim.read_bytes() == b"the user's file"
+    assert f"{victim}: already exists and is not this run's model; pass --overwrite" in capsys.readouterr().err
+    assert victim.read_bytes() == b"the user's file"
     metrics = tmp_path / "m_run" / "metrics.jsonl"
     metrics.write_bytes(metrics.read_bytes() + b'{"step": 2, "lo\n[1, 2]\n\xff\xfe\n')  # a crash mid-line, and junk
     assert main(["train", "--resume", str(last), "--iterations", "3", "--quiet"]) == 0  # its own model: replaced

@@ -270,3 +270,116 @@ def test_channels_last_is_a_layout_not_another_model(tmp_path: Path, photo_dir: 
     for k in sa:
         assert float((sa[k] - sb[k]).abs().max()) <= 3 * 2 * 1e-3 + 1e-6, k  # 3 steps at lr 1e-3
     assert "channels_last" not in torch.load(a, weights_only=True)["train_config"], "a per-invocation choice"
+
+
+def _two_runs(tmp_path: Path, photo_dir: Path, style_file: Path, vgg_file: Path) -> tuple[Path, Path]:
+    """Two finished runs of 2 steps with different seeds: their checkpoint folders."""
+    for name, seed in (("a", "1"), ("b", "2")):
+        assert main(["train", *tiny_train_args(photo_dir, style_file, vgg_file, tmp_path / f"{name}.pth", iterations=2), "--seed", seed]) == 0
+    return tmp_path / "a_run", tmp_path / "b_run"
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_resume_never_replaces_another_runs_files(tmp_path: Path, photo_dir: Path, style_file: Path, vgg_file: Path, capsys) -> None:
+    a_run, b_run = _two_runs(tmp_path, photo_dir, style_file, vgg_file)
+    before = {p: p.read_bytes() for p in (b_run / "last.pth", b_run / "metrics.jsonl", tmp_path / "b.pth")}
+    assert torch.load(a_run / "last.pth", weights_only=True)["train_config"]["run_id"] != torch.load(b_run / "last.pth", weights_only=True)["train_config"]["run_id"]
+    capsys.readouterr()
+    resume = ["train", "--resume", str(a_run), "--iterations", "3", "--quiet"]
+    assert main([*resume, "--checkpoint-dir", str(b_run)]) == 2
+    assert f"{b_run / 'last.pth'}: holds another training run's checkpoint" in capsys.readouterr().err
+    assert main([*resume, "--save-model", str(tmp_path / "b.pth")]) == 2
+    assert f"{tmp_path / 'b.pth'}: already exists and is not this run's model" in capsys.readouterr().err
+    assert all(p.read_bytes() == data for p, data in before.items())
+    assert main([*resume, "--checkpoint-dir", str(b_run), "--overwrite"]) == 0  # asked for: replaced
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_resume_from_an_older_snapshot_keeps_the_later_checkpoint(tmp_path: Path, photo_dir: Path, style_file: Path, vgg_file: Path, capsys) -> None:
+    a_run, _ = _two_runs(tmp_path, photo_dir, style_file, vgg_file)
+    snapshot = a_run / "step2.pth"
+    snapshot.write_bytes((a_run / "last.pth").read_bytes())
+    assert main(["train", "--resume", str(a_run), "--iterations", "4", "--quiet"]) == 0
+    run_id = torch.load(a_run / "last.pth", weights_only=True)["train_config"]["run_id"]
+    assert torch.load(snapshot, weights_only=True)["train_config"]["run_id"] == run_id  # the run keeps its id across resumes
+    capsys.readouterr()
+    assert main(["train", "--resume", str(snapshot), "--iterations", "5", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "last.pth: holds this run's checkpoint of step 4, not older than the resumed step 2; resume from it, or pass --overwrite" in err
+    assert torch.load(a_run / "last.pth", weights_only=True)["step"] == 4
+
+
+@pytest.mark.parametrize("where", ["last.pth", "metrics.jsonl", "run folder"])
+def test_save_model_may_not_be_one_of_the_runs_own_files(where: str, tmp_path: Path, photo_dir: Path, style_file: Path, vgg_file: Path, capsys) -> None:
+    run = tmp_path / "run"
+    save = run if where == "run folder" else run / where
+    args = tiny_train_args(photo_dir, style_file, vgg_file, save) + ["--checkpoint-dir", str(run)]
+    assert main(["train", *args]) == 2
+    err = capsys.readouterr().err
+    assert f"{save}: --save-model is one of the files the run keeps in {run}" in err or f"{save}: is a folder" in err, err
+
+
+@pytest.mark.parametrize("name", ["metrics.jsonl", "samples"])
+def test_run_files_that_are_links_are_refused(name: str, tmp_path: Path, photo_dir: Path, style_file: Path, vgg_file: Path, capsys) -> None:
+    """A metrics log linked to the painting, or samples/ linked into the dataset, would be written through."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / name).symlink_to(style_file if name == "metrics.jsonl" else photo_dir)
+    before = style_file.read_bytes()
+    assert main(["train", *tiny_train_args(photo_dir, style_file, vgg_file, tmp_path / "m.pth"), "--checkpoint-dir", str(run)]) == 2
+    assert f"{run / name}: a symbolic link" in capsys.readouterr().err and style_file.read_bytes() == before
+
+
+def test_the_dataset_may_not_be_the_samples_folder(tmp_path: Path, photo_dir: Path, style_file: Path, vgg_file: Path, capsys) -> None:
+    run = tmp_path / "run"
+    (run / "samples").mkdir(parents=True)
+    for p in list(photo_dir.glob("*.png"))[:2]:
+        (run / "samples" / p.name).write_bytes(p.read_bytes())
+    args = tiny_train_args(run / "samples", style_file, vgg_file, tmp_path / "m.pth") + ["--checkpoint-dir", str(run)]
+    assert main(["train", *args]) == 2
+    assert "the --dataset folder lies in" in capsys.readouterr().err
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_epochs_given_on_resume_set_the_new_length(tmp_path: Path, photo_dir: Path, style_file: Path, vgg_file: Path, capsys) -> None:
+    """12 photos in batches of 2: an epoch is 6 steps; the recorded 2 iterations must not win."""
+    a_run, _ = _two_runs(tmp_path, photo_dir, style_file, vgg_file)
+    assert main(["train", "--resume", str(a_run), "--epochs", "1", "--quiet"]) == 0
+    ckpt = torch.load(a_run / "last.pth", weights_only=True)
+    assert ckpt["step"] == 6 and ckpt["train_config"]["epochs"] == 1
+
+
+def test_epochs_that_make_too_many_steps_are_refused(tmp_path: Path, style_file: Path, vgg_file: Path, capsys) -> None:
+    """1,001 photos in batches of 1 for a million epochs: over the 10^9 steps a run can record (the photos are
+    only counted before the refusal, so they need not be pictures)."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i in range(1001):
+        (photos / f"{i}.jpg").write_bytes(b"x")
+    args = tiny_train_args(photos, style_file, vgg_file, tmp_path / "m.pth")
+    args = args[: args.index("--iterations")] + args[args.index("--iterations") + 2 :] + ["--epochs", "1000000", "--batch-size", "1"]
+    assert main(["train", *args]) == 2
+    err = capsys.readouterr().err
+    assert "--epochs 1e+06 over 1001 photos makes 1,001,000,000 steps, more than a run can record" in err, err
+    assert not (tmp_path / "m_run").exists()
+
+
+def test_a_failed_run_leaves_no_empty_folder(tmp_path: Path) -> None:
+    from fastnst.training import _remove_if_unused
+
+    empty, used = tmp_path / "empty_run", tmp_path / "used_run"
+    for folder in (empty, used):
+        (folder / "samples").mkdir(parents=True)
+        (folder / ".fastnst.lock").write_bytes(b"")
+        (folder / "metrics.jsonl").write_bytes(b"")
+    (used / "metrics.jsonl").write_text('{"step": 1}\n')
+    _remove_if_unused([empty, used])
+    assert not empty.exists() and (used / "metrics.jsonl").exists()
+
+
+def test_printed_commands_can_be_pasted() -> None:
+    from fastnst.training import _quoted
+
+    assert _quoted("my model_run/last.pth") == "'my model_run/last.pth'"
+    assert _quoted("-r_run/last.pth") == "./-r_run/last.pth"
+    assert _quoted(Path("run/last.pth")) == "run/last.pth"
