@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 EXIT_INTERRUPTED = 130  # as fastnst.cli says it, which is not loaded yet when it is needed here
@@ -14,12 +15,31 @@ def run(*subcommand: str) -> None:
     Loading PyTorch takes seconds; a Ctrl-C meanwhile ends the program quietly
     (nothing has started yet) instead of with a traceback from inside an import.
     """
+    _usable_environment()
     try:
         from .cli import run_program
     except KeyboardInterrupt:
         print("fastnst: interrupted", file=sys.stderr)
         sys.exit(EXIT_INTERRUPTED)
     run_program(list(subcommand))
+
+
+def _usable_environment() -> None:
+    """What must hold before PyTorch loads. A closed stdout or stderr (``2>&-``) becomes
+    the null device: progress bars and messages would fail on None and take the run with
+    them. A deleted working folder makes PyTorch's libraries fail to load with a message
+    that names neither the cause nor the fix."""
+    for name in ("stdout", "stderr"):
+        if getattr(sys, name) is None:
+            setattr(sys, name, open(os.devnull, "w"))  # noqa: SIM115 - for the life of the process
+    # PyTorch's C++ warnings (c10d prints 50 lines of stack frames for an unreachable peer) say
+    # nothing fastnst's own one-line errors do not; TORCH_CPP_LOG_LEVEL=WARNING brings them back.
+    os.environ.setdefault("TORCH_CPP_LOG_LEVEL", "FATAL")
+    try:
+        os.getcwd()
+    except OSError:
+        print("fastnst: error: the current folder no longer exists (it was deleted or moved); cd to an existing folder", file=sys.stderr)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

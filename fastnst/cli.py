@@ -8,6 +8,8 @@ non-zero exit status, never a traceback.
 from __future__ import annotations
 
 import argparse
+import errno
+import os
 import signal
 import sys
 import threading
@@ -43,7 +45,6 @@ __all__ = ["build_parser", "main"]
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
-EXIT_TERMINATED = 143  # 128 + SIGTERM, as shells report it
 
 S = argparse.SUPPRESS  # unset flags stay out of the namespace, so "given" is knowable
 
@@ -58,17 +59,20 @@ def _num(x: float) -> str:
     return f"{x:g}" if x == 0 or 1e-3 <= abs(x) < 1e4 else f"{x:.0e}".replace("e+0", "e").replace("e+", "e")
 
 
-_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_NUMBER = r"(\d+(?:\.\d*)?|\.\d+)"
+# One number with or without a unit, or units from days down to seconds, each at most once ("1h30m", not "1h30" or "1.5.5").
+_DURATION = rf"{_NUMBER}|(?:{_NUMBER}d)?\s*(?:{_NUMBER}h)?\s*(?:{_NUMBER}m)?\s*(?:{_NUMBER}s)?"
+_DURATION_UNITS = (1, 86400, 3600, 60, 1)  # the groups of _DURATION: bare number, d, h, m, s
 
 
 def _duration(text: str) -> float:
     """argparse type for a wall-clock budget: ``90`` (seconds), ``90s``, ``15m``, ``1h30m``, ``2.5h``."""
     import re
 
-    parts = re.findall(r"(\d+(?:\.\d*)?|\.\d+)\s*([smhd]?)", text.strip().lower())
-    if not parts or re.sub(r"(\d+(?:\.\d*)?|\.\d+)\s*[smhd]?", "", text.strip().lower()).strip():
+    found = re.fullmatch(_DURATION, text.strip().lower())
+    if found is None or not any(found.groups()):
         raise argparse.ArgumentTypeError(f"expected a duration such as 90, 90s, 15m or 1h30m, got '{text}'")
-    seconds = sum(float(n) * _DURATION_UNITS[u or "s"] for n, u in parts)
+    seconds = sum(float(n) * unit for n, unit in zip(found.groups(), _DURATION_UNITS) if n)
     if not 0 < seconds < 365 * 86400:
         raise argparse.ArgumentTypeError(f"expected a duration above 0 and under a year, got '{text}'")
     return seconds
@@ -305,7 +309,7 @@ def add_stylize_parser(sub: argparse._SubParsersAction) -> None:
     _add_device_flags(p, "auto, cpu or cuda[:N] (default: auto = the GPU when it is usable)", default="auto")
     p.add_argument("--providers", metavar="LIST", help="ONNX models only: ONNX Runtime execution providers in priority order, e.g. cuda,cpu or tensorrt,cuda,cpu (default: from --device; auto = CUDA when usable, else CPU)")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files (and --save-every folders)")
-    p.add_argument("--max-pixels", type=argtype("max_pixels"), metavar="N", help="refuse images above N pixels, Pillow's decompression-bomb guard (default: 89478485)")
+    p.add_argument("--max-pixels", type=argtype("max_pixels"), metavar="N", help="refuse images and video frames (also --webcam) above N pixels, a decompression-bomb guard (default: 89478485)")
     p.add_argument("--max-memory", metavar="SIZE", help="memory budget, e.g. 8G or 512M; images that would need more are stylized in tiles (default: half the free RAM, or 70%% of the free GPU memory)")
     p.add_argument("--tile-size", type=argtype("tile_size"), metavar="PX", help="stylize in overlapping tiles of about PX x PX even when the image fits in memory (at least 288 for the standard network; default: tiles only when needed)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -430,11 +434,14 @@ def _check_snapshot_folders(args: argparse.Namespace, pairs: list, snapshot_path
     from .paths import inside
 
     inputs = [(src, "an input image") for src, _ in pairs] + [(s, "a --style-image") for s in args.style_image]
-    for _, dst in pairs:
-        folder = snapshot_path(dst, 0).parent
+    folders = [snapshot_path(dst, 0).parent for _, dst in pairs]
+    for (_, dst), folder in zip(pairs, folders):
         within = [(p, what) for p, what in inputs if inside(p, folder)]
+        within += [(out, "the output of another input") for _, out in pairs if inside(out, folder)]
         if within:
             raise FastNSTError(f"{within[0][0]}: {within[0][1]} lies in {folder}, where --save-every writes; move it out first")
+        if folders.count(folder) > 1:
+            raise FastNSTError(f"{folder}: --save-every would write the snapshots of two inputs there ({dst.name} and another of that name)")
         if folder.exists() and not args.overwrite:
             raise FastNSTError(f"{folder}: already exists (--save-every writes there); pass --overwrite or choose another --output")
 
@@ -495,7 +502,7 @@ def _write_images(args: argparse.Namespace, pairs: list, process: Callable) -> i
     """Run ``process`` (a stylize_many) over the pairs; exit status 1 if some inputs could not be read."""
     from .files import process_files
 
-    failed = process_files(process, pairs, progress=not args.quiet, overwrite=args.overwrite)
+    failed = process_files(process, pairs, progress=not args.quiet, overwrite=args.overwrite, max_size=args.max_size)
     done = len(pairs) - failed
     where = pairs[0][1] if len(pairs) == 1 else Path(args.output)  # a file, or the folder that mirrors the inputs
     print(f"wrote {done} image(s){f' to {where}' if done else ''}", file=sys.stderr)
@@ -619,7 +626,10 @@ def cmd_stylize_videos(args: argparse.Namespace) -> int:
     short = 0
     for src, dst in pairs:
         post = Stabilizer(strength) if strength is not None else None  # fresh per video: no flow across files
-        stats = stylize_video(stylizer, src, dst, post=post, progress=not args.quiet, keep_audio=not args.no_audio, overwrite=args.overwrite)
+        stats = stylize_video(
+            stylizer, src, dst, post=post, progress=not args.quiet, keep_audio=not args.no_audio, overwrite=args.overwrite,
+            max_pixels=args.max_pixels,
+        )  # fmt: skip
         print(f"wrote {dst}: {stats.frames} frames in {stats.seconds:.1f} s ({stats.fps:.1f} frames/s)", file=sys.stderr)
         if stats.missing:
             short += 1
@@ -635,6 +645,7 @@ def cmd_stylize_videos(args: argparse.Namespace) -> int:
 
 def _check_record(args: argparse.Namespace) -> None:
     """--record PATH: a video suffix, not one of the inputs, free (or --overwrite), in a writable folder."""
+    from .atomic import check_output_free
     from .paths import check_not_inputs, check_writable
     from .video import check_video_suffix
 
@@ -643,8 +654,7 @@ def _check_record(args: argparse.Namespace) -> None:
     check_not_inputs([(args.record, "--record")], inputs)
     if Path(args.record).is_dir():
         raise FastNSTError(f"{args.record}: is a folder; --record is the video file to write")
-    if Path(args.record).exists() and not args.overwrite:
-        raise FastNSTError(f"{args.record}: already exists; pass --overwrite to replace it")
+    check_output_free(args.record, args.overwrite)
     check_writable(Path(args.record).parent, "--record")
 
 
@@ -652,13 +662,14 @@ def cmd_webcam(args: argparse.Namespace) -> int:
     from .webcam import NoDisplay, WindowDisplay, open_source, run_webcam
 
     _reject(args, ("no_audio",), "video files (the webcam records no sound)")
+    _reject(args, ("video",), "INPUT files (a file given to --webcam is read as a video without it)")
     if args.inputs or args.output:
         raise FastNSTError("--webcam takes no INPUT and no --output; save the stylized feed with --record PATH")
     strength = _stabilize_strength(args)
     if args.record:
         _check_record(args)
     models = [(Path(m).stem, _stylizer(args, m)) for m in args.model]
-    source = open_source(args.webcam, realtime=not args.all_frames)
+    source = open_source(args.webcam, realtime=not args.all_frames, max_pixels=args.max_pixels)
     display = NoDisplay() if args.no_display else WindowDisplay(f"fastnst: {source.name}")
     stats = run_webcam(
         models, source, display=display, record=args.record, max_frames=args.max_frames, stabilize=strength,
@@ -669,7 +680,13 @@ def cmd_webcam(args: argparse.Namespace) -> int:
         f"{stats.dropped} dropped{f'; recorded {args.record}' if args.record and stats.frames else ''}",
         file=sys.stderr,
     )
-    return 0
+    if stats.missing:  # as for stylizing the file: a partial success
+        print(
+            f"fastnst: warning: {args.webcam}: the file announces {stats.expected} frames but only {stats.decoded} could be decoded "
+            f"(it is truncated or damaged){f'; {args.record} holds what was recorded' if args.record else ''}",
+            file=sys.stderr,
+        )
+    return 1 if stats.missing else 0
 
 
 # ---------------------------------------------------------------- entry points
@@ -731,7 +748,19 @@ def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str]) -> argparse
     if extra:
         hints = [f"{flag} is pytorch/examples' flag: {EXAMPLES_HINTS[flag]}" for flag in (e.split("=", 1)[0] for e in extra) if flag in EXAMPLES_HINTS]
         _subparser(parser, args.command).error("; ".join([f"unrecognized arguments: {' '.join(extra)}", *hints]))
+    if getattr(args, "command", None):
+        _refuse_empty(_subparser(parser, args.command), args)
     return args
+
+
+def _refuse_empty(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """No flag or argument takes an empty string: ``--resume ''`` silently starting afresh, or
+    ``''`` as an input meaning the current folder, is a script's unset variable, not a request."""
+    for action in parser._actions:
+        value = getattr(args, action.dest, None)
+        if value == "" or (isinstance(value, list) and "" in value):
+            name = "/".join(action.option_strings) or action.metavar or action.dest
+            parser.error(f"{name}: an empty value (an unset variable in a script?); give a value or leave it out")
 
 
 def _subparser(parser: argparse.ArgumentParser, command: str) -> argparse.ArgumentParser:
@@ -749,34 +778,54 @@ SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
 
 
 class Terminated(KeyboardInterrupt):
-    """SIGTERM (``kill``, a job scheduler, a container stop) unwinds like Ctrl-C:
-    every ``finally`` runs, so no temporary file is left behind."""
+    """SIGTERM (``kill``, a job scheduler, a container stop), SIGHUP (the terminal or ssh
+    session closed) and SIGQUIT (Ctrl-\\) unwind like Ctrl-C: every ``finally`` runs, so no
+    temporary file is left behind. The exit status is the shell's 128 + signal number."""
+
+    def __init__(self, signum: int = signal.SIGTERM) -> None:
+        super().__init__()
+        self.signum = signum
 
 
-def _raise_terminated(signum: int, frame: object) -> None:
-    raise Terminated()
+# Signals that end a command by unwinding it (SIGINT is Python's own KeyboardInterrupt).
+UNWINDING_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP", "SIGQUIT") if hasattr(signal, name))
+
+
+def _first_interrupt(signum: int, frame: object) -> None:
+    """Unwind the command; a further signal now would only break the unwinding (a clean-up cut
+    in half, a thread left inside PyTorch at exit), so from here on it is ignored."""
+    for s in (signal.SIGINT, *UNWINDING_SIGNALS):
+        signal.signal(s, _while_unwinding)
+    raise KeyboardInterrupt() if signum == signal.SIGINT else Terminated(signum)
+
+
+def _while_unwinding(signum: int, frame: object) -> None:
+    """A signal while the command unwinds after the first: it is ending already."""
 
 
 @contextmanager
 def _sigterm_unwinds() -> Iterator[None]:
-    """SIGTERM raises :class:`Terminated` in the main thread while a command runs.
-    Training installs its own handler (a clean stop at the next step) inside this one."""
+    """Ctrl-C, SIGTERM, SIGHUP and SIGQUIT unwind the command in the main thread (Ctrl-C only where
+    Python's own handler had it: a background job that ignores it keeps ignoring it). Training
+    installs its own handler (a clean stop at the next step) inside this one."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    ours = [*UNWINDING_SIGNALS, *((signal.SIGINT,) if signal.getsignal(signal.SIGINT) is signal.default_int_handler else ())]
+    previous = {s: signal.signal(s, _first_interrupt) for s in ours}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for s, handler in previous.items():
+            signal.signal(s, handler)
 
 
 def _ignore_further_signals() -> None:
     """The command is ending (done, failed or interrupted): a second Ctrl-C or SIGTERM now would
     only interrupt the clean-up (loader processes, threads) with an 'Exception ignored' traceback."""
     if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        for s in (signal.SIGINT, *UNWINDING_SIGNALS):
+            signal.signal(s, signal.SIG_IGN)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -801,27 +850,53 @@ def _main(argv: Sequence[str], exiting: bool) -> int:
             print(f"fastnst: {kind}{report_prefix()}{e}", file=sys.stderr)
         return EXIT_INTERRUPTED if isinstance(e, StoppedCleanly) else EXIT_USER_ERROR
     except KeyboardInterrupt as e:
-        if is_rank_zero():
-            print(f"fastnst: {'terminated' if isinstance(e, Terminated) else 'interrupted'}", file=sys.stderr)
-        return EXIT_TERMINATED if isinstance(e, Terminated) else EXIT_INTERRUPTED
+        return _interrupted(e)
     except OSError as e:
-        if e.filename is None:  # not about a file: a bug or a system failure, keep its traceback
+        if e.errno == errno.EPIPE:  # the reader of our output went away (fastnst styles | head): nothing to say it to
+            _silence_stdout()
+            return EXIT_USER_ERROR
+        if e.filename is None and e.errno not in _SYSTEM_REFUSALS:  # a bug or a system failure: keep its traceback
             raise
+        if e.filename is None:
+            print(f"fastnst: error: cannot write the output ({e.strerror or e}); check free space and where the output goes", file=sys.stderr)
+            return EXIT_USER_ERROR
         # The file system refused (permissions, a full disk, a read-only mount, a path too long):
         # the user's environment, not fastnst's code.
         print(f"fastnst: error: {e.filename}: {e.strerror or e}; check the path, its permissions and free space", file=sys.stderr)
         return EXIT_USER_ERROR
     except (MemoryError, RuntimeError) as e:
-        if not isinstance(e, MemoryError) and not _gpu_out_of_memory(e):
+        if not isinstance(e, MemoryError) and not _gpu_out_of_memory(e) and not _CPU_ALLOCATION_FAILED in str(e):
             raise
         # Too large a picture or batch is a user's choice, not a crash: say which knobs to turn.
-        where = "CPU" if isinstance(e, MemoryError) else "GPU"
+        where = "GPU" if _gpu_out_of_memory(e) else "CPU"
         print(
             f"fastnst: error: out of {where} memory. Use smaller images or batches (stylize: --max-size, --batch-size, "
             "--max-memory or --tile-size; train: --image-size, --batch-size), or --device cpu",
             file=sys.stderr,
         )
         return EXIT_USER_ERROR
+
+
+# PyTorch's CPU allocator reports a refused allocation as a RuntimeError with this text.
+_CPU_ALLOCATION_FAILED = "DefaultCPUAllocator: can't allocate memory"
+# OSErrors without a file name that the system, not fastnst, caused: writing to a full or broken standard output.
+_SYSTEM_REFUSALS = (errno.ENOSPC, errno.EIO, errno.EDQUOT, errno.EBADF)
+
+
+def _interrupted(e: KeyboardInterrupt) -> int:
+    """The exit status for Ctrl-C (130) or a signal that unwound the command (128 + its number)."""
+    if is_rank_zero():
+        name = "interrupted" if not isinstance(e, Terminated) else "terminated" if e.signum == signal.SIGTERM else f"stopped by {signal.Signals(e.signum).name}"
+        print(f"fastnst: {name}", file=sys.stderr)
+    return 128 + e.signum if isinstance(e, Terminated) else EXIT_INTERRUPTED
+
+
+def _silence_stdout() -> None:
+    """Point standard output at the null device, so the interpreter's final flush does not fail again."""
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
 
 
 def _gpu_out_of_memory(error: BaseException) -> bool:

@@ -89,7 +89,7 @@ def test_output_safety(trained_model: Path, tmp_path: Path, capsys: pytest.Captu
     [
         (["stylize", "--model", "missing.pth", "x.jpg", "--output", "o.jpg"], "x.jpg: no such file"),
         (["stylize", "--model", "{model}", "{img}", "--output", "o.xyz"], "suffix '.xyz'"),
-        (["stylize", "--model", "{img}", "{img}", "--output", "o.jpg"], "not a readable PyTorch model file"),
+        (["stylize", "--model", "{img}", "{img}", "--output", "o.jpg"], "a JPEG image, not a PyTorch or ONNX model"),
         (["stylize", "--model", "{model}", "{img}", "--output", "o.jpg", "--device", "cuda"], "--device cuda: "),
         (["train", "--dataset", "nowhere", "--style-image", "{img}", "--save-model", "m.pth"], "nowhere: dataset folder not found"),
         (["train", "--dataset", "{dir}", "--style-image", "{img}", "--save-model", "m.pth", "--style-layers", "relu9_1"], "unknown VGG19 layer"),
@@ -343,3 +343,122 @@ def test_a_failed_first_run_leaves_no_empty_folders(tmp_path: Path, photo_dir: P
         assert main([*args, "--vgg-weights", str(tmp_path / "missing_vgg.pth"), "--device", "cpu"]) == 2
         assert "missing_vgg.pth" in capsys.readouterr().err
     assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*")) == ["kept", "kept/mine.txt"]
+
+
+def _tiny_model(tmp_path: Path) -> Path:
+    path = tmp_path / "tiny.pth"
+    save_model(TransformerNet(ModelConfig(width=0.125, n_residual=1)), path)
+    return path
+
+
+@pytest.mark.parametrize("sig", ["SIGHUP", "SIGQUIT", "SIGTERM"])
+def test_a_closed_terminal_or_kill_unwinds_a_command(sig: str, tmp_path: Path, monkeypatch, capsys) -> None:
+    """The signal lands mid-command: it ends 128 + its number, says so, and leaves no temporary file."""
+    import os
+    import signal
+
+    from fastnst import images
+
+    real_save = images.save_image
+
+    def save(*args, **kwargs):
+        os.kill(os.getpid(), getattr(signal, sig))
+        return real_save(*args, **kwargs)
+
+    monkeypatch.setattr(images, "save_image", save)
+    monkeypatch.setattr("fastnst.files.save_image", save, raising=False)
+    src = tmp_path / "in.png"
+    synthetic_photo(24, 20).save(src)
+    code = main(["stylize", "--model", str(_tiny_model(tmp_path)), str(src), "-o", str(tmp_path / "out"), "--device", "cpu", "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 128 + getattr(signal, sig) and ("terminated" if sig == "SIGTERM" else f"stopped by {sig}") in err, err
+    assert sorted(p.name for p in tmp_path.rglob("*") if p.is_file()) == ["in.png", "tiny.pth"]
+
+
+def test_a_second_signal_while_unwinding_is_ignored(tmp_path: Path, monkeypatch, capsys) -> None:
+    import os
+    import signal
+
+    from fastnst import cli
+
+    def command(args):
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+        finally:  # the clean-up: a second signal here would cut it short
+            os.kill(os.getpid(), signal.SIGINT)
+            (tmp_path / "cleaned").write_text("done")
+
+    monkeypatch.setattr(cli, "cmd_styles", command)
+    assert main(["styles"]) == 143 and (tmp_path / "cleaned").exists()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # main(argv) gives the caller its handlers back
+
+
+@pytest.mark.parametrize(
+    ("error", "code", "words"),
+    [
+        (BrokenPipeError(32, "Broken pipe"), 2, ""),  # `fastnst styles | head -c1`: nobody to tell
+        (OSError(28, "No space left on device"), 2, "cannot write the output (No space left on device)"),
+        (RuntimeError("[enforce fail at alloc_cpu.cpp:118] data. DefaultCPUAllocator: can't allocate memory: you tried to allocate 1 bytes"), 2, "out of CPU memory"),
+    ],
+)
+def test_system_refusals_are_one_line(error: Exception, code: int, words: str, monkeypatch, capsys) -> None:
+    from fastnst import cli
+
+    def command(args):
+        raise error
+
+    monkeypatch.setattr(cli, "cmd_styles", command)
+    assert main(["styles"]) == code
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and (words in err if words else err == ""), err
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["stylize", "--model", "m.pth", "", "-o", "out"],
+        ["stylize", "--content-image", "", "--model", "m.pth", "-o", "out"],
+        ["train", "--resume", ""],
+        ["train", "--dataset", "d", "--style-image", "s.jpg", "--checkpoint-dir", ""],
+        ["export", "--model", "", "-o", "m.onnx"],
+        ["stylize", "--style-image", "s.jpg", "in.jpg", "--vgg-weights", ""],
+    ],
+)
+def test_empty_values_are_refused(argv: list[str], capsys) -> None:
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code == 2 and "an empty value" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("90", 90), ("90s", 90), ("15m", 900), ("1h30m", 5400), ("2.5h", 9000), ("1d 2h", 93600)])
+def test_durations(text: str, seconds: float) -> None:
+    from fastnst.cli import _duration
+
+    assert _duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["1.5.5", "1h30", "5m3h", "h", "", "0", "1y"])
+def test_durations_that_mean_nothing_clear_are_refused(text: str) -> None:
+    import argparse
+
+    from fastnst.cli import _duration
+
+    with pytest.raises(argparse.ArgumentTypeError):
+        _duration(text)
+
+
+def test_closed_stderr_does_not_stop_the_work(tmp_path: Path) -> None:
+    """``2>&-`` (a cron line, a daemon): progress bars and messages have nowhere to go, the work is done."""
+    src, out = tmp_path / "in.png", tmp_path / "out.png"
+    synthetic_photo(24, 20).save(src)
+    cmd = f"{sys.executable} -m fastnst stylize --model {_tiny_model(tmp_path)} {src} -o {out} --device cpu 2>&-"
+    result = subprocess.run(["bash", "-c", cmd], cwd=REPO, capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0 and out.exists(), result
+
+
+def test_a_deleted_working_folder_is_one_line(tmp_path: Path) -> None:
+    cmd = f"mkdir gone && cd gone && rmdir ../gone && PYTHONPATH={REPO} {sys.executable} -m fastnst styles"
+    result = subprocess.run(["bash", "-c", cmd], cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 2 and result.stderr == (
+        "fastnst: error: the current folder no longer exists (it was deleted or moved); cd to an existing folder\n"
+    ), result
