@@ -144,6 +144,10 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     return obj
 
 
+# How torch's zip writer (inline_container.cc) reports a failed write, e.g. a full disk: a RuntimeError.
+_ZIP_WRITER_FAILED = ("PytorchStreamWriter", "inline_container")
+
+
 def write_checkpoint(payload: dict[str, Any], path: str | os.PathLike, replace: bool = True) -> None:
     """Atomic, fsynced save: an interrupted write never replaces a good file
     (and the temporary file a killed one left is cleared first). ``replace=False``
@@ -153,7 +157,7 @@ def write_checkpoint(payload: dict[str, Any], path: str | os.PathLike, replace: 
         with atomic_write(path, replace) as f:
             torch.save(payload, f)
     except (OSError, RuntimeError) as e:
-        if isinstance(e, RuntimeError) and "PytorchStreamWriter" not in str(e):  # torch's zip writer reports a full disk so
+        if isinstance(e, RuntimeError) and not any(w in str(e) for w in _ZIP_WRITER_FAILED):
             raise
         why = e.strerror if isinstance(e, OSError) and e.strerror else "the write failed: is the disk full?"
         raise FastNSTError(

@@ -333,8 +333,8 @@ def _check_outputs(cfg: TrainConfig, created: list[Path] | None = None, ckpt: di
     save = Path(cfg.save_model)
     if save.suffix.lower() in _NOT_MODEL_SUFFIXES:
         raise FastNSTError(f"{save}: --save-model writes a PyTorch model, not a '{save.suffix}' file; give it the .pth suffix")
-    if save.is_dir():
-        raise FastNSTError(f"{save}: is a folder; --save-model is the model file to write, e.g. {save / 'model.pth'}")
+    if save.is_dir() or cfg.save_model.endswith(("/", os.sep)):  # Path() drops a trailing slash: "f.pth/" names a folder
+        raise FastNSTError(f"{cfg.save_model}: a folder; --save-model is the model file to write, e.g. {save / 'model.pth'}")
     inputs = [(cfg.style_image, "the --style-image"), (cfg.sample_image, "the --sample-image"), (cfg.vgg_weights, "the --vgg-weights file")]
     check_not_inputs([(save, "--save-model"), (last, "the run's checkpoint")], inputs)
     check_not_inputs([(save, "--save-model")], [(cfg.resume, "the checkpoint being resumed")])

@@ -6,6 +6,7 @@ import io
 import json
 import os
 import struct
+import sys
 import warnings
 import zipfile
 from pathlib import Path
@@ -261,3 +262,29 @@ def test_a_long_format_version_or_step_is_cut_in_the_message(tmp_path: Path, key
 def test_a_pytorch_examples_file_loads_from_a_bytes_path(tmp_path: Path) -> None:
     path = _saved(tmp_path, model_payload_for()["state_dict"], "candy.pth")
     assert load_model(os.fsencode(path))[1]["style"] == "candy"
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="RLIMIT_FSIZE is POSIX")
+def test_a_real_full_disk_in_torchs_zip_writer_is_one_line(tmp_path: Path) -> None:
+    """A file-size limit makes the kernel refuse writes past 100 kB, as a full disk would: torch's
+    zip writer then fails with its own RuntimeError, in the middle of the file or at its end."""
+    import subprocess
+
+    script = (
+        "import resource, sys\n"
+        "from fastnst.checkpoint import save_model\n"
+        "from fastnst.errors import FastNSTError\n"
+        "from fastnst.model import ModelConfig, TransformerNet\n"
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, 100_000))\n"
+        "try:\n"
+        "    save_model(TransformerNet(ModelConfig(width=0.5)), sys.argv[1])\n"
+        "except FastNSTError as e:\n"
+        "    print(e)\n"
+    )
+    out = tmp_path / "m.pth"
+    result = subprocess.run([sys.executable, "-c", script, str(out)], capture_output=True, text=True, timeout=120, check=False,
+                            cwd=Path(__file__).resolve().parents[1])  # fmt: skip
+    assert result.returncode == 0 and result.stderr == "", result
+    assert result.stdout == f"{out}: cannot write checkpoint (the write failed: is the disk full?); the previous file is intact. " \
+        "Free disk space or choose another --checkpoint-dir\n"
+    assert list(tmp_path.iterdir()) == []

@@ -462,3 +462,17 @@ def test_a_deleted_working_folder_is_one_line(tmp_path: Path) -> None:
     assert result.returncode == 2 and result.stderr == (
         "fastnst: error: the current folder no longer exists (it was deleted or moved); cd to an existing folder\n"
     ), result
+
+
+def test_a_stream_whose_reader_went_away_becomes_the_null_device() -> None:
+    """``fastnst stylize ... 2>&1 | head``: messages and bars for a reader that left must not end the work."""
+    import os
+
+    from fastnst.__main__ import _Forgiving
+
+    read, write = os.pipe()
+    os.close(read)
+    stream = _Forgiving(os.fdopen(write, "w"))
+    assert stream.write("x" * 100_000) == 100_000  # more than a pipe holds: the write itself breaks
+    stream.flush()
+    assert stream.write("more") == 4 and not stream.isatty()

@@ -316,7 +316,7 @@ def test_save_model_may_not_be_one_of_the_runs_own_files(where: str, tmp_path: P
     args = tiny_train_args(photo_dir, style_file, vgg_file, save) + ["--checkpoint-dir", str(run)]
     assert main(["train", *args]) == 2
     err = capsys.readouterr().err
-    assert f"{save}: --save-model is one of the files the run keeps in {run}" in err or f"{save}: is a folder" in err, err
+    assert f"{save}: --save-model is one of the files the run keeps in {run}" in err or f"{save}: a folder" in err, err
 
 
 @pytest.mark.parametrize("name", ["metrics.jsonl", "samples"])
@@ -383,3 +383,10 @@ def test_printed_commands_can_be_pasted() -> None:
     assert _quoted("my model_run/last.pth") == "'my model_run/last.pth'"
     assert _quoted("-r_run/last.pth") == "./-r_run/last.pth"
     assert _quoted(Path("run/last.pth")) == "run/last.pth"
+
+
+def test_a_save_model_ending_in_a_slash_names_a_folder(tmp_path: Path, photo_dir: Path, style_file: Path, vgg_file: Path, capsys) -> None:
+    """pathlib drops the slash: "m.pth/" would have been written as the file m.pth."""
+    assert main(["train", *tiny_train_args(photo_dir, style_file, vgg_file, f"{tmp_path / 'm.pth'}/")]) == 2
+    assert "m.pth/: a folder; --save-model is the model file to write" in capsys.readouterr().err
+    assert not (tmp_path / "m.pth").exists()
