@@ -103,8 +103,11 @@ _ONNX = "an ONNX model"
 def _unreadable(p: Path, kind: str, why: str) -> FastNSTError:
     """The one-line error for a file torch.load cannot read: what it looks like, when known."""
     foreign, accepted = _foreign_format(p), ACCEPTED if kind == "model" else f"it should be a PyTorch {kind} (.pth) file"
-    if foreign == _ONNX:
+    if foreign == _ONNX and p.suffix.lower() != ".onnx":
         return FastNSTError(f"{p}: an ONNX model named like a PyTorch file; give it the .onnx suffix")
+    if foreign == _ONNX:  # an .onnx file where only a .pth will do (--resume, --vgg-weights, load_model)
+        where = "; ONNX models run with 'fastnst stylize --model' or fastnst.Stylizer.from_file" if kind == "model" else ""
+        return FastNSTError(f"{p}: an ONNX model, where a PyTorch {kind} (.pth) file is needed{where}")
     if foreign:
         return FastNSTError(f"{p}: {foreign}, not a PyTorch or ONNX model; {accepted}")
     return FastNSTError(f"{p}: not a readable PyTorch {kind} file{why}; is it complete? ({accepted})")

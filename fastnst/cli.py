@@ -434,6 +434,8 @@ def _check_snapshot_folders(args: argparse.Namespace, pairs: list, snapshot_path
     from .paths import inside
 
     inputs = [(src, "an input image") for src, _ in pairs] + [(s, "a --style-image") for s in args.style_image]
+    if args.vgg_weights:  # and the sidecar that says how to feed them
+        inputs += [(args.vgg_weights, "the --vgg-weights file"), (Path(args.vgg_weights).with_suffix(".json"), "the --vgg-weights sidecar")]
     folders = [snapshot_path(dst, 0).parent for _, dst in pairs]
     for (_, dst), folder in zip(pairs, folders):
         within = [(p, what) for p, what in inputs if inside(p, folder)]

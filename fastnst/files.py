@@ -70,7 +70,7 @@ def _writable(kind: MediaKind, suffix: str) -> bool:
 
 
 def _files_in(folder: Path, suffixes: tuple[str, ...]) -> list[Path]:
-    return sorted(walk_files(folder, suffixes))
+    return sorted(walk_files(folder, suffixes, every_name=True))
 
 
 def expand_inputs(inputs: list[str], kind: MediaKind = IMAGES) -> list[Source]:

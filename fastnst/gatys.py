@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -109,6 +110,12 @@ class GatysConfig:
         """Every check that needs no file, so a typo fails before VGG loads."""
         if not self.style_images:
             raise FastNSTError("--style-image is required for the Gatys optimizer (the painting whose style to copy)")
+        if isinstance(self.style_images, (str, bytes, os.PathLike)):  # a str would be read one character at a time
+            raise FastNSTError(f"style_images is a list of paths; got one path: write style_images=[{self.style_images!r}]")
+        ints = lambda v: isinstance(v, (tuple, list)) and all(type(n) is int for n in v)  # noqa: E731
+        wrong = next((name for name in ("iterations", "scales") if not ints(getattr(self, name))), None)
+        if wrong or type(self.seed) is not int:
+            raise FastNSTError(f"{wrong or 'seed'}: whole numbers expected (a tuple for iterations and scales), got {getattr(self, wrong or 'seed')!r}")
         blend_fractions(self.style_blend_weights, len(self.style_images))
         if self.optimizer not in OPTIMIZERS:
             raise FastNSTError(f"--optimizer must be lbfgs or adam, not '{self.optimizer}'")

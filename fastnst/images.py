@@ -223,6 +223,9 @@ def prepare_input(image: Image.Image, max_size: int | None = None) -> tuple[torc
     Shared by every stylizing method, so they accept the same inputs and
     hand back alpha planes of the output's size.
     """
+    if not isinstance(image, Image.Image) or 0 in image.size:  # the Python API: a path, an array, None, a 0x0 crop
+        what = f"a {image.width}x{image.height} image" if isinstance(image, Image.Image) else f"a {type(image).__name__}"
+        raise FastNSTError(f"expected a non-empty PIL image, got {what}; Image.open(path) reads a file")
     rgb, alpha = split_alpha(image)
     rgb = resize_max(rgb, max_size)
     if alpha is not None and alpha.size != rgb.size:
@@ -352,9 +355,11 @@ def save_image(
     img = _flatten(img, alpha, fmt)
     options: dict = {"quality": 95} if fmt in ("JPEG", "WEBP") else {}
     options["icc_profile"] = profile if stores_icc(fmt) else None  # None: not the one Pillow would copy from img.info
+    encoded = io.BytesIO()
     try:
+        img.save(encoded, format=fmt, **options)  # in memory: Pillow's C encoders do not notice a short write to a full disk
         with atomic_write(path, replace) as f:
-            img.save(f, format=fmt, **options)
+            f.write(encoded.getbuffer())
     except OSError as e:
         if e.errno is None:  # the encoder's own refusal, not the file system's
             raise FastNSTError(f"{path}: the {fmt} encoder cannot write this image ({e}); write .png or .tif instead") from None

@@ -129,12 +129,16 @@ def check_writable(folder: str | os.PathLike, flag: str = "--output") -> None:
         raise FastNSTError(f"{folder}: cannot write here ({e.strerror or e}); choose another {flag}") from None
 
 
-def walk_files(root: str | os.PathLike, suffixes: tuple[str, ...], max_depth: int | None = None) -> Iterator[Path]:
+def walk_files(root: str | os.PathLike, suffixes: tuple[str, ...], max_depth: int | None = None, every_name: bool = False) -> Iterator[Path]:
     """Files under ``root`` with these suffixes (lower case), in sorted order, hidden names skipped.
 
     Symbolic links are followed, but each folder and each file is visited
     once, by (device, inode): a link back up the tree neither loops nor
     counts a picture twice. ``max_depth`` 0 lists ``root`` only.
+    ``every_name`` (stylizing, where each name gets its own output) lists
+    every name with the suffix once per folder instead: hard links and links
+    to one file too, and what is not a regular file (a FIFO, a dangling link),
+    for the reader to report rather than skip without a word.
     """
     seen_dirs: set[tuple[int, int]] = set()
     seen_files: set[tuple[int, int]] = set()
@@ -156,6 +160,8 @@ def walk_files(root: str | os.PathLike, suffixes: tuple[str, ...], max_depth: in
             try:
                 if entry.is_dir():
                     subfolders.append(Path(entry.path))
+                elif every_name and entry.name.lower().endswith(suffixes):
+                    yield Path(entry.path)
                 elif entry.is_file() and entry.name.lower().endswith(suffixes):
                     key = (entry.stat().st_dev, entry.stat().st_ino)
                     if key not in seen_files:
@@ -168,7 +174,8 @@ def walk_files(root: str | os.PathLike, suffixes: tuple[str, ...], max_depth: in
 
 
 def glob_files(pattern: str) -> list[Path]:
-    """Regular files matching a glob pattern (``**`` for any depth), walked loop-safely.
+    """Files matching a glob pattern (``**`` for any depth), walked loop-safely; every matching
+    name is listed, as :func:`walk_files` does with ``every_name``.
 
     The standard ``glob`` follows symbolic-link loops with ``**`` until paths
     grow too long: an exponential walk. Here the fixed part of the pattern is
@@ -180,7 +187,7 @@ def glob_files(pattern: str) -> list[Path]:
     root = Path(*parts[:fixed]) if fixed else Path(".")
     rest = parts[fixed:]
     depth = None if "**" in rest else max(0, len(rest) - 1)
-    return sorted(f for f in walk_files(root, ("",), depth) if _match(f.relative_to(root).parts, rest))
+    return sorted(f for f in walk_files(root, ("",), depth, every_name=True) if _match(f.relative_to(root).parts, rest))
 
 
 _MAGIC = re.compile(r"[*?[]")

@@ -13,7 +13,7 @@ import importlib.util
 from pathlib import Path
 from typing import Any
 
-from .errors import FastNSTError
+from .errors import FastNSTError, shown
 
 DEFAULT_STYLE = "candy"  # what `fastnst stylize photo.jpg -o out.jpg` uses when no model is named
 
@@ -43,15 +43,15 @@ def shipped_model(name: str) -> Path:
         return styles[name]
     from .images import IMAGE_SUFFIXES
 
-    suffix = Path(name).suffix.lower()
+    suffix, shown_name = Path(name).suffix.lower(), shown(name)  # the user's text, printed safely
     if suffix in (".pth", ".pt", ".onnx"):
-        raise FastNSTError(f"--style {name}: --style takes the name of a shipped style; for a model file use --model {name}")
-    if suffix in IMAGE_SUFFIXES or Path(name).exists():
+        raise FastNSTError(f"--style {shown_name}: --style takes the name of a shipped style; for a model file use --model {shown_name}")
+    if suffix in IMAGE_SUFFIXES or Path(name).is_file():
         raise FastNSTError(
-            f"--style {name}: --style takes the name of a shipped style; to copy a painting's style use --style-image {name}"
+            f"--style {shown_name}: --style takes the name of a shipped style; to copy a painting's style use --style-image {shown_name}"
         )
     known = ", ".join(styles) or "none in this installation"
-    raise FastNSTError(f"--style {name}: no such shipped style (shipped: {known}); for your own model use --model PATH")
+    raise FastNSTError(f"--style {shown_name}: no such shipped style (shipped: {known}); for your own model use --model PATH")
 
 
 def style_summary(path: Path) -> dict[str, Any]:

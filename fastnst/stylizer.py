@@ -221,8 +221,9 @@ class Stylizer:
     @torch.inference_mode()
     def stylize_tensor(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) RGB [0, 1] -> stylized, same shape, with the colour options applied."""
-        if x.dim() != 4 or x.shape[1] != 3:
-            raise FastNSTError(f"expected a (B, 3, H, W) RGB batch, got shape {tuple(x.shape)}")
+        if not isinstance(x, torch.Tensor) or x.dim() != 4 or x.shape[1] != 3 or 0 in x.shape:
+            shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+            raise FastNSTError(f"expected a non-empty (B, 3, H, W) RGB batch, got {shape}")
         x = x.float().cpu()
         y = self._run_network(x)
         if not bool(torch.isfinite(y).all()):  # clamping would hide it as black pixels: a silently wrong picture

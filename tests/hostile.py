@@ -322,7 +322,8 @@ def special_paths(folder: Path) -> dict[str, tuple[Path, str]]:
 
 def looping_tree(root: Path, photos: int = 3) -> Path:
     """A photo folder with two symbolic-link loops (``sub/up -> ..``, ``sub/here -> .``) and a
-    linked duplicate photo: a naive walk never ends, one loop multiplies the photos."""
+    linked duplicate photo: a naive walk never ends, one loop multiplies the photos (training counts
+    the linked photo once; stylizing gives each name its output)."""
     (root / "sub").mkdir(parents=True, exist_ok=True)
     for i in range(photos):
         synthetic_photo(48, 40, seed=i).save(root / ("sub" if i % 2 else ".") / f"p{i}.jpg")

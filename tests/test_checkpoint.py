@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from fastnst import checkpoint
-from fastnst.checkpoint import ACCEPTED, check_payload, is_dense, load_model, read_checkpoint, save_model, write_checkpoint
+from fastnst.checkpoint import ACCEPTED, check_payload, is_dense, load_model, load_weights_only, read_checkpoint, save_model, write_checkpoint
 from fastnst.errors import FastNSTError
 from fastnst.model import ModelConfig, TransformerNet
 
@@ -288,3 +288,13 @@ def test_a_real_full_disk_in_torchs_zip_writer_is_one_line(tmp_path: Path) -> No
     assert result.stdout == f"{out}: cannot write checkpoint (the write failed: is the disk full?); the previous file is intact. " \
         "Free disk space or choose another --checkpoint-dir\n"
     assert list(tmp_path.iterdir()) == []
+
+
+def test_an_onnx_file_where_a_pth_is_needed_is_told_so(tmp_path: Path) -> None:
+    """Already named .onnx: the advice is where ONNX models go, not to rename it."""
+    path = tmp_path / "m.onnx"
+    path.write_bytes(b"\x08\x07\x12\x07pytorch" + bytes(64))
+    with pytest.raises(FastNSTError, match=r"m.onnx: an ONNX model, where a PyTorch model \(.pth\) file is needed; ONNX models run with"):
+        load_model(path)
+    with pytest.raises(FastNSTError, match=r"m.onnx: an ONNX model, where a PyTorch VGG19 weights \(.pth\) file is needed$"):
+        load_weights_only(path, "VGG19 weights")

@@ -218,3 +218,16 @@ def test_several_inputs_into_an_existing_file_are_refused(tmp_path: Path) -> Non
     (tmp_path / "out").write_bytes(b"x")
     with pytest.raises(FastNSTError, match=r"out: exists and is not a folder; several inputs need an output folder"):
         plan_outputs([str(a), str(b)], tmp_path / "out")
+
+
+def test_a_folder_run_names_every_file_it_cannot_use(tmp_path: Path) -> None:
+    """Hard links and links to one picture each get their output; a FIFO or a dangling link with an image
+    name is listed, so the reader reports it (before, all four were skipped without a word)."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    Image.new("RGB", (8, 8)).save(folder / "a.png")
+    os.link(folder / "a.png", folder / "b.png")
+    (folder / "c.png").symlink_to("a.png")
+    os.mkfifo(folder / "d.png")
+    (folder / "e.png").symlink_to("nowhere.png")
+    assert [p.name for p, _ in expand_inputs([str(folder)])] == ["a.png", "b.png", "c.png", "d.png", "e.png"]

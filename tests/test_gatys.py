@@ -388,3 +388,28 @@ def test_a_failed_first_snapshot_leaves_no_folder(style_file: Path, vgg_file: Pa
     synthetic_photo(24, 20).save(src)
     assert main(_cli(style_file, vgg_file, str(src), "--output", str(out), "--iterations", "2", "--save-every", "1")) != 0
     assert not (tmp_path / "o_iterations").exists()
+
+
+def test_snapshots_never_replace_the_vgg_weights(style_file: Path, vgg_file: Path, tmp_path: Path, capsys) -> None:
+    """--vgg-weights lying where --save-every writes: refused even with --overwrite (it is an input)."""
+    weights = tmp_path / "o_iterations" / "00001.png"
+    weights.parent.mkdir()
+    weights.write_bytes(vgg_file.read_bytes())
+    src = tmp_path / "in.png"
+    synthetic_photo(24, 20).save(src)
+    argv = _cli(style_file, weights, str(src), "--output", str(tmp_path / "o.png"), "--iterations", "2", "--save-every", "1", "--overwrite")
+    assert main(argv) == 2
+    assert "the --vgg-weights file lies in" in capsys.readouterr().err and weights.read_bytes() == vgg_file.read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("changes", "words"),
+    [
+        ({"style_images": "s.png"}, "style_images is a list of paths; got one path"),
+        ({"seed": 1.5}, "seed: whole numbers expected"),
+        ({"iterations": 2}, "iterations: whole numbers expected"),
+    ],
+)
+def test_config_values_of_the_wrong_type_are_one_line(changes: dict, words: str) -> None:
+    with pytest.raises(FastNSTError, match=re.escape(words)):
+        GatysConfig(**{"style_images": ["s.png"], **changes}).validate()

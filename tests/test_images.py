@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -148,3 +149,30 @@ def test_check_output_suffix_is_unchanged_for_writable_suffixes() -> None:
     assert [check_output_suffix(f"x{s}") for s in (".png", ".JPG", ".ppm", ".tga")] == ["PNG", "JPEG", "PPM", "TGA"]
     with pytest.raises(FastNSTError, match="suffix '.avif'"):
         check_output_suffix("x.avif")
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="RLIMIT_FSIZE is POSIX")
+@pytest.mark.parametrize("suffix", [".bmp", ".tif", ".ppm", ".jpg"])
+def test_a_full_disk_never_leaves_a_cut_picture(suffix: str, tmp_path: Path) -> None:
+    """Pillow's C encoders ignore a short write: on a nearly full disk a .bmp came out cut at 4 KiB with
+    'wrote 1 image(s)'. A file-size limit stands in for the full disk."""
+    import subprocess
+
+    script = (
+        "import resource, sys\n"
+        "import numpy as np\n"
+        "from PIL import Image\n"
+        "from fastnst.errors import FastNSTError\n"
+        "from fastnst.images import save_image\n"
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))\n"
+        "noise = Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8))\n"
+        "try:\n"
+        "    save_image(noise, sys.argv[1])\n"
+        "except FastNSTError as e:\n"
+        "    print(e)\n"
+    )
+    out = tmp_path / f"n{suffix}"
+    result = subprocess.run([sys.executable, "-c", script, str(out)], capture_output=True, text=True, timeout=120, check=False,
+                            cwd=Path(__file__).resolve().parents[1])  # fmt: skip
+    assert result.stdout.startswith(f"{out}: cannot write the image (File too large)") and result.stderr == "", result
+    assert list(tmp_path.iterdir()) == []

@@ -149,3 +149,9 @@ def test_every_shipped_model_is_small_documented_and_stylizes(path: Path) -> Non
     diff = np.asarray(out, dtype=np.float32) - np.asarray(photo, dtype=np.float32)
     assert np.abs(diff).mean() > 10, "a trained style changes the picture"
     assert np.asarray(out).std() > 10, "and is not a flat colour"
+
+
+def test_a_style_name_cannot_forge_lines(capsys) -> None:
+    """--style's text is the user's, shown escaped: a newline or a terminal escape stays on one line."""
+    with pytest.raises(Exception, match=r"--style candy\\nfastnst: fake\\x1b\[31m: no such shipped style"):
+        styles.shipped_model("candy\nfastnst: fake\x1b[31m")

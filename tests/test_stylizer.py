@@ -1,0 +1,32 @@
+"""fastnst.stylizer: what the Python API accepts, refused in one line where it cannot be stylized."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from PIL import Image
+
+from fastnst.errors import FastNSTError
+from fastnst.model import ModelConfig, TransformerNet
+from fastnst.stylizer import Stylizer, TorchBackend
+
+
+@pytest.fixture(scope="module")
+def stylizer() -> Stylizer:
+    return Stylizer(TorchBackend(TransformerNet(ModelConfig(width=0.125, n_residual=1)).eval(), device="cpu"))
+
+
+@pytest.mark.parametrize("image", [Image.new("RGB", (0, 0)), Image.new("RGB", (5, 0)), None, "photo.png"], ids=["0x0", "5x0", "None", "path"])
+def test_what_is_not_a_picture_is_one_line(stylizer: Stylizer, image: object) -> None:
+    with pytest.raises(FastNSTError, match="expected a non-empty PIL image"):
+        stylizer.stylize(image)
+
+
+@pytest.mark.parametrize("shape", [(0, 3, 32, 32), (1, 3, 0, 0), (1, 1, 32, 32), (3, 32, 32)])
+def test_a_tensor_of_no_pixels_or_the_wrong_shape_is_one_line(stylizer: Stylizer, shape: tuple) -> None:
+    with pytest.raises(FastNSTError, match=r"expected a non-empty \(B, 3, H, W\) RGB batch"):
+        stylizer.stylize_tensor(torch.zeros(shape))
+
+
+def test_a_small_picture_is_stylized(stylizer: Stylizer) -> None:
+    assert stylizer.stylize(Image.new("RGB", (3, 2))).size == (3, 2)
