@@ -521,7 +521,7 @@ def _workers(cfg: TrainConfig, device: torch.device, local_processes: int = 1) -
 
 def _leave_signals_to_main(worker_id: int) -> None:
     """Loader workers leave Ctrl-C to the main process, which saves and stops, and end
-    quietly on SIGTERM.
+    quietly on SIGTERM and SIGHUP.
 
     A terminal's Ctrl-C, and SIGTERM from Slurm, systemd or ``kill -- -PGID``,
     reach the whole process group. A worker killed by the signal would turn the
@@ -529,7 +529,8 @@ def _leave_signals_to_main(worker_id: int) -> None:
     traceback; one that exits with status 0 is not an error to PyTorch, and
     SIGTERM must still end it (PyTorch and multiprocessing stop workers so)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, _exit_quietly)
+    for stop in _STOP_SIGNALS[1:]:  # SIGTERM, SIGHUP
+        signal.signal(stop, _exit_quietly)
 
 
 def _exit_quietly(signum: int, frame: Any) -> None:
@@ -991,6 +992,10 @@ class _Run:
         steps done since the last checkpoint are kept: one process saves before it reports."""
         try:
             return next(batches)
+        except RuntimeError:
+            if self.stop.get("signal") and not self.dist.enabled:  # a signal to the process group ended the loader's
+                self._interrupted(self.stop["signal"])  # workers before they filled the queue: the stop asked for, now
+            raise
         except FastNSTError as e:
             if self.dist.enabled or self.step == 0 or not all(bool(torch.isfinite(p).all()) for p in self.model.parameters()):
                 raise
