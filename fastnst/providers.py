@@ -163,6 +163,8 @@ def choose_providers(device: str = "auto", providers: Sequence[str] | None = Non
     must be usable, since a silent fall-back to the CPU would hide a
     hundredfold slowdown. ``auto`` takes the usable GPU providers, else the CPU.
     """
+    if isinstance(providers, str):  # the Python API: "cuda,cpu" as on the command line, not one name per letter
+        providers = parse_providers(providers)
     if providers:
         for p in providers:
             _require(p, f"--providers {_short_name(p)}")

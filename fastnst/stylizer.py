@@ -23,8 +23,9 @@ from PIL import Image
 from .checkpoint import load_model
 from .color import blend, preserve_color
 from .devices import resolve_device
-from .errors import FastNSTError
+from .errors import FastNSTError, shown
 from .images import prepare_input, tensor_to_pil, with_alpha
+from .limits import problem
 from .memory import Budget, Footprint, format_bytes, images_per_call, plan_tiling, stats_pixels
 from .model import MIN_SIZE, ModelConfig, NormStats, TransformerNet
 from .tiling import TilePlan, check_tile_size, run_tiled, stats_sample
@@ -152,12 +153,12 @@ class Stylizer:
         tile_size: int | None = None,
         log: Callable[[str], None] | None = None,
     ) -> None:
-        if not 0.0 <= strength <= 1.0:
-            raise FastNSTError(f"--strength must be between 0 and 1, not {strength}")
-        if max_size is not None and max_size < 1:
-            raise FastNSTError(f"--max-size must be a positive number of pixels, not {max_size}")
-        if batch_size < 1:
-            raise FastNSTError(f"--batch-size must be at least 1, not {batch_size}")
+        for name, value in (("strength", strength), ("max_size", max_size), ("batch_size", batch_size), ("tile_size", tile_size)):
+            wrong = None if value is None else problem(name, value)  # the command line's own ranges (fastnst.limits)
+            if wrong:
+                raise FastNSTError(f"--{name.replace('_', '-')}: {wrong}")
+        if max_memory is not None and (type(max_memory) is not int or max_memory < 1):
+            raise FastNSTError(f"--max-memory: expected a number of bytes >= 1, got {shown(max_memory)}")
         self.backend = backend
         self.preserve_color = preserve_color
         self.strength = strength
