@@ -34,7 +34,7 @@ from PIL import Image, ImageOps
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from onnx_cpu import cpu_name  # noqa: E402
+from timing import cpu_name  # noqa: E402
 
 from fastnst.gatys import GatysConfig, GatysOptimizer, GatysResult  # noqa: E402
 from fastnst.images import load_rgb, pil_to_tensor, tensor_to_pil  # noqa: E402

@@ -22,14 +22,14 @@ import platform
 import statistics
 import sys
 import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import onnxruntime as ort
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+
+from timing import cpu_name, time_calls  # beside this script
 
 from fastnst import __version__
 from fastnst.checkpoint import load_model, save_model
@@ -54,16 +54,6 @@ def parse_args() -> argparse.Namespace:
     return p.parse_args()
 
 
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def environment() -> dict:
     """The machine and library versions, for the results files."""
     return {
@@ -78,18 +68,6 @@ def write_results(result: dict, out: Path, name: str, text: str) -> None:
     (out / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
     (out / f"{name}.md").write_text(text)
     print(text)
-
-
-def time_calls(fn: Callable[[], object], warmup: int, runs: int) -> list[float]:
-    """Seconds per call, after ``warmup`` untimed calls."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return times
 
 
 def export_models(args: argparse.Namespace, tmp: Path) -> tuple[Path, dict[str, Path], str]:

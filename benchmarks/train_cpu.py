@@ -18,15 +18,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+
+from timing import cpu_name, time_calls  # beside this script
 
 from fastnst import __version__
 from fastnst.defaults import DEFAULT_CONTENT_LAYERS, DEFAULT_STYLE_LAYERS, DEFAULT_WEIGHTS, TRAIN_ITERATIONS
@@ -48,17 +48,6 @@ def parse_args() -> argparse.Namespace:
     return p.parse_args()
 
 
-def median_seconds(fn, warmup: int, runs: int) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
-
-
 def train_step_seconds(args: argparse.Namespace, loss: PerceptualLoss, width: float, size: int) -> float:
     """One optimizer step of fastnst's training (network + VGG losses, forward and backward)."""
     torch.manual_seed(0)
@@ -71,14 +60,14 @@ def train_step_seconds(args: argparse.Namespace, loss: PerceptualLoss, width: fl
         loss.picture_terms(net(x), loss.content_targets(x)).total.backward()  # as training.train_step
         opt.step()
 
-    return median_seconds(step, args.warmup, args.runs)
+    return statistics.median(time_calls(step, args.warmup, args.runs))
 
 
 def stylize_seconds(args: argparse.Namespace, width: float) -> float:
     net = TransformerNet(ModelConfig(width=width)).eval()
     x = torch.rand(1, 3, args.stylize_size, args.stylize_size)
     with torch.inference_mode():
-        return median_seconds(lambda: net(x), args.warmup, args.runs)
+        return statistics.median(time_calls(lambda: net(x), args.warmup, args.runs))
 
 
 def main() -> None:
@@ -96,14 +85,6 @@ def main() -> None:
             print(f"width {width:g}, {size} px: {step:.2f} s/step, {TRAIN_ITERATIONS} steps = {rows[-1]['hours_default_run']:.0f} h; "
                   f"stylize {args.stylize_size} px: {infer * 1000:.0f} ms", flush=True)  # fmt: skip
     write_results(args, rows)
-
-
-def cpu_name() -> str:
-    try:
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
-        return next(line.split(":", 1)[1].strip() for line in lines if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or platform.machine()
 
 
 def write_results(args: argparse.Namespace, rows: list[dict]) -> None:
