@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 from timing import cpu_name, time_calls  # beside this script
 
-from fastnst import __version__
+from fastnst._version import __version__
 from fastnst.checkpoint import load_model, save_model
 from fastnst.export import export_onnx
 from fastnst.model import ModelConfig, TransformerNet
@@ -48,7 +48,9 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--batch", type=int, default=1, help="images per call (default: 1)")
     p.add_argument("--warmup", type=int, default=2, help="untimed runs per size and backend (default: 2)")
     p.add_argument("--runs", type=int, default=5, help="timed runs per size and backend (default: 5)")
-    p.add_argument("--threads", default=str(cpu_cores()), help="comma-separated thread counts for both runtimes (default: the number of cores)")
+    p.add_argument(
+        "--threads", default=str(cpu_cores()), help="comma-separated thread counts for both runtimes (default: the number of cores)"
+    )
     p.add_argument("--fp16", action="store_true", help="also time the --fp16 export on the CPU provider")
     p.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"), help="folder for onnx_cpu.json/.md")
     return p.parse_args()
@@ -58,7 +60,12 @@ def environment() -> dict:
     """The machine and library versions, for the results files."""
     return {
         "machine": {"cpu": cpu_name(), "cores": cpu_cores(), "platform": platform.platform()},
-        "versions": {"fastnst": __version__, "torch": torch.__version__, "onnxruntime": ort.__version__, "python": platform.python_version()},
+        "versions": {
+            "fastnst": __version__,
+            "torch": torch.__version__,
+            "onnxruntime": ort.__version__,
+            "python": platform.python_version(),
+        },
     }
 
 

@@ -15,7 +15,7 @@ from typing import IO
 from .errors import FastNSTError
 from .paths import describe
 
-__all__ = ["atomic_path", "atomic_write", "check_replaceable", "folder_lock", "remove_leftovers"]
+__all__ = ["atomic_path", "atomic_write", "check_output_free", "check_replaceable", "folder_lock", "remove_leftovers"]
 
 
 def _umask() -> int:

@@ -15,127 +15,46 @@ A fastnst file is a plain dict that ``torch.load(weights_only=True)`` reads
 State dicts of pytorch/examples' ``fast_neural_style`` (RGB 0-255 in and
 out, the same layer names) load too; they become a TransformerNet with
 ``pixel_range=255`` so they take and return [0, 1] like native models.
+
+Reading the file safely (zip-bomb and pickle checks, naming a picture or an
+ONNX file given by mistake) is :mod:`fastnst.tensorfile`'s job, shared with
+the VGG weights; this module knows what a fastnst payload holds.
 """
 
 from __future__ import annotations
 
 import os
-import pickle
 import re
-import warnings
-import zipfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from . import __version__
+from ._version import __version__
 from .atomic import atomic_write, remove_leftovers
 from .errors import FastNSTError, shown
 from .model import ModelConfig, TransformerNet
 from .paths import require_file
+from .tensorfile import ACCEPTED, WEIGHT_DTYPES, is_dense, is_weight, load_weights_only, strip_wrappers
 
-__all__ = ["FORMAT", "check_payload", "from_examples_state_dict", "load_model", "load_weights_only", "model_payload", "read_checkpoint", "save_model", "write_checkpoint"]
+# ACCEPTED, WEIGHT_DTYPES, is_dense and load_weights_only live in fastnst.tensorfile; they stay importable from here.
+__all__ = [
+    "ACCEPTED",
+    "FORMAT",
+    "WEIGHT_DTYPES",
+    "check_payload",
+    "from_examples_state_dict",
+    "is_dense",
+    "load_model",
+    "load_weights_only",
+    "model_payload",
+    "read_checkpoint",
+    "save_model",
+    "write_checkpoint",
+]
 
 FORMAT = "fastnst"
 FORMAT_VERSION = 1
-
-
-def load_weights_only(p: Path, kind: str = "model") -> Any:
-    """``torch.load(weights_only=True)``, the only way fastnst reads ``.pth`` files.
-
-    A pickle that would build other objects (and so could run code) is
-    refused with a message saying so; anything else unreadable gets one line
-    naming the file (``kind`` says what it should have been).
-    """
-    _check_archive(p, kind)
-    try:
-        with warnings.catch_warnings():  # e.g. "Validating sparse tensor invariants": the checks below say what matters
-            warnings.simplefilter("ignore", UserWarning)
-            return torch.load(p, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        if "Unsupported global" not in str(e) and "GLOBAL" not in str(e):
-            raise _unreadable(p, kind, "") from None
-        found = re.search(r"GLOBAL ([\w.]+)", str(e))  # torch's own text goes on with advice that does not apply here
-        raise FastNSTError(
-            f"{p}: refused to load: the file holds Python objects other than tensors and plain data "
-            f"({shown(found.group(1)) if found else 'pickled objects'}). fastnst never runs code from model files; "
-            "re-save it as a plain state dict (torch.save(model.state_dict(), path))"
-        ) from None
-    except Exception as e:
-        raise _unreadable(p, kind, f" ({type(e).__name__})") from None
-
-
-def _check_archive(p: Path, kind: str) -> None:
-    """Refuse a zip whose entries unpack to more than the file holds before torch.load
-    unpacks them: torch.save stores entries uncompressed, so a compressed entry is a
-    (possibly 1000:1) zip bomb, or not a PyTorch file at all."""
-    try:
-        if not zipfile.is_zipfile(p):
-            return
-        with zipfile.ZipFile(p) as z:
-            packed = next((i for i in z.infolist() if i.compress_type != zipfile.ZIP_STORED), None)
-    except (OSError, zipfile.BadZipFile, ValueError, NotImplementedError):
-        return  # torch.load says what is wrong with it
-    if packed is not None:
-        raise _unreadable(p, kind, f" (its entry {shown(packed.filename)} is compressed, which torch.save never does)")
-
-
-ACCEPTED = (
-    "fastnst reads its own .pth models and training checkpoints, pytorch/examples fast_neural_style .pth/.model files, "
-    "and .onnx files written by 'fastnst export'"
-)
-
-# Formats people try (first bytes, or a zip member's suffix) -> what to call them.
-_FOREIGN = (
-    (b"\x89HDF\r\n\x1a\n", "an HDF5 file (e.g. a Keras .h5 model)"),
-    (b"{", "a JSON file (e.g. a TensorFlow.js model.json)"),
-    (b"[", "a JSON file (e.g. a TensorFlow.js model.json)"),
-    (b"\x89PNG", "a PNG image"),
-    (b"\xff\xd8\xff", "a JPEG image"),
-    (b"GIF8", "a GIF image"),
-)
-
-
-_ONNX = "an ONNX model"
-
-
-def _unreadable(p: Path, kind: str, why: str) -> FastNSTError:
-    """The one-line error for a file torch.load cannot read: what it looks like, when known."""
-    foreign, accepted = _foreign_format(p), ACCEPTED if kind == "model" else f"it should be a PyTorch {kind} (.pth) file"
-    if foreign == _ONNX and p.suffix.lower() != ".onnx":
-        return FastNSTError(f"{p}: an ONNX model named like a PyTorch file; give it the .onnx suffix")
-    if foreign == _ONNX:  # an .onnx file where only a .pth will do (--resume, --vgg-weights, load_model)
-        where = "; ONNX models run with 'fastnst stylize --model' or fastnst.Stylizer.from_file" if kind == "model" else ""
-        return FastNSTError(f"{p}: an ONNX model, where a PyTorch {kind} (.pth) file is needed{where}")
-    if foreign:
-        return FastNSTError(f"{p}: {foreign}, not a PyTorch or ONNX model; {accepted}")
-    return FastNSTError(f"{p}: not a readable PyTorch {kind} file{why}; is it complete? ({accepted})")
-
-
-def _foreign_format(p: Path) -> str | None:
-    """Name a well-known non-PyTorch format from the file's first bytes (None: unknown or PyTorch)."""
-    if p.suffix.lower() == ".t7":
-        return "a Lua Torch (.t7) file, e.g. from jcjohnson/fast-neural-style"
-    try:
-        with p.open("rb") as f:
-            head = f.read(16)
-        if head.startswith(b"PK") and zipfile.is_zipfile(p):
-            with zipfile.ZipFile(p) as z:
-                names = z.namelist()[:1000]
-            if any(n.endswith(".npy") for n in names):
-                return "a NumPy .npz archive (e.g. TensorFlow or JAX weights)"
-            if "config.json" in names and any(n.endswith(".weights.h5") for n in names):
-                return "a Keras .keras model"
-            return None
-    except (OSError, zipfile.BadZipFile, ValueError):
-        return None
-    if len(head) >= 10 and head[8:10] == b'{"':  # safetensors: 8-byte header length, then JSON
-        return "a safetensors file"
-    if len(head) >= 3 and head[0] == 0x08 and head[2] == 0x12:  # ONNX protobuf: ir_version, then producer_name
-        return _ONNX
-    text = head.removeprefix(b"\xef\xbb\xbf").lstrip()  # a byte-order mark, then JSON
-    return next((name for magic, name in _FOREIGN if text.startswith(magic)), None)
 
 
 def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
@@ -189,10 +108,6 @@ def save_model(
     write_checkpoint(model_payload(model, train_config, half), path, replace)
 
 
-# What weights may be stored as (fastnst saves float32, or float16 with --half).
-WEIGHT_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
-
-_WRAPPERS = ("module.", "_orig_mod.")
 _RUNNING_STATS = re.compile(r"in\d+\.running_(mean|var)$|\.num_batches_tracked$")
 
 
@@ -204,9 +119,7 @@ def from_examples_state_dict(sd: dict[str, torch.Tensor], source: str = "state d
     prefixes a DDP (``module.``) or ``torch.compile`` (``_orig_mod.``)
     wrapper adds to every name are taken off.
     """
-    sd = _check_state_dict(sd, source)
-    while sd and (wrapper := next((w for w in _WRAPPERS if all(k.startswith(w) for k in sd)), None)):
-        sd = {k.removeprefix(wrapper): v for k, v in sd.items()}
+    sd = strip_wrappers(_check_state_dict(sd, source))
     sd = {k: v for k, v in sd.items() if not _RUNNING_STATS.search(k)}
     first = sd.get("conv1.conv2d.weight")
     if first is None or first.dim() != 4:
@@ -222,17 +135,11 @@ def _config(d: Any, source: str) -> ModelConfig:
         raise FastNSTError(f"{source}: {e}; the file is damaged or not a fastnst model") from None
 
 
-def is_dense(v: torch.Tensor) -> bool:
-    """A plain CPU tensor whose values can be checked: not nested, sparse, meta or on a GPU
-    (their finiteness checks raise instead of answering)."""
-    return not v.is_nested and v.layout == torch.strided and v.device.type == "cpu"
-
-
 def _check_state_dict(sd: Any, source: str) -> dict[str, torch.Tensor]:
     """Names to tensors, every value finite: NaN weights would stylize everything to one flat colour."""
     if not isinstance(sd, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in sd.items()):
         raise FastNSTError(f"{source}: the weights are not a dict of named tensors; the file is damaged or not a model")
-    odd = next((k for k, v in sd.items() if v.dtype not in WEIGHT_DTYPES or not is_dense(v)), None)
+    odd = next((k for k, v in sd.items() if not is_weight(v)), None)
     if odd is not None:
         v, layout = sd[odd], "nested" if sd[odd].is_nested else str(sd[odd].layout).removeprefix("torch.")
         raise FastNSTError(
@@ -241,7 +148,9 @@ def _check_state_dict(sd: Any, source: str) -> dict[str, torch.Tensor]:
         )
     bad = next((k for k, v in sd.items() if not bool(torch.isfinite(v).all())), None)
     if bad is not None:
-        raise FastNSTError(f"{source}: the weights hold NaN or infinite values ({shown(bad)}); the training diverged or the file is damaged")
+        raise FastNSTError(
+            f"{source}: the weights hold NaN or infinite values ({shown(bad)}); the training diverged or the file is damaged"
+        )
     return sd
 
 
@@ -249,7 +158,10 @@ def check_payload(ckpt: dict[str, Any], source: str) -> tuple[ModelConfig, dict[
     """Config, weights and info of a fastnst file, every value type- and range-checked."""
     version = ckpt.get("format_version", 0)
     if isinstance(version, bool) or not isinstance(version, int) or version < 0:
-        raise FastNSTError(f"{source}: format_version is {shown(version if not isinstance(version, str) else repr(version))}, not a whole number; the file is damaged")
+        raise FastNSTError(
+            f"{source}: format_version is {shown(version if not isinstance(version, str) else repr(version))}, "
+            "not a whole number; the file is damaged"
+        )
     if version > FORMAT_VERSION:
         raise FastNSTError(f"{source}: written by a newer fastnst ({shown(ckpt.get('fastnst_version'), 40)}); upgrade fastnst to read it")
     if "model_config" not in ckpt or "state_dict" not in ckpt:
@@ -261,7 +173,10 @@ def check_payload(ckpt: dict[str, Any], source: str) -> tuple[ModelConfig, dict[
     if not _plain_data(train_config) or not isinstance(train_config, dict) or not (version_str is None or isinstance(version_str, str)):
         raise FastNSTError(f"{source}: train_config or fastnst_version has the wrong type; the file is damaged")
     if step is not None and (isinstance(step, bool) or not isinstance(step, int) or not 0 <= step <= 10**15):
-        raise FastNSTError(f"{source}: step is {shown(step if not isinstance(step, str) else repr(step))}, not a step count (a whole number from 0 to 10^15); the file is damaged")
+        raise FastNSTError(
+            f"{source}: step is {shown(step if not isinstance(step, str) else repr(step))}, "
+            "not a step count (a whole number from 0 to 10^15); the file is damaged"
+        )
     return config, state, {"train_config": train_config, "fastnst_version": version_str, "step": step}
 
 
@@ -294,7 +209,8 @@ def _check_fits(config: ModelConfig, sd: dict[str, torch.Tensor], source: str) -
     wrong = next((k for k in expected if tuple(sd[k].shape) != expected[k]), None)
     if wrong is not None:
         raise FastNSTError(
-            f"{source}: weights do not fit the recorded architecture ({shown(wrong)} is {tuple(sd[wrong].shape)}, expected {expected[wrong]})"
+            f"{source}: weights do not fit the recorded architecture "
+            f"({shown(wrong)} is {tuple(sd[wrong].shape)}, expected {expected[wrong]})"
         )
     return model
 
@@ -320,8 +236,7 @@ def load_model(path: str | os.PathLike) -> tuple[TransformerNet, dict[str, Any]]
         config, state = from_examples_state_dict(ckpt, source)
         info = {"train_config": {"style_image": Path(source).stem}, "fastnst_version": None, "imported_from": "pytorch/examples"}
     model = _build(config, state, source)
-    info["train_config"] = info.get("train_config") or {}
-    style = info["train_config"].get("style_image")
+    style = info["train_config"].get("style_image")  # a dict either way: check_payload makes a missing one {}
     info["style"] = Path(style if isinstance(style, str) and style else os.fsdecode(path)).stem
     info["model_config"] = config.to_dict()
     return model, info

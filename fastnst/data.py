@@ -17,6 +17,7 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -27,7 +28,7 @@ from .errors import FastNSTError
 from .images import IMAGE_SUFFIXES, load_rgb
 from .paths import describe, inside, same_file, walk_files
 
-__all__ = ["MIN_PHOTO_SIDE", "Batch", "PhotoDataset", "TrainBatchSampler", "collate", "find_images"]
+__all__ = ["MIN_PHOTO_SIDE", "Batch", "FoundImages", "PhotoDataset", "Sample", "TrainBatchSampler", "collate", "find_images"]
 
 MIN_PHOTO_SIDE = 32  # smaller pictures carry no texture worth learning from
 
@@ -36,7 +37,14 @@ MIN_PHOTO_SIDE = 32  # smaller pictures carry no texture worth learning from
 _SYSTEM_FOLDERS = ("/proc", "/sys")  # not /dev: /dev/shm is a common place for a dataset in memory
 
 
-def find_images(root: str | os.PathLike) -> tuple[list[Path], list[tuple[str, str]]]:
+class FoundImages(NamedTuple):
+    """What :func:`find_images` found; unpacks as ``files, skipped``."""
+
+    files: list[Path]  # the photos to train on, sorted
+    skipped: list[tuple[str, str]]  # (path, reason) of the files left out: empty ones
+
+
+def find_images(root: str | os.PathLike) -> FoundImages:
     """Image files under ``root`` (recursive, sorted), and the skipped empty ones."""
     root = Path(root)
     if not root.is_dir():
@@ -58,7 +66,7 @@ def find_images(root: str | os.PathLike) -> tuple[list[Path], list[tuple[str, st
             files.append(p)
     if not files:
         raise FastNSTError(f"{root}: no images found ({', '.join(IMAGE_SUFFIXES)}, searched recursively)")
-    return files, skipped
+    return FoundImages(files, skipped)
 
 
 def _resize_crop(img: Image.Image, size: int, gen: torch.Generator) -> Image.Image:
@@ -71,12 +79,19 @@ def _resize_crop(img: Image.Image, size: int, gen: torch.Generator) -> Image.Ima
     return img.crop((left, top, left + size, top + size))
 
 
+class Sample(NamedTuple):
+    """One training photo and the files that were passed over to reach it; unpacks as ``image, skipped``."""
+
+    image: torch.Tensor  # (3, S, S) uint8
+    skipped: list[tuple[str, str]]  # (path, reason) of the unreadable files met before it
+
+
 class PhotoDataset(Dataset):
     """Indexed by ``(index, sample_seed)`` pairs from :class:`TrainBatchSampler`.
 
-    Returns ``(image (3, S, S) uint8, [(path, reason), ...] skipped)``: bytes
-    cross from the loader processes and to the GPU, a quarter of float32's
-    traffic; the trainer converts to [0, 1] on the device.
+    Returns a :class:`Sample` whose image is uint8: bytes cross from the loader
+    processes and to the GPU, a quarter of float32's traffic; the trainer
+    converts to [0, 1] on the device.
     """
 
     def __init__(self, files: list[Path], image_size: int) -> None:
@@ -98,18 +113,20 @@ class PhotoDataset(Dataset):
             t = t.flip(-1)
         return t
 
-    def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, list[tuple[str, str]]]:
+    def __getitem__(self, key: tuple[int, int]) -> Sample:
         index, seed = key
         skipped = []
         for attempt in range(len(self.files)):
             path = self.files[(index + attempt) % len(self.files)]
             try:
-                return self.load(path, seed), skipped
+                return Sample(self.load(path, seed), skipped)
             except FastNSTError as e:
                 skipped.append((str(path), str(e).removeprefix(f"{path}: ")))
-            except Exception as e:  # a decoder bug on a hostile file must not kill the run
+            except Exception as e:  # noqa: BLE001 - a decoder bug on a hostile file must not kill the run
                 skipped.append((str(path), f"{type(e).__name__}: {e}"))
-        raise FastNSTError(f"no readable image in the dataset: all {len(self.files)} files failed (the last: {skipped[-1][0]}: {skipped[-1][1]})")
+        raise FastNSTError(
+            f"no readable image in the dataset: all {len(self.files)} files failed (the last: {skipped[-1][0]}: {skipped[-1][1]})"
+        )
 
 
 @dataclass
@@ -123,6 +140,8 @@ class Batch:
 
 
 def collate(items: list[tuple[torch.Tensor, list[tuple[str, str]]]]) -> Batch:
+    """Samples (or plain ``(image, skipped)`` pairs) to one Batch: the images stacked, and every
+    file passed over on the way, so the trainer warns once per file however the loader split the work."""
     return Batch(torch.stack([t for t, _ in items]), [s for _, sk in items for s in sk])
 
 
@@ -141,8 +160,7 @@ class TrainBatchSampler(Sampler):
         self.global_batch = batch_size * world_size
         if self.global_batch > n:
             raise FastNSTError(
-                f"the dataset has {n} usable images, fewer than one batch of {self.global_batch}; "
-                "add photos or lower --batch-size"
+                f"the dataset has {n} usable images, fewer than one batch of {self.global_batch}; add photos or lower --batch-size"
             )
         self.steps_per_epoch = n // self.global_batch
 
@@ -160,7 +178,9 @@ class TrainBatchSampler(Sampler):
         perm = self._perm(epoch)
         start = k * self.global_batch + self.rank * self.batch_size
         idx = perm[start : start + self.batch_size].tolist()
-        return [(i, (self.seed * 1_000_003 + step * self.global_batch + self.rank * self.batch_size + j) % 2**63) for j, i in enumerate(idx)]
+        return [
+            (i, (self.seed * 1_000_003 + step * self.global_batch + self.rank * self.batch_size + j) % 2**63) for j, i in enumerate(idx)
+        ]
 
     def __iter__(self) -> Iterator[list[tuple[int, int]]]:
         step = self.start_step

@@ -36,15 +36,33 @@ from .images import (
 )
 from .paths import check_not_inputs, check_writable, describe, glob_files, walk_files
 
-__all__ = ["IMAGES", "MediaKind", "Source", "expand_inputs", "plan_outputs", "process_files"]
+__all__ = ["IMAGES", "MediaKind", "Skipped", "Source", "Stylized", "expand_inputs", "plan_outputs", "process_files"]
 
 _GLOB_CHARS = set("*?[")
 
 Source = tuple[Path, Path]  # (file, the root it was found under, for relative output names)
 
-# A process yields (key, RGB, alpha or None) per image, or (key, None, reason)
-# for an image it could not stylize (reported and counted like an unreadable file).
-ProcessFn = Callable[[Iterable[tuple[Any, Image.Image]]], Iterator[tuple[Any, "Image.Image | None", "Image.Image | str | None"]]]
+
+class Stylized(NamedTuple):
+    """What a process made of one image: its RGB result and the alpha plane to write with it
+    (None: opaque). The same three slots as the plain ``(key, RGB, alpha)`` tuples stylize_many yields."""
+
+    key: Any
+    rgb: Image.Image
+    alpha: Image.Image | None = None
+
+
+class Skipped(NamedTuple):
+    """An image a process could not stylize (e.g. the Gatys loss diverged): reported and counted
+    like an unreadable file, while the rest of the run goes on."""
+
+    key: Any
+    reason: str
+
+
+# A process yields a Stylized or a Skipped per image (a plain (key, RGB, alpha) tuple is a Stylized's three slots).
+Outcome = Stylized | Skipped | tuple[Any, Image.Image, Image.Image | None]
+ProcessFn = Callable[[Iterable[tuple[Any, Image.Image]]], Iterator[Outcome]]
 
 
 class MediaKind(NamedTuple):
@@ -209,7 +227,6 @@ def process_files(
     process: ProcessFn,
     pairs: list[tuple[Path, Path]],
     progress: bool = True,
-    desc: str = "stylizing",
     overwrite: bool = False,
     max_size: int | None | Literal[False] = False,
 ) -> int:
@@ -242,17 +259,23 @@ def process_files(
             profiles[src, dst] = _profile(src, dst, image)
             yield (src, dst), image
 
-    bar = tqdm(total=len(pairs), desc=desc, unit="img", disable=not progress or len(pairs) < 2)
+    bar = tqdm(total=len(pairs), desc="stylizing", unit="img", disable=not progress or len(pairs) < 2)
     with bar:
-        for (src, dst), rgb, alpha in process(items()):
+        for outcome in map(_outcome, process(items())):
+            src, dst = outcome.key
             profile = profiles.pop((src, dst), None)
-            if rgb is None:
+            if isinstance(outcome, Skipped):
                 failed += 1
-                tqdm.write(f"warning: skipped {src}: {alpha}", file=sys.stderr)
+                tqdm.write(f"warning: skipped {src}: {outcome.reason}", file=sys.stderr)
             else:
-                save_image(rgb, dst, alpha, replace=overwrite, icc_profile=profile)
+                save_image(outcome.rgb, dst, outcome.alpha, replace=overwrite, icc_profile=profile)
             bar.update(1)
     return failed
+
+
+def _outcome(item: Outcome) -> Stylized | Skipped:
+    """A process's answer for one image: a Skipped as it is, anything else read as a Stylized."""
+    return item if isinstance(item, Skipped) else Stylized(*item)
 
 
 def _profile(src: Path, dst: Path, image: Image.Image) -> bytes | None:

@@ -104,7 +104,7 @@ def open_image(path: str | os.PathLike, draft: tuple[int, int] | None = None) ->
         # PIL raises UnidentifiedImageError (an OSError) for non-images and
         # OSError("image file is truncated") for partial downloads.
         raise FastNSTError(f"{p}: cannot read this image ({e}); is the file complete and an image?") from None
-    except Exception as e:  # a decoder bug on a crafted file (struct.error, MemoryError, ...) is still the file's fault
+    except Exception as e:  # noqa: BLE001 - a decoder bug on a crafted file (struct.error, MemoryError, ...) is still the file's fault
         raise FastNSTError(f"{p}: cannot read this image ({type(e).__name__}: {e}); is it an image?") from None
     if frames > 1:  # GIF/WebP/TIFF animations and multi-page files: the first frame is what was decoded
         img.info[FRAMES_KEY] = frames
@@ -151,13 +151,13 @@ def split_alpha(img: Image.Image) -> tuple[Image.Image, Image.Image | None]:
     return img.convert("RGB"), None  # L, 1, CMYK, YCbCr, LAB, HSV
 
 
-def load_rgb(path: str | os.PathLike, background: int = 255, draft: tuple[int, int] | None = None) -> Image.Image:
+def load_rgb(path: str | os.PathLike, draft: tuple[int, int] | None = None) -> Image.Image:
     """An RGB image; transparent pixels are composited over white, since a
     network trained on photos has never seen the colours hidden under alpha."""
     rgb, alpha = split_alpha(open_image(path, draft))
     if alpha is None:
         return rgb
-    canvas = Image.new("RGB", rgb.size, (background,) * 3)
+    canvas = Image.new("RGB", rgb.size, (255, 255, 255))
     canvas.paste(rgb, mask=alpha)
     return canvas
 

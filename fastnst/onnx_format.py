@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from . import __version__
+from ._version import __version__
 from .errors import FastNSTError, shown
 from .model import MIN_SIZE, ModelConfig
 

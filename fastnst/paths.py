@@ -129,7 +129,9 @@ def check_writable(folder: str | os.PathLike, flag: str = "--output") -> None:
         raise FastNSTError(f"{folder}: cannot write here ({e.strerror or e}); choose another {flag}") from None
 
 
-def walk_files(root: str | os.PathLike, suffixes: tuple[str, ...], max_depth: int | None = None, every_name: bool = False) -> Iterator[Path]:
+def walk_files(
+    root: str | os.PathLike, suffixes: tuple[str, ...], max_depth: int | None = None, every_name: bool = False
+) -> Iterator[Path]:
     """Files under ``root`` with these suffixes (lower case), in sorted order, hidden names skipped.
 
     Symbolic links are followed, but each folder and each file is visited

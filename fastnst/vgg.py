@@ -26,9 +26,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .checkpoint import WEIGHT_DTYPES, is_dense, load_weights_only
 from .errors import FastNSTError, shown
 from .paths import describe
+from .tensorfile import WEIGHT_DTYPES, is_dense, load_weights_only
 
 __all__ = ["LAYER_NAMES", "PREPROCESSINGS", "VGGFeatures", "build_vgg", "load_vgg_weights", "resolve_preprocess"]
 
@@ -73,7 +73,7 @@ def _torchvision_state_dict() -> dict[str, torch.Tensor]:
         from torchvision.models import VGG19_Weights
 
         full = VGG19_Weights.IMAGENET1K_V1.get_state_dict(progress=True)
-    except Exception as e:  # URLError, SSL errors, timeouts, a broken cache file
+    except Exception as e:  # noqa: BLE001 - URLError, SSL errors, timeouts, a broken cache file
         raise FastNSTError(
             f"could not get torchvision's VGG19 ImageNet weights ({type(e).__name__}: {e}). "
             "Without internet, download them elsewhere (see data/README.md) and pass --vgg-weights PATH"
@@ -84,7 +84,9 @@ def _torchvision_state_dict() -> dict[str, torch.Tensor]:
 def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         what = describe(path)
-        raise FastNSTError(f"{path}: {'VGG weights file not found (see data/README.md for how to get one)' if what == 'no such file' else what}")
+        raise FastNSTError(
+            f"{path}: {'VGG weights file not found (see data/README.md for how to get one)' if what == 'no such file' else what}"
+        )
     sd = load_weights_only(path, "VGG19 weights")
     if isinstance(sd, dict) and isinstance(sd.get("state_dict"), dict):
         sd = sd["state_dict"]

@@ -22,7 +22,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -177,7 +177,7 @@ def probe(path: str | Path, max_pixels: int | None = None) -> VideoInfo:
         turned = False
         try:
             first = next(c.decode(v), None)
-            turned = first is not None and _orientation(first)[1]
+            turned = first is not None and _orientation(first).turned
         except _av_errors():  # read_frames reports a damaged file, with the frame's number
             pass
         width, height = _display_size(*coded, _sample_aspect(v), turned)
@@ -208,21 +208,27 @@ _VFLIP: _Step = lambda a: a[::-1]
 _TRANSPOSE: _Step = lambda a: a.transpose(1, 0, 2)  # transpose=cclock_flip
 
 
-def _orientation(frame: Any) -> tuple[list[_Step], bool]:
+class _Orientation(NamedTuple):
+    """What makes a decoded frame upright: the steps on an (H, W, 3) array, in order."""
+
+    steps: list[_Step]
+    turned: bool  # the steps swap width and height (a quarter turn)
+
+
+def _orientation(frame: Any) -> _Orientation:
     """What makes a decoded frame upright, the way FFmpeg's autorotate does it (phones
-    store portrait video landscape plus a display matrix; images have EXIF for this):
-    the steps on an (H, W, 3) array, and whether they swap width and height."""
+    store portrait video landscape plus a display matrix; images have EXIF for this)."""
     m = next((np.frombuffer(bytes(sd), np.int32)[:9] for sd in frame.side_data if getattr(sd.type, "name", "") == "DISPLAYMATRIX"), None)
     if m is None or len(m) < 9 or not (math.hypot(m[0], m[3]) and math.hypot(m[1], m[4])):
-        return [], False
+        return _Orientation([], False)
     theta = round(math.degrees(math.atan2(m[1] / math.hypot(m[1], m[4]), m[0] / math.hypot(m[0], m[3])))) % 360
     if abs(theta - 90) < 1:
-        return ([_TRANSPOSE] if m[3] > 0 else [_CLOCK]), True
+        return _Orientation([_TRANSPOSE] if m[3] > 0 else [_CLOCK], True)
     if abs(theta - 270) < 1:
-        return ([_CLOCK, _VFLIP] if m[3] < 0 else [_CCLOCK]), True
+        return _Orientation([_CLOCK, _VFLIP] if m[3] < 0 else [_CCLOCK], True)
     if abs(theta - 180) < 1:
-        return [s for s, flip in ((_HFLIP, m[0] < 0), (_VFLIP, m[4] < 0)) if flip], False
-    return ([_VFLIP] if m[4] < 0 and (theta < 1 or theta > 359) else []), False  # other angles: left as stored
+        return _Orientation([s for s, flip in ((_HFLIP, m[0] < 0), (_VFLIP, m[4] < 0)) if flip], False)
+    return _Orientation([_VFLIP] if m[4] < 0 and (theta < 1 or theta > 359) else [], False)  # other angles: left as stored
 
 
 def _pad(image: Frame, size: tuple[int, int]) -> Frame:
@@ -277,8 +283,11 @@ class _Upright:
         box = size if shown == self.first else _fit_box(*shown, size)
         if box != size and not self.noted:
             self.noted = True
-            _note(f"{self.path}: the picture changes size at frame {self.index} ({shown[0]}x{shown[1]} after {self.first[0]}x{self.first[1]}); "
-                  f"frames of another shape are fitted into {size[0]}x{size[1]} with black bars")  # fmt: skip
+            _note(
+                f"{self.path}: the picture changes size at frame {self.index} "
+                f"({shown[0]}x{shown[1]} after {self.first[0]}x{self.first[1]}); "
+                f"frames of another shape are fitted into {size[0]}x{size[1]} with black bars"
+            )
         scaled = (box[1], box[0]) if turned else box
         if (frame.width, frame.height) != scaled:
             frame = frame.reformat(width=scaled[0], height=scaled[1], interpolation="AREA")
@@ -390,7 +399,8 @@ class VideoWriter:
         codec = next((c for c in codecs if c in av.codecs_available), None)
         if codec is None:
             raise FastNSTError(
-                f"this FFmpeg build cannot encode {suffix} video (no {' or '.join(codecs)} encoder); try another --output suffix such as .mp4"
+                f"this FFmpeg build cannot encode {suffix} video (no {' or '.join(codecs)} encoder); "
+                "try another --output suffix such as .mp4"
             )
         self._av, self._container, self.width, self.height = av, container, width, height
         if timed:

@@ -16,7 +16,16 @@ import pytest
 import torch
 
 from fastnst import checkpoint
-from fastnst.checkpoint import ACCEPTED, check_payload, is_dense, load_model, load_weights_only, read_checkpoint, save_model, write_checkpoint
+from fastnst.checkpoint import (
+    ACCEPTED,
+    check_payload,
+    is_dense,
+    load_model,
+    load_weights_only,
+    read_checkpoint,
+    save_model,
+    write_checkpoint,
+)
 from fastnst.errors import FastNSTError
 from fastnst.model import ModelConfig, TransformerNet
 

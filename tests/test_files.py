@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from fastnst.errors import FastNSTError
-from fastnst.files import MediaKind, expand_inputs, plan_outputs, process_files
+from fastnst.files import MediaKind, Skipped, Stylized, expand_inputs, plan_outputs, process_files
 from fastnst.images import check_output_suffix, prepare_input, tensor_to_pil
 from tests.conftest import synthetic_photo
 
@@ -107,6 +107,33 @@ def test_the_limit_applies_to_the_size_after_max_size(tmp_path: Path) -> None:
     assert Image.open(tmp_path / "o.webp").size == (8000, 1)
     with pytest.raises(FastNSTError, match=r"o.webp: WebP holds at most 16383 px"):  # ... but still one line, at the latest when written
         process_files(_Recorder(), plan_outputs([str(wide)], tmp_path / "o.webp", overwrite=True), progress=False, overwrite=True)
+
+
+# ---- 3. what a process answers for each image: a Stylized result or a Skipped one ----------------------
+
+
+def _some_skipped(items: Iterable[tuple[Any, Image.Image]]) -> Iterator[Stylized | Skipped]:
+    """A process that cannot stylize b.png (as the Gatys optimizer when its loss diverges)."""
+    for key, image in items:
+        if key[0].name == "b.png":
+            yield Skipped(key, "the loss diverged")
+        else:
+            t, alpha = prepare_input(image)
+            yield Stylized(key, tensor_to_pil(t), alpha)
+
+
+def test_a_skipped_image_is_reported_and_counted_the_rest_written(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    a, b, c = (_photo(tmp_path / "in" / f"{n}.png") for n in "abc")
+    pairs = plan_outputs([str(a), str(b), str(c)], tmp_path / "out")
+    assert process_files(_some_skipped, pairs, progress=False) == 1
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.png", "c.png"]
+    assert capsys.readouterr().err == f"warning: skipped {b}: the loss diverged\n"
+
+
+def test_a_stylized_result_unpacks_like_the_plain_tuple() -> None:
+    rgb = Image.new("RGB", (2, 2))
+    key, image, alpha = Stylized("k", rgb)
+    assert (key, image, alpha) == ("k", rgb, None) and Skipped("k", "why").reason == "why"
 
 
 # ---- 4. the input's colour profile goes with its result --------------------------------------------
