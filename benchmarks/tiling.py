@@ -19,7 +19,7 @@ Two measurements, written to ``benchmarks/results/tiling.json`` and ``.md``:
     python benchmarks/tiling.py                         # 8000x6000, ONNX Runtime, random width-1.0 weights, --max-memory 4G
     python benchmarks/tiling.py --model models/candy.pth --backend torch --max-memory 8G
 
-Random weights are the tests' ``styled_net`` (non-trivial instance-norm
+Random weights come from :func:`styled_net` (non-trivial instance-norm
 affines, an output scaled into (0, 1)), so the pictures, and the
 differences, are not flat grey.
 """
@@ -52,8 +52,8 @@ from fastnst.model import receptive_radius
 from fastnst.providers import cpu_cores
 from fastnst.runtime import OnnxBackend
 from fastnst.stylizer import TorchBackend
+from fastnst.testing import styled_net
 from fastnst.tiling import RAMP, TilePlan, plan_tiles, run_tiled, stats_sample
-from tests.conftest import styled_net
 
 
 def parse_args() -> argparse.Namespace:
@@ -61,7 +61,9 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--model", help="a trained .pth (default: random weights at --width)")
     p.add_argument("--width", type=float, default=1.0, help="channel multiplier of the random network (default: 1.0)")
     p.add_argument("--size", default="8000x6000", help="huge image WIDTHxHEIGHT (default: 8000x6000)")
-    p.add_argument("--backend", choices=["onnx", "torch"], default="onnx", help="backend for the huge image (default: onnx, the faster on CPU)")
+    p.add_argument(
+        "--backend", choices=["onnx", "torch"], default="onnx", help="backend for the huge image (default: onnx, the faster on CPU)"
+    )
     p.add_argument("--max-memory", default="4G", help="--max-memory for the huge image; 'auto' for fastnst's default (default: 4G)")
     p.add_argument("--compare-size", default="3200x2400", help="image WIDTHxHEIGHT for tiled-vs-untiled (default: 3200x2400)")
     p.add_argument("--compare-tile", type=int, default=1024, help="tile size for tiled-vs-untiled (default: 1024)")
@@ -82,7 +84,10 @@ def photo_like(width: int, height: int, seed: int = 0) -> Image.Image:
     rng = np.random.default_rng(seed)
     out = np.empty((height, width, 3), np.uint8)
     freq = rng.uniform(2, 12, size=(3, 2)) * 2 * np.pi
-    discs = [(rng.uniform(0, width), rng.uniform(0, height), rng.uniform(0.02, 0.15) * min(width, height), rng.uniform(0.2, 0.6)) for _ in range(40)]
+    discs = [
+        (rng.uniform(0, width), rng.uniform(0, height), rng.uniform(0.02, 0.15) * min(width, height), rng.uniform(0.2, 0.6))
+        for _ in range(40)
+    ]
     xs = np.arange(width, dtype=np.float32)
     for top in range(0, height, 256):
         ys = np.arange(top, min(height, top + 256), dtype=np.float32)[:, None]
@@ -134,8 +139,12 @@ def compare(backend, x: torch.Tensor, tile: int, margin: int, sample_pixels: int
     auto = "crops" if len(stats_sample(x, sample_pixels)) > 1 else "shrink"  # what fastnst picks for this budget
     ways = {
         "whole-image statistics": backend.norm_stats(x),
-        f"statistics of crops ({share} of the pixels){' [auto]' if auto == 'crops' else ''}": backend.norm_stats(stats_sample(x, sample_pixels, "crops")),
-        f"statistics of a shrunken copy ({share}){' [auto]' if auto == 'shrink' else ''}": backend.norm_stats(stats_sample(x, sample_pixels, "shrink")),
+        f"statistics of crops ({share} of the pixels){' [auto]' if auto == 'crops' else ''}": backend.norm_stats(
+            stats_sample(x, sample_pixels, "crops")
+        ),
+        f"statistics of a shrunken copy ({share}){' [auto]' if auto == 'shrink' else ''}": backend.norm_stats(
+            stats_sample(x, sample_pixels, "shrink")
+        ),
         "each tile its own (no sharing)": None,
     }
     out: dict = {"tiles": f"{len(plan.cols.starts)}x{len(plan.rows.starts)} of {plan.cols.size}x{plan.rows.size}"}
@@ -226,8 +235,8 @@ def markdown(result: dict) -> str:
         f"# Tiled inference on the CPU ({result['model']})",
         "",
         (
-            f"{result['machine']['cpu']}, {result['machine']['cores']} cores (shared with other jobs); torch {result['versions']['torch']}, "
-            f"onnxruntime {result['versions']['onnxruntime']}."
+            f"{result['machine']['cpu']}, {result['machine']['cores']} cores (shared with other jobs); "
+            f"torch {result['versions']['torch']}, onnxruntime {result['versions']['onnxruntime']}."
         ),
         "",
     ]

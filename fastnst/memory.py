@@ -1,8 +1,11 @@
 """How much memory stylizing may use, and how much an image would need.
 
-The budget decides when :class:`~fastnst.stylizer.Stylizer` switches to
-tiled inference. It is ``--max-memory`` when given, else a share of what is
-free now: host RAM (``MemAvailable``, capped by a cgroup limit, as in a
+Facts only: what is free, what a budget leaves for the network, what one
+network call costs. What to do with them (one call, a batch in chunks,
+tiles) is the planner's decision, in :mod:`fastnst.tiling`.
+
+The budget is ``--max-memory`` when given, else a share of what is free
+now: host RAM (``MemAvailable``, capped by a cgroup limit, as in a
 container) for the CPU, the device's free memory for CUDA. Estimates are
 measured figures with headroom, not exact accounting; the point is to tile
 before the machine swaps or the GPU runs out of memory, not to fill memory
@@ -11,7 +14,6 @@ to the last byte.
 
 from __future__ import annotations
 
-import math
 import os
 import re
 from dataclasses import dataclass
@@ -19,7 +21,6 @@ from pathlib import Path
 
 from .errors import FastNSTError
 from .model import ModelConfig, receptive_radius
-from .tiling import TilePlan, min_tile_size, plan_tiles
 
 __all__ = [
     "CALL_OVERHEAD",
@@ -29,11 +30,8 @@ __all__ = [
     "available_memory",
     "default_budget",
     "format_bytes",
-    "images_per_call",
     "parse_bytes",
-    "plan_tiling",
     "process_rss",
-    "stats_pixels",
 ]
 
 # Peak resident memory of one network call on the CPU, float32, 1024 and
@@ -86,6 +84,7 @@ def parse_bytes(text: str) -> int:
 
 
 def format_bytes(n: float) -> str:
+    """``1.5 GiB``: sizes in messages, in the binary units ``--max-memory`` takes."""
     for unit in ("B", "KiB", "MiB", "GiB"):
         if abs(n) < 1024 or unit == "GiB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
@@ -152,12 +151,6 @@ def default_budget(device: str = "cpu") -> int:
     return int(free * (GPU_SHARE if device.startswith("cuda") else CPU_SHARE))
 
 
-# ---------------------------------------------------------------- decisions
-
-MAX_AUTO_TILE = 2048  # larger tiles waste less on overlaps but gain little beyond this
-MAX_TILES_PER_CALL = 8
-
-
 @dataclass(frozen=True)
 class Budget:
     """Bytes stylizing may use. On the CPU the image buffers share it with the
@@ -185,36 +178,3 @@ class Budget:
     def pixels_per_call(self, net: Footprint, image_pixels: int) -> int:
         """How many input pixels one network call may take."""
         return max(0, (self.for_network(image_pixels) - CALL_OVERHEAD) // net.per_pixel)
-
-
-def plan_tiling(net: Footprint, height: int, width: int, budget: Budget, tile_size: int | None = None) -> TilePlan | None:
-    """None when the image fits the budget in one call (and no --tile-size forces tiles), else the tiles."""
-    pixels = height * width
-    fit = budget.pixels_per_call(net, pixels)
-    if tile_size is None:
-        if pixels <= fit:
-            return None
-        tile_size = min(MAX_AUTO_TILE, math.isqrt(fit) // 4 * 4)
-        if tile_size < min_tile_size(net.margin):
-            need = budget.total - budget.for_network(pixels) + net.call_bytes(min_tile_size(net.margin) ** 2)  # images, process, a tile
-            raise FastNSTError(
-                f"a {width}x{height} image needs at least {format_bytes(need)} to stylize with this model, more than "
-                f"the memory budget of {format_bytes(budget.total)}; raise --max-memory or shrink the image with --max-size"
-            )
-    plan = plan_tiles(height, width, tile_size, net.margin)
-    per_call = max(1, min(MAX_TILES_PER_CALL, fit // (plan.rows.size * plan.cols.size)))
-    return plan.with_per_call(per_call)
-
-
-def stats_pixels(net: Footprint, height: int, width: int, budget: Budget, plan: TilePlan) -> int:
-    """How large the image the shared statistics are measured on may be: the
-    whole image if it fits one call, else as many pixels as do (at least one batch of tiles)."""
-    tiles = plan.rows.size * plan.cols.size * plan.per_call
-    return min(height * width, max(budget.pixels_per_call(net, height * width), tiles))
-
-
-def images_per_call(net: Footprint, height: int, width: int, budget: Budget, limit: int) -> int:
-    """Same-size images per untiled call: up to ``limit``, as many as fit."""
-    pixels = height * width
-    room = budget.for_network(pixels * limit) - CALL_OVERHEAD
-    return max(1, min(limit, room // max(1, net.per_pixel * pixels)))

@@ -18,8 +18,9 @@ import onnx
 import torch
 from onnx import numpy_helper
 
+from .backends import config_in_info, cuda_in_providers
 from .errors import FastNSTError, shown
-from .model import NormStats
+from .model import ModelConfig, NormStats
 from .onnx_format import parse_metadata
 from .onnx_stats import apply_graph, norm_count, record_graph, stat_names
 from .paths import require_file
@@ -36,7 +37,7 @@ def _parse(data: bytes, source: str) -> onnx.ModelProto:
         raise FastNSTError(f"{source}: the file is empty (0 bytes); {_REEXPORT}")
     try:
         proto = onnx.load_model_from_string(data)
-    except Exception:  # protobuf DecodeError and friends: all mean "not an ONNX file"
+    except Exception:  # noqa: BLE001 - protobuf DecodeError and friends: all mean "not an ONNX file"
         proto = None
     if proto is None or not proto.graph.node:
         raise FastNSTError(f"{source}: not a readable ONNX model; is the file complete? {_REEXPORT}")
@@ -93,7 +94,9 @@ def _check_image_type(value: onnx.ValueInfoProto, kind: str, source: str) -> Non
         return  # an undeclared output shape is checked on the first run
     dims = tensor.shape.dim
     if len(dims) != 4:
-        raise FastNSTError(f"{source}: {kind} '{shown(value.name)}' has rank {len(dims)}, not 4 (batch, 3, height, width); not a fastnst style model")
+        raise FastNSTError(
+            f"{source}: {kind} '{shown(value.name)}' has rank {len(dims)}, not 4 (batch, 3, height, width); not a fastnst style model"
+        )
     channels = dims[1].dim_value if dims[1].HasField("dim_value") else dims[1].dim_param or "?"
     if channels != 3:
         raise FastNSTError(f"{source}: {kind} '{shown(value.name)}' has {channels} channels, not 3 (RGB); not a fastnst style model")
@@ -103,7 +106,9 @@ def _check_image_type(value: onnx.ValueInfoProto, kind: str, source: str) -> Non
     fixed = [(axis, dims[i].dim_value) for i, axis in ((0, "batch"), (2, "height"), (3, "width")) if dims[i].HasField("dim_value")]
     if kind == "input" and fixed:  # e.g. after onnxsim --overwrite-input-shape: one size only
         sizes = ", ".join(f"{axis} {n}" for axis, n in fixed)
-        raise FastNSTError(f"{source}: input '{shown(value.name)}' has a fixed {sizes}; fastnst models take any batch and size: {_REEXPORT}")
+        raise FastNSTError(
+            f"{source}: input '{shown(value.name)}' has a fixed {sizes}; fastnst models take any batch and size: {_REEXPORT}"
+        )
 
 
 def _check_weights(proto: onnx.ModelProto, source: str) -> None:
@@ -112,7 +117,7 @@ def _check_weights(proto: onnx.ModelProto, source: str) -> None:
         if t.data_type in _FLOAT_TYPES:
             try:
                 values = numpy_helper.to_array(t)
-            except Exception:  # noqa: BLE001 - external data or a damaged tensor: ONNX Runtime will say
+            except Exception:  # noqa: BLE001, S112 - external data or a damaged tensor: ONNX Runtime will say
                 continue
             if not np.isfinite(values).all():
                 raise FastNSTError(f"{source}: the weights hold NaN or infinite values ({shown(t.name)}); {_REEXPORT} from a good .pth")
@@ -138,8 +143,10 @@ class OnnxBackend:
 
     ``device`` (auto, cpu, cuda[:N]) or an explicit ``providers`` list picks
     the execution providers (:func:`fastnst.providers.choose_providers`);
-    ``threads`` defaults to the number of cores.
+    ``threads`` defaults to the number of cores. Implements :class:`fastnst.backends.Backend`.
     """
+
+    shares_stats = True  # through the record/apply variants of the graph (fastnst.onnx_stats)
 
     def __init__(
         self,
@@ -160,11 +167,19 @@ class OnnxBackend:
         self.input_dtype = np.float16 if inp.type == "tensor(float16)" else np.float32
         self.info = {**info, "backend": "onnxruntime", "providers": self.session.get_providers(), "path": str(path)}
 
+    @property
+    def memory_device(self) -> str:
+        return cuda_in_providers(self.info)
+
+    @property
+    def model_config(self) -> ModelConfig:
+        return config_in_info(self.info)
+
     @staticmethod
     def _session(data: bytes, providers: list[str], device: str, threads: int | None, path: str | os.PathLike) -> Any:
         try:
             return make_session(data, providers, device=device, threads=threads)
-        except Exception as e:  # onnxruntime's pybind errors share no useful base class
+        except Exception as e:  # noqa: BLE001 - onnxruntime's pybind errors share no useful base class
             first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
             raise FastNSTError(f"{path}: ONNX Runtime cannot load this model ({first}); {_REEXPORT}") from None
 
@@ -196,11 +211,15 @@ class OnnxBackend:
             first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
             if "allocat" in first.lower():  # out of memory: main() names the knobs for that
                 raise MemoryError(first) from None
-            raise FastNSTError(f"{self._variants['path']}: ONNX Runtime failed on a {tuple(batch.shape)} batch ({first}); {_REEXPORT}") from None
+            raise FastNSTError(
+                f"{self._variants['path']}: ONNX Runtime failed on a {tuple(batch.shape)} batch ({first}); {_REEXPORT}"
+            ) from None
         y = np.asarray(y, dtype=np.float32)
         if y.shape != tuple(batch.shape):
             path = self._variants["path"]
-            raise FastNSTError(f"{path}: the model returned shape {y.shape} for an input of {tuple(batch.shape)}; not a fastnst style model")
+            raise FastNSTError(
+                f"{path}: the model returned shape {y.shape} for an input of {tuple(batch.shape)}; not a fastnst style model"
+            )
         return torch.from_numpy(y).clamp_(0, 1)
 
     def norm_stats(self, batch: torch.Tensor) -> NormStats:
@@ -208,4 +227,5 @@ class OnnxBackend:
         session = self._stats_session("record")
         names = [o.name for o in session.get_outputs() if o.name.startswith("fastnst_")]
         values = dict(zip(names, session.run(names, self._feed(batch))))
-        return [tuple(torch.from_numpy(np.asarray(values[n], np.float32)) for n in stat_names(k)) for k in range(len(names) // 2)]  # type: ignore[misc]
+        as_tensor = lambda n: torch.from_numpy(np.asarray(values[n], np.float32))
+        return [tuple(as_tensor(n) for n in stat_names(k)) for k in range(len(names) // 2)]  # type: ignore[misc]

@@ -20,6 +20,12 @@ overlaps blended. Three details make the seams vanish, not just blur:
 In the middle of each overlap, between the two margins, the tiles are
 cross-faded with a cosine ramp; the per-axis weights of neighbouring tiles
 sum to 1, so the output is accumulated in place with no weight buffer.
+
+Whether to tile at all is decided here too, by :class:`Planner`: from the
+image size, the memory budget and the network's footprint
+(:mod:`fastnst.memory`) it returns a :class:`Whole` (the batch in chunks of
+``per_call`` images) or a :class:`Tiled` (the tiles, and how many pixels the
+shared statistics may be measured on), which the Stylizer carries out.
 """
 
 from __future__ import annotations
@@ -27,14 +33,36 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 
 from .errors import FastNSTError
-from .model import NormStats
+from .memory import CALL_OVERHEAD, Budget, Footprint, format_bytes
+from .model import MIN_SIZE, NormStats
 
-__all__ = ["RAMP", "AxisTiles", "TilePlan", "check_tile_size", "min_tile_size", "plan_tiles", "run_tiled", "split_axis", "stats_sample"]
+if TYPE_CHECKING:
+    from .backends import Backend
+
+__all__ = [
+    "RAMP",
+    "AxisTiles",
+    "Plan",
+    "Planner",
+    "TilePlan",
+    "Tiled",
+    "Whole",
+    "check_tile_size",
+    "images_per_call",
+    "min_tile_size",
+    "plan_tiles",
+    "plan_tiling",
+    "run_tiled",
+    "split_axis",
+    "stats_pixels",
+    "stats_sample",
+]
 
 RAMP = 32  # pixels of cross-fade between the two context margins of an overlap
 ALIGN = 4  # the network's total stride
@@ -52,6 +80,7 @@ def min_tile_size(margin: int) -> int:
 
 
 def check_tile_size(tile_size: int, margin: int) -> None:
+    """Refuse a ``--tile-size`` whose tiles could not hold their context margins and blend."""
     smallest = min_tile_size(margin)
     if tile_size < smallest:
         raise FastNSTError(
@@ -202,3 +231,96 @@ def run_tiled(run: Runner, x: torch.Tensor, plan: TilePlan, stats: NormStats | N
         for (i, j, top, left), tile in zip(chunk, y):
             out[0, :, top : top + th, left : left + tw].addcmul_(tile, wy[i][:, None] * wx[j][None, :])
     return out
+
+
+# ---- the plan: one call, a batch in chunks, or tiles ---------------------------------------------
+
+MAX_AUTO_TILE = 2048  # larger tiles waste less on overlaps but gain little beyond this
+MAX_TILES_PER_CALL = 8
+
+
+def plan_tiling(net: Footprint, height: int, width: int, budget: Budget, tile_size: int | None = None) -> TilePlan | None:
+    """None when the image fits the budget in one call (and no --tile-size forces tiles), else the tiles."""
+    pixels = height * width
+    fit = budget.pixels_per_call(net, pixels)
+    if tile_size is None:
+        if pixels <= fit:
+            return None
+        tile_size = min(MAX_AUTO_TILE, math.isqrt(fit) // 4 * 4)
+        if tile_size < min_tile_size(net.margin):
+            need = budget.total - budget.for_network(pixels) + net.call_bytes(min_tile_size(net.margin) ** 2)  # images, process, a tile
+            raise FastNSTError(
+                f"a {width}x{height} image needs at least {format_bytes(need)} to stylize with this model, more than "
+                f"the memory budget of {format_bytes(budget.total)}; raise --max-memory or shrink the image with --max-size"
+            )
+    plan = plan_tiles(height, width, tile_size, net.margin)
+    per_call = max(1, min(MAX_TILES_PER_CALL, fit // (plan.rows.size * plan.cols.size)))
+    return plan.with_per_call(per_call)
+
+
+def stats_pixels(net: Footprint, height: int, width: int, budget: Budget, plan: TilePlan) -> int:
+    """How large the image the shared statistics are measured on may be: the
+    whole image if it fits one call, else as many pixels as do (at least one batch of tiles)."""
+    tiles = plan.rows.size * plan.cols.size * plan.per_call
+    return min(height * width, max(budget.pixels_per_call(net, height * width), tiles))
+
+
+def images_per_call(net: Footprint, height: int, width: int, budget: Budget, limit: int) -> int:
+    """Same-size images per untiled call: up to ``limit``, as many as fit."""
+    pixels = height * width
+    room = budget.for_network(pixels * limit) - CALL_OVERHEAD
+    return max(1, min(limit, room // max(1, net.per_pixel * pixels)))
+
+
+@dataclass(frozen=True)
+class Whole:
+    """Each image in one piece; a batch runs ``per_call`` images per network call (all at once when they fit)."""
+
+    per_call: int
+
+
+@dataclass(frozen=True)
+class Tiled:
+    """One image at a time, tile by tile; the tiles' shared statistics are measured on at most ``stats_pixels`` pixels."""
+
+    tiles: TilePlan
+    stats_pixels: int
+
+
+Plan = Whole | Tiled
+
+
+@dataclass(frozen=True)
+class Planner:
+    """How images of any size run within one memory budget, decided in one place.
+
+    ``tile_size`` (``--tile-size``) forces tiles of at most that size;
+    ``batch_size`` is the most images a batch holds, which the budget may
+    split into smaller chunks.
+    """
+
+    net: Footprint
+    budget: Budget
+    tile_size: int | None = None
+    batch_size: int = 1
+
+    def __post_init__(self) -> None:
+        if self.tile_size is not None:
+            check_tile_size(self.tile_size, self.net.margin)  # fail before the first image, not at it
+
+    @classmethod
+    def for_backend(cls, backend: Backend, max_memory: int | None, tile_size: int | None = None, batch_size: int = 1) -> Planner:
+        """The planner for ``backend``: its device decides whose memory is budgeted, its network what a call costs.
+        On a GPU the (larger) PyTorch estimate stands for every runtime."""
+        device = backend.memory_device
+        runtime = str(backend.info.get("backend", "torch")) if device == "cpu" else "torch"
+        return cls(Footprint.of(backend.model_config, runtime), Budget.for_device(max_memory, device), tile_size, batch_size)
+
+    def plan(self, height: int, width: int) -> Plan:
+        """The plan for a batch of ``height`` x ``width`` images (smaller than MIN_SIZE: padded, never tiled)."""
+        tiles = None
+        if height >= MIN_SIZE and width >= MIN_SIZE:
+            tiles = plan_tiling(self.net, height, width, self.budget, self.tile_size)
+        if tiles is None:
+            return Whole(images_per_call(self.net, height, width, self.budget, self.batch_size))
+        return Tiled(tiles, stats_pixels(self.net, height, width, self.budget, tiles))

@@ -16,7 +16,7 @@ import pytest
 import torch
 from PIL import Image
 
-from fastnst.model import ModelConfig, TransformerNet
+from fastnst.testing import styled_net
 from fastnst.vgg import _TABLE, LAYER_NAMES
 
 os.environ.setdefault("TQDM_DISABLE", "1")
@@ -107,20 +107,6 @@ def trained_model(tmp_path: Path, photo_dir: Path, style_file: Path, vgg_file: P
     out = tmp_path / "model" / "tiny.pth"
     assert main(["train", *tiny_train_args(photo_dir, style_file, vgg_file, out)]) == 0
     return out
-
-
-def styled_net(seed: int = 0, width: float = 0.25) -> TransformerNet:
-    """A random network that draws something: non-trivial instance-norm affines
-    and an output kept inside (0, 1), so clamping cannot hide differences."""
-    torch.manual_seed(seed)
-    net = TransformerNet(ModelConfig(width=width))
-    with torch.no_grad():
-        for layer in net.norm_layers():
-            layer.weight.uniform_(0.5, 1.5)
-            layer.bias.normal_(0, 0.2)
-        net.deconv3.conv2d.weight.mul_(0.2)
-        net.deconv3.conv2d.bias.fill_(0.5)
-    return net.eval()
 
 
 @pytest.fixture(scope="session")

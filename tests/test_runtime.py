@@ -12,6 +12,7 @@ pytest.importorskip("onnxruntime", reason="ONNX tests need onnx and onnxruntime:
 import numpy as np  # after the skips
 from onnx import TensorProto, helper, numpy_helper
 
+from fastnst.backends import Backend, as_backend, cuda_in_providers
 from fastnst.errors import FastNSTError
 from fastnst.model import ModelConfig
 from fastnst.onnx_format import INPUT_NAME, OPSET, OUTPUT_NAME, build_metadata
@@ -71,6 +72,23 @@ def test_a_model_with_external_data_is_refused(tiny_onnx: Path, tmp_path: Path) 
     assert message.startswith(f"{out}: keeps its weights in separate files (ONNX external data, e.g. ") and "\n" not in message, message
     with pytest.raises(FastNSTError, match="keeps its weights in separate files"):
         OnnxBackend(out, device="cpu")
+
+
+def test_the_backend_declares_what_the_stylizer_uses(tiny_onnx: Path) -> None:
+    """Shared statistics, the device whose memory it uses, and the architecture its metadata records."""
+    backend = OnnxBackend(tiny_onnx, device="cpu")
+    assert isinstance(backend, Backend) and as_backend(backend) is backend
+    assert backend.shares_stats and backend.memory_device == "cpu"
+    assert backend.model_config == ModelConfig(width=0.125, n_residual=1)
+
+
+@pytest.mark.parametrize(
+    "providers, device",
+    [(["CUDAExecutionProvider", "CPUExecutionProvider"], "cuda"), (["TensorrtExecutionProvider"], "cuda"),
+     (["CPUExecutionProvider"], "cpu"), ([], "cpu")],
+)
+def test_gpu_providers_put_the_network_in_gpu_memory(providers: list, device: str) -> None:
+    assert cuda_in_providers({"providers": providers}) == device
 
 
 def test_a_file_beyond_2_gib_is_refused_without_reading_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -19,11 +19,24 @@ from fastnst.checkpoint import load_model
 from fastnst.cli import main
 from fastnst.errors import FastNSTError
 from fastnst.images import pil_to_tensor
-from fastnst.memory import Budget, Footprint, parse_bytes, plan_tiling
-from fastnst.model import ModelConfig, receptive_radius
+from fastnst.memory import CALL_OVERHEAD, IMAGE_BYTES_PER_PIXEL, Budget, Footprint, parse_bytes
+from fastnst.model import MIN_SIZE, ModelConfig, TransformerNet, receptive_radius
 from fastnst.runtime import OnnxBackend
 from fastnst.stylizer import Stylizer, TorchBackend
-from fastnst.tiling import MIN_CROPS, RAMP, STATS_CROP, min_tile_size, split_axis, stats_sample
+from fastnst.tiling import (
+    MAX_AUTO_TILE,
+    MAX_TILES_PER_CALL,
+    MIN_CROPS,
+    RAMP,
+    STATS_CROP,
+    Planner,
+    Tiled,
+    Whole,
+    min_tile_size,
+    plan_tiling,
+    split_axis,
+    stats_sample,
+)
 
 from .conftest import synthetic_photo
 
@@ -221,7 +234,132 @@ def test_plan_uses_large_tiles_and_batches_them() -> None:
     assert plan_tiling(Footprint.of(ModelConfig()), 2000, 3000, gpu) is None
 
 
-@pytest.mark.parametrize("text, expected", [("8G", 8 * 2**30), ("512m", 512 * 2**20), ("1.5GiB", int(1.5 * 2**30)), ("2000", 2000), ("64 MB", 64 * 2**20)])
+# ---- the planner: whole, chunks or tiles ------------------------------------------------------
+
+NET = Footprint(per_pixel=100, margin=MARGIN)  # round numbers: a call of P pixels costs CALL_OVERHEAD + 100 P
+
+
+def _budget(images: int, call: int, height: int, width: int) -> Budget:
+    """Room for ``images`` images of ``height`` x ``width`` and one call of ``call`` pixels, exactly."""
+    return Budget(IMAGE_BYTES_PER_PIXEL * images * height * width + CALL_OVERHEAD + NET.per_pixel * call)
+
+
+def test_a_batch_that_fits_runs_whole() -> None:
+    budget = _budget(4, 4 * 64 * 64, 64, 64)
+    assert Planner(NET, budget, batch_size=4).plan(64, 64) == Whole(4)
+    assert Planner(NET, budget, batch_size=1).plan(64, 64) == Whole(1)
+
+
+@pytest.mark.parametrize("fits, expected", [(3, 3), (2, 2), (1, 1), (0, 1)])
+def test_a_batch_that_does_not_fit_runs_in_chunks(fits: int, expected: int) -> None:
+    """As many images per call as the budget holds, at least one: a single image that fits once (per call) is not tiled."""
+    budget = _budget(4, fits * 64 * 64, 64, 64)
+    plan = Planner(NET, budget, batch_size=4).plan(64, 64)
+    assert plan == Whole(expected)
+
+
+def test_an_image_too_large_for_one_call_is_tiled() -> None:
+    h, w, call = 900, 1300, 300 * 300
+    plan = Planner(NET, _budget(1, call, h, w), batch_size=4).plan(h, w)
+    assert isinstance(plan, Tiled)
+    tiles = plan.tiles
+    assert tiles.rows.size <= 300 and tiles.cols.size <= 300 and tiles.count > 4
+    assert tiles.per_call * tiles.rows.size * tiles.cols.size <= call, "a call of tiles stays within the budget"
+    assert tiles.per_call == call // (tiles.rows.size * tiles.cols.size)
+    assert plan.stats_pixels == call, "statistics measured on as much of the image as one call takes"
+
+
+def test_tiles_are_at_most_2048_and_batched_up_to_8_per_call() -> None:
+    call = 9 * MAX_AUTO_TILE**2  # room for more and larger tiles than a call takes
+    plan = Planner(NET, _budget(1, call, 12000, 16000)).plan(12000, 16000)
+    assert isinstance(plan, Tiled) and plan.tiles.rows.size <= MAX_AUTO_TILE and plan.tiles.cols.size <= MAX_AUTO_TILE
+    assert plan.tiles.rows.size > MAX_AUTO_TILE // 2 and plan.tiles.per_call == MAX_TILES_PER_CALL
+    assert plan.stats_pixels == call
+
+
+def test_statistics_get_at_least_one_call_of_tiles() -> None:
+    """A --tile-size larger than the budget's call room still runs one tile per call; the statistics may then take as many pixels."""
+    h, w = 900, 1300
+    plan = Planner(NET, _budget(1, TILE * TILE, h, w), tile_size=400).plan(h, w)
+    assert isinstance(plan, Tiled) and plan.tiles.per_call == 1
+    tile = plan.tiles.rows.size * plan.tiles.cols.size
+    assert tile > TILE * TILE and plan.stats_pixels == tile
+
+
+def test_tile_size_forces_tiles_and_whole_image_statistics_when_it_fits() -> None:
+    h, w = 333, 421
+    roomy = Budget(2**30)
+    assert Planner(NET, roomy).plan(h, w) == Whole(1)
+    plan = Planner(NET, roomy, tile_size=TILE).plan(h, w)
+    assert isinstance(plan, Tiled) and plan.tiles.count >= 4
+    assert max(plan.tiles.rows.size, plan.tiles.cols.size) <= TILE
+    assert plan.stats_pixels == h * w, "the whole image fits one call: tiled equals untiled"
+
+
+def test_a_budget_below_one_smallest_tile_is_refused_in_one_line() -> None:
+    h, w = 900, 1300
+    with pytest.raises(FastNSTError, match=r"a 1300x900 image needs at least .* raise --max-memory") as e:
+        Planner(NET, _budget(1, TILE * TILE - 4 * TILE, h, w)).plan(h, w)
+    assert "\n" not in str(e.value)
+
+
+def test_a_tile_size_below_the_context_margins_is_refused_when_planned() -> None:
+    with pytest.raises(FastNSTError, match=f"--tile-size must be at least {TILE} pixels"):
+        Planner(NET, Budget(2**30), tile_size=TILE - 4)
+    assert Planner(NET, Budget(2**30), tile_size=TILE).tile_size == TILE
+
+
+@pytest.mark.parametrize("size", [(1, 1), (MIN_SIZE - 1, 5000), (5000, MIN_SIZE - 1)])
+def test_images_below_the_minimum_size_are_padded_never_tiled(size: tuple[int, int]) -> None:
+    """Even with --tile-size or a budget that would tile or refuse them: they are padded up to MIN_SIZE and run whole."""
+    assert Planner(NET, Budget(2**20), tile_size=TILE, batch_size=4).plan(*size) == Whole(1)
+    assert Planner(NET, Budget(2**30), tile_size=TILE, batch_size=4).plan(*size) == Whole(4)
+
+
+def test_the_planner_sizes_the_budget_from_the_backend(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("fastnst.memory.process_rss", lambda: 5 * 2**20)
+    backend = TorchBackend(TransformerNet(CONFIG), device="cpu")
+    planner = Planner.for_backend(backend, 2**30, batch_size=3)
+    assert planner.net == Footprint.of(CONFIG, "torch") and planner.batch_size == 3
+    assert planner.budget == Budget(2**30, includes_images=True, reserved=5 * 2**20)
+
+
+class _Described:
+    """A backend declaring the interface by hand: where it runs decides the budget and the estimate."""
+
+    shares_stats = True
+
+    def __init__(self, runtime: str, device: str) -> None:
+        self.info, self.memory_device, self.model_config = {"backend": runtime}, device, CONFIG
+
+    def run(self, batch, stats=None):
+        return batch
+
+    def norm_stats(self, batch):
+        return []
+
+
+def test_gpus_budget_device_memory_with_the_larger_estimate() -> None:
+    on_cpu = Planner.for_backend(_Described("onnxruntime", "cpu"), 2**30)
+    assert on_cpu.net == Footprint.of(CONFIG, "onnxruntime") and on_cpu.budget.includes_images
+    on_gpu = Planner.for_backend(_Described("onnxruntime", "cuda"), 2**30)
+    assert on_gpu.net == Footprint.of(CONFIG, "torch") and on_gpu.budget == Budget(2**30, includes_images=False)
+
+
+def test_the_stylizer_plans_each_image_once(backends: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    """stylize_many plans every image as it arrives and runs each batch on that plan."""
+    calls = []
+    real = Planner.plan
+    monkeypatch.setattr(Planner, "plan", lambda self, h, w: calls.append((h, w)) or real(self, h, w))
+    images = [synthetic_photo(40, 32, seed=s) for s in range(3)] + [synthetic_photo(24, 20)]
+    out = list(Stylizer(backends["torch"], batch_size=2).stylize_many(enumerate(images)))
+    assert [k for k, _, _ in out] == [0, 1, 2, 3] and [rgb.size for _, rgb, _ in out] == [i.size for i in images]
+    assert calls == [(32, 40)] * 3 + [(20, 24)]
+
+
+@pytest.mark.parametrize(
+    "text, expected", [("8G", 8 * 2**30), ("512m", 512 * 2**20), ("1.5GiB", int(1.5 * 2**30)), ("2000", 2000), ("64 MB", 64 * 2**20)]
+)
 def test_memory_sizes_parse(text: str, expected: int) -> None:
     assert parse_bytes(text) == expected
 
@@ -235,7 +373,8 @@ def test_memory_sizes_parse(text: str, expected: int) -> None:
 def test_memory_flag_errors_are_one_line(args: list, message: str, styled_models: dict, tmp_path: Path, capsys) -> None:
     src = tmp_path / "in.png"
     synthetic_photo(421, 333).save(src)
-    assert main(["stylize", "--model", str(styled_models["pth"]), str(src), "-o", str(tmp_path / "o.png"), "--device", "cpu", "--quiet", *args]) == 2
+    assert main(["stylize", "--model", str(styled_models["pth"]), str(src), "-o", str(tmp_path / "o.png"),
+                 "--device", "cpu", "--quiet", *args]) == 2  # fmt: skip
     err = capsys.readouterr().err
     assert err.startswith("fastnst: error:") and message in err and err.count("\n") == 1
     assert not (tmp_path / "o.png").exists()
