@@ -13,7 +13,7 @@ import itertools
 import statistics
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -106,8 +106,8 @@ def train_rate(base: training.TrainConfig, variant: TrainVariant, device: torch.
     on the device, so the figure is the step's, not the loader's."""
     layout = variant.channels_last and not variant.classic and device.type == "cuda"
     changes = {"batch_size": variant.batch, "amp": variant.amp, "compile": variant.compile, "channels_last": layout, "overwrite": True}
-    cfg = training.TrainConfig(**{**vars(base), **changes})
-    plan = training._prepare(cfg, set(), 1)
+    cfg = replace(base, **changes)
+    plan = training._prepare(training.request_of(cfg), 1)
     reset_peak(device)
     run = training._Run(plan, distributed.SINGLE, device)
     if variant.classic:

@@ -5,6 +5,7 @@ The Python API in one line each::
     from fastnst import Stylizer, TransformerNet, load_model, save_model
     Stylizer.from_file("candy.pth").stylize(Image.open("photo.jpg"))
     GatysOptimizer(GatysConfig(style_images=["starry.jpg"])).stylize(Image.open("photo.jpg"))  # no trained network
+    train(TrainConfig(dataset="photos/", style_image="candy.jpg", save_model="candy.pth"))  # the settings of fastnst train
 
 The names are imported on first use (PEP 562): ``import fastnst`` does not
 load PyTorch, so the command line can answer Ctrl-C while it loads.
@@ -15,20 +16,34 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__version__ = "0.1.0"
+from ._version import __version__
 
 _API = {
     "FastNSTError": "errors",
-    "GatysConfig": "gatys",
+    "GatysConfig": "config",
     "GatysOptimizer": "gatys",
     "ModelConfig": "model",
     "Stylizer": "stylizer",
+    "TrainConfig": "config",
     "TransformerNet": "model",
     "load_model": "checkpoint",
     "save_model": "checkpoint",
+    "train": "training",
 }
 
-__all__ = ["FastNSTError", "GatysConfig", "GatysOptimizer", "ModelConfig", "Stylizer", "TransformerNet", "__version__", "load_model", "save_model"]
+__all__ = [
+    "FastNSTError",
+    "GatysConfig",
+    "GatysOptimizer",
+    "ModelConfig",
+    "Stylizer",
+    "TrainConfig",
+    "TransformerNet",
+    "__version__",
+    "load_model",
+    "save_model",
+    "train",
+]
 
 
 def __getattr__(name: str) -> Any:

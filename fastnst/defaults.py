@@ -21,6 +21,9 @@ __all__ = [
     "GATYS_LR",
     "GATYS_MIN_IMPROVEMENT",
     "GATYS_STALL_WINDOW",
+    "PILLOW_MAX_PIXELS",
+    "STABILIZE_STRENGTH",
+    "STYLIZE_BATCH",
     "TRAIN_ITERATIONS",
     "VIDEO_FORMATS",
     "WEBCAM_KEY_HELP",
@@ -46,8 +49,8 @@ class LossWeights:
 
 # torchvision: pytorch/examples' values (content 1e5, style 1e10 on the same
 # normalised Gram), not re-tuned here (its weights cannot be downloaded here).
-# caffe: calibrated on CPU with the Oxford VGG19 weights (README, "Losses and
-# defaults"): relu4_1 dominates the Gram loss of these weights, and at
+# caffe: calibrated on CPU with the Oxford VGG19 weights (docs/training.md,
+# "Losses and defaults"): relu4_1 dominates the Gram loss of these weights, and at
 # style/content ratios of 1 or more the network learned the style's motifs
 # but no content in the first hundreds of steps; at 0.05-0.3 content and style
 # losses fall together. The picture that this very loss asks for (optimised
@@ -65,7 +68,7 @@ DEFAULT_WEIGHTS = {
 # Caffe VGG19 with content 5, style 100. At 384 px style 100 painted over
 # the subject for bold styles (candy: the Chicago skyline unreadable), while
 # style 20 kept it readable and still painted starry night, candy and the
-# great wave convincingly (README). TV 1e3 and 1e6 gave indistinguishable
+# great wave convincingly (docs/gatys.md). TV 1e3 and 1e6 gave indistinguishable
 # pictures (the painting's strokes dominate the pixel differences).
 _CAFFE_GATYS = LossWeights(content=5.0, style=20.0, tv=1e3)
 # torchvision features are about 60x smaller than Caffe's (see the module
@@ -98,7 +101,11 @@ GATYS_LR = {"lbfgs": 1.0, "adam": 0.02}  # Adam's step is in pixel units ([0, 1]
 GATYS_STALL_WINDOW = 50  # iterations over which the relative improvement is measured
 GATYS_MIN_IMPROVEMENT = 0.01  # 1 % over GATYS_STALL_WINDOW iterations: later changes are hard to see
 
-# ---------------------------------------------------------------- video and webcam
+# ---------------------------------------------------------------- stylizing, video and webcam
+
+STYLIZE_BATCH = 4  # same-size images per network call
+PILLOW_MAX_PIXELS = 89_478_485  # Pillow's own decompression-bomb limit (Image.MAX_IMAGE_PIXELS), the --max-pixels default
+STABILIZE_STRENGTH = 0.7  # share of the previous frame kept by --stabilize
 
 # suffix -> (FFmpeg container, video encoders in order of preference, audio encoder)
 VIDEO_FORMATS: dict[str, tuple[str, tuple[str, ...], str]] = {
@@ -110,5 +117,5 @@ VIDEO_FORMATS: dict[str, tuple[str, tuple[str, ...], str]] = {
     ".avi": ("avi", ("mpeg4",), "libmp3lame"),
 }
 
-# The window's keys as --help and the README explain them (webcam.KEYS maps them to actions).
+# The window's keys as --help and docs/stylizing.md explain them (webcam.KEYS maps them to actions).
 WEBCAM_KEY_HELP = "q/Esc quit, s side-by-side with the camera, m/Tab next --model, 1-9 pick a --model"

@@ -65,7 +65,6 @@ __all__ = [
 T = TypeVar("T")
 
 
-
 @dataclass(frozen=True)
 class Dist:
     """Where this process stands in the job; ``SINGLE`` outside torchrun."""
@@ -154,7 +153,7 @@ def pick_device(choice: str, d: Dist) -> torch.device:
             f"--device {choice}: under torchrun each process uses the GPU of its LOCAL_RANK; "
             "pass --device cuda (or auto) and choose GPUs with CUDA_VISIBLE_DEVICES"
         ))  # fmt: skip
-    device = resolve_device(choice)
+    device = resolve_device(choice, allow_mps=False)  # one Apple GPU: several processes would only share it
     if device.type != "cuda":
         return device
     count = torch.cuda.device_count()
@@ -192,7 +191,7 @@ def process_group(d: Dist, device: torch.device, timeout_s: float = DIST_TIMEOUT
     finally:
         try:
             dist.destroy_process_group()
-        except Exception:  # tearing down after a lost peer may fail too; nothing left to save
+        except Exception:  # noqa: BLE001, S110 - tearing down after a lost peer may fail too; nothing left to save
             pass
 
 
@@ -265,7 +264,7 @@ def run_on_main(d: Dist, fn: Callable[[], T]) -> T:
     if d.is_main:
         try:
             box[0] = ("ok", fn())
-        except Exception as e:  # any failure: the others must hear of it or wait forever
+        except Exception as e:  # noqa: BLE001 - any failure: the others must hear of it or wait forever
             error, box[0] = e, ("failed", None)
     with peer_guard():
         dist.broadcast_object_list(box, src=0)
@@ -284,7 +283,7 @@ def run_everywhere(d: Dist, fn: Callable[[], T]) -> T:
     error: Exception | None = None
     try:
         result = fn()
-    except Exception as e:  # any failure: the others must hear of it or wait forever
+    except Exception as e:  # noqa: BLE001 - any failure: the others must hear of it or wait forever
         error = e
     first = torch.tensor([d.rank if error is not None else d.world_size], device=_flag_device())
     with peer_guard():

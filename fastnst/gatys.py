@@ -22,7 +22,7 @@ Design points:
   result as the start of the next scale. VGG's fixed receptive field sees a
   larger share of the small picture, so strokes come out larger and more
   coherent. It is not a shortcut to a low full-size loss: the upsampled
-  start lacks the fine texture (README, "Coarse-to-fine", has the figures).
+  start lacks the fine texture (docs/gatys.md, "Coarse-to-fine", has the figures).
 * A pass stops early once the loss improved by less than ``min_improvement``
   (relative) over the last ``GATYS_STALL_WINDOW`` iterations.
 * A non-finite loss raises :class:`FastNSTError` at once: no garbage image is
@@ -37,11 +37,10 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -51,16 +50,14 @@ from PIL import Image
 from tqdm import tqdm
 
 from .color import blend, preserve_color
-from .defaults import GATYS_ITERATIONS, GATYS_LR, GATYS_MIN_IMPROVEMENT, GATYS_STALL_WINDOW
+from .config import GatysConfig
+from .defaults import GATYS_LR
 from .devices import resolve_device
 from .errors import FastNSTError
+from .files import Skipped, Stylized
 from .images import load_rgb, pil_to_tensor, prepare_input, resize_long_side, save_image, tensor_to_pil, with_alpha
 from .losses import (
-    DEFAULT_STYLE_LAYERS,
-    GATYS_CONTENT_LAYERS,
-    GATYS_DEFAULT_WEIGHTS,
     LossTerms,
-    LossWeights,
     PerceptualLoss,
     blend_fractions,
     parse_layers,
@@ -69,96 +66,9 @@ from .vgg import LAYER_NAMES, build_vgg, layer_index, resolve_preprocess
 
 __all__ = ["GatysConfig", "GatysInterrupted", "GatysOptimizer", "GatysResult", "PassReport", "plan_passes", "snapshot_path"]
 
-OPTIMIZERS = ("lbfgs", "adam")
-INITS = ("content", "noise")
 FIRST_STEP = 0.05  # L-BFGS's first step: the largest pixel change, in [0, 1] units
 LBFGS_HISTORY = 50  # torch's default is 100; each entry is 2 image-sized vectors
 LARGE_ON_CPU = 512  # longer side above which a CPU run gets a warning
-MAX_STYLE_SCALE = 10.0  # the style image is resized to this times the output: beyond, memory runs out
-
-
-@dataclass
-class GatysConfig:
-    """Settings of the optimiser; ``None`` weights take the per-preprocessing defaults."""
-
-    style_images: list[str] = field(default_factory=list)
-    style_blend_weights: list[float] | None = None
-    vgg_weights: str | None = None
-    vgg_preprocess: str = "auto"
-    content_layers: str = GATYS_CONTENT_LAYERS
-    style_layers: str = DEFAULT_STYLE_LAYERS
-    content_weight: float | None = None
-    style_weight: float | None = None
-    tv_weight: float | None = None
-    iterations: tuple[int, ...] = (GATYS_ITERATIONS,)  # one for every pass, or one per pass
-    optimizer: str = "lbfgs"
-    lr: float | None = None
-    init: str = "content"
-    style_scale: float = 1.0
-    scales: tuple[int, ...] = ()  # longer sides of the coarse passes; the last pass is the full size
-    save_every: int | None = None
-    min_improvement: float = GATYS_MIN_IMPROVEMENT
-    stall_window: int = GATYS_STALL_WINDOW
-    preserve_color: bool = False
-    strength: float = 1.0
-    max_size: int | None = None
-    seed: int = 0
-    device: str = "auto"
-    progress: bool = True
-
-    def validate(self) -> None:
-        """Every check that needs no file, so a typo fails before VGG loads."""
-        if not self.style_images:
-            raise FastNSTError("--style-image is required for the Gatys optimizer (the painting whose style to copy)")
-        if isinstance(self.style_images, (str, bytes, os.PathLike)):  # a str would be read one character at a time
-            raise FastNSTError(f"style_images is a list of paths; got one path: write style_images=[{self.style_images!r}]")
-        ints = lambda v: isinstance(v, (tuple, list)) and all(type(n) is int for n in v)  # noqa: E731
-        wrong = next((name for name in ("iterations", "scales") if not ints(getattr(self, name))), None)
-        if wrong or type(self.seed) is not int:
-            raise FastNSTError(f"{wrong or 'seed'}: whole numbers expected (a tuple for iterations and scales), got {getattr(self, wrong or 'seed')!r}")
-        blend_fractions(self.style_blend_weights, len(self.style_images))
-        if self.optimizer not in OPTIMIZERS:
-            raise FastNSTError(f"--optimizer must be lbfgs or adam, not '{self.optimizer}'")
-        if self.init not in INITS:
-            raise FastNSTError(f"--init must be content or noise, not '{self.init}'")
-        self._check_schedule()
-        self._check_numbers()
-
-    def _check_schedule(self) -> None:
-        if not self.iterations or any(n < 1 for n in self.iterations):
-            raise FastNSTError(f"--iterations: give whole numbers >= 1, not {_join(self.iterations)}")
-        if len(self.iterations) not in (1, len(self.scales) + 1):
-            raise FastNSTError(
-                f"--iterations: {len(self.iterations)} values for {len(self.scales) + 1} passes "
-                f"(--scales {_join(self.scales) or 'none'} + the full size); give one number, or one per pass"
-            )
-        if any(s < 16 for s in self.scales) or list(self.scales) != sorted(set(self.scales)):
-            raise FastNSTError(f"--scales: give increasing sizes of at least 16 px, e.g. 256,512 (got {_join(self.scales)})")
-
-    def _check_numbers(self) -> None:
-        finite = lambda v, low=0.0: v >= low and math.isfinite(v)  # noqa: E731
-        checks = [
-            ("--style-scale", self.style_scale, 0 < self.style_scale <= MAX_STYLE_SCALE),
-            ("--seed", self.seed, 0 <= self.seed < 2**63),
-            ("--lr", self.lr, self.lr is None or (finite(self.lr) and self.lr > 0)),
-            ("--save-every", self.save_every, self.save_every is None or self.save_every >= 1),
-            ("--min-improvement", self.min_improvement, finite(self.min_improvement)),
-            ("stall_window", self.stall_window, self.stall_window >= 1),
-            ("--strength", self.strength, 0.0 <= self.strength <= 1.0),
-            ("--max-size", self.max_size, self.max_size is None or self.max_size >= 1),
-        ]
-        for name in ("content_weight", "style_weight", "tv_weight"):
-            value = getattr(self, name)
-            checks.append(("--" + name.replace("_", "-"), value, value is None or finite(value)))
-        for flag, value, ok in checks:
-            if not ok:
-                raise FastNSTError(f"{flag}: invalid value {value}")
-
-    def loss_weights(self, preprocess: str) -> LossWeights:
-        """The given weights, the rest from the defaults for this VGG preprocessing."""
-        d = GATYS_DEFAULT_WEIGHTS[preprocess]
-        pick = lambda given, default: default if given is None else given  # noqa: E731
-        return LossWeights(pick(self.content_weight, d.content), pick(self.style_weight, d.style), pick(self.tv_weight, d.tv))
 
 
 @dataclass(frozen=True)
@@ -193,10 +103,6 @@ class GatysResult:
         passes = "; ".join(f"{w}x{h}: {p.iterations} it{' (stalled)' if p.stopped_early else ''}" for p in self.passes for h, w in [p.size])
         losses = " ".join(f"{k} {v:.4g}" for k, v in self.losses.items())
         return f"{passes}; {self.seconds:.1f} s; final losses {losses}"
-
-
-def _join(values: Iterable[Any]) -> str:
-    return ",".join(str(v) for v in values)
 
 
 def plan_passes(size: tuple[int, int], scales: tuple[int, ...], iterations: tuple[int, ...], min_side: int = 1) -> list[Pass]:
@@ -433,11 +339,11 @@ class GatysOptimizer:
 
     def stylize_many(
         self, items: Iterable[tuple[Any, Image.Image]], output_of: Callable[[Any], Path] | None = None
-    ) -> Iterator[tuple[Any, Image.Image, Image.Image | None]]:
-        """(key, image) -> (key, RGB, alpha), one image at a time, for :func:`fastnst.files.process_files`.
+    ) -> Iterator[Stylized | Skipped]:
+        """(key, image) -> Stylized(key, RGB, alpha), one image at a time, for :func:`fastnst.files.process_files`.
 
         ``output_of(key)`` names each destination (for progress and snapshots).
-        An image whose loss diverges gives (key, None, reason), so that one
+        An image whose loss diverges gives Skipped(key, reason), so that one
         bad picture does not end a folder run.
 
         On Ctrl-C the image under way is still yielded, as its best so far
@@ -449,15 +355,15 @@ class GatysOptimizer:
             try:
                 rgb, alpha, _ = self.stylize_image(image, output)
             except NonFiniteLoss as e:
-                yield key, None, str(e)
+                yield Skipped(key, str(e))
                 continue
             except GatysInterrupted as e:
                 if e.rgb is not None:
-                    yield key, e.rgb, e.alpha  # told only once it is written
+                    yield Stylized(key, e.rgb, e.alpha)  # told only once it is written
                     so_far = f"the best image so far (iteration {e.iterations_done} of {e.iterations_planned})"
                     tqdm.write(f"interrupted: {f'wrote {so_far} to {output}' if output else f'{so_far} was returned'}", file=sys.stderr)
                 raise e.original from None  # the CLI's exit status depends on which interrupt it was
-            yield key, rgb, alpha
+            yield Stylized(key, rgb, alpha)
 
     # ------------------------------------------------------------ internals
 

@@ -122,7 +122,7 @@ def is_usable(provider: str) -> bool:
             if provider not in session.get_providers():
                 return False  # ONNX Runtime fell back to the CPU
             return bool(np.allclose(session.run(None, {"x": x})[0], 2 * x))
-        except Exception:  # any failure to load or run means "not usable", never a crash
+        except Exception:  # noqa: BLE001 - any failure to load or run means "not usable", never a crash
             return False
 
 
@@ -173,7 +173,7 @@ def choose_providers(device: str = "auto", providers: Sequence[str] | None = Non
         kind, _ = parse_device(device)
         if kind == "auto":
             chosen = [p for p in AUTO_ORDER if is_usable(p)]
-        elif kind == "cpu":
+        elif kind in ("cpu", "mps"):  # ONNX Runtime's Apple backend (CoreML) is not in its PyPI wheels' default set
             chosen = []
         else:
             _require(CUDA, f"--device {device}")

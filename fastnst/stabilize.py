@@ -20,12 +20,13 @@ from collections.abc import Iterable
 
 import numpy as np
 
+from .defaults import STABILIZE_STRENGTH
 from .errors import FastNSTError
 from .optional import import_cv2
 
 __all__ = ["FlickerMeter", "Stabilizer", "flicker_score"]
 
-DEFAULT_STRENGTH = 0.7
+DEFAULT_STRENGTH = STABILIZE_STRENGTH
 # Mean colour error (0..1) of the warped previous input at which a pixel's
 # flow is trusted only half: about twice the noise of a typical webcam.
 _ERROR_SCALE = 0.06

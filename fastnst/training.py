@@ -28,11 +28,11 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager, nullcontext
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
-from typing import Any, get_args, get_type_hints
+from typing import Any, NamedTuple, get_args, get_type_hints
 
 import torch
 from torch.utils.data import DataLoader
@@ -41,15 +41,14 @@ from tqdm import tqdm
 from . import distributed
 from .atomic import atomic_write, check_output_free, check_replaceable, folder_lock
 from .checkpoint import check_payload, is_dense, model_payload, read_checkpoint, save_model, write_checkpoint
+from .config import TrainConfig
 from .cost import StepTimer, estimate_lines, setup_warnings, undertrained_note
 from .data import PhotoDataset, TrainBatchSampler, collate, find_images
-from .defaults import DIST_TIMEOUT_S, TRAIN_ITERATIONS
+from .defaults import TRAIN_ITERATIONS
 from .errors import FastNSTError, StoppedCleanly, shown
-from .images import READ_SUFFIXES, load_rgb, pil_to_tensor, resize_max, save_image, tensor_to_pil
+from .images import READ_SUFFIXES, load_rgb, pil_to_tensor, resize_max, save_image, set_max_pixels, tensor_to_pil
 from .limits import LIMITS, problem
 from .losses import (
-    DEFAULT_CONTENT_LAYERS,
-    DEFAULT_STYLE_LAYERS,
     DEFAULT_WEIGHTS,
     LossTerms,
     LossWeights,
@@ -61,7 +60,7 @@ from .model import MIN_SIZE, ModelConfig, TransformerNet
 from .paths import check_not_inputs, inside, require_file, same_file
 from .vgg import build_vgg, resolve_preprocess
 
-__all__ = ["TrainConfig", "TrainingInterrupted", "format_duration", "make_loader", "train"]
+__all__ = ["Resumed", "TrainConfig", "TrainingInterrupted", "format_duration", "make_loader", "read_resume", "resolve", "train"]
 
 # --save-model must not be named like a picture, a video or an export (a dataset photo, the painting).
 _NOT_MODEL_SUFFIXES = (*READ_SUFFIXES, ".onnx", ".mp4", ".mkv", ".webm", ".mov", ".avi", ".json", ".txt")
@@ -71,24 +70,33 @@ MAX_BAD_STEPS = 10  # consecutive non-finite losses before giving up
 # Settings that define the optimisation problem: a resumed run must keep them
 # (the batch size too, as batch x processes: see _check_global_batch).
 FIXED_ON_RESUME = (
-    "image_size", "style_size", "lr", "width", "seed", "vgg_preprocess",
-    "content_weight", "style_weight", "tv_weight", "content_layers", "style_layers",
+    "image_size",
+    "style_size",
+    "lr",
+    "width",
+    "seed",
+    "vgg_preprocess",
+    "content_weight",
+    "style_weight",
+    "tv_weight",
+    "content_layers",
+    "style_layers",
 )
 
 
 # Per-invocation choices, not part of a run's record.
 _NOT_RECORDED = (
     "resume", "overwrite", "progress", "device", "workers", "amp", "checkpoint_dir", "dist_timeout", "max_time", "compile", "channels_last",
+    "max_pixels",
 )  # fmt: skip
 
 # Under torchrun, Ctrl-C reaches each worker twice (from the terminal and
 # forwarded by torchrun); a repeat this soon is the same request, not "abort".
 _REPEAT_SIGNAL_GRACE_S = 2.0
 
-# Debug aid for tests of sharding: see _RecordingSampler.
-DEBUG_BATCHES_ENV = "FASTNST_DEBUG_BATCHES"
-# Test aid: "eager" traces the graphs as --compile does but skips code generation,
-# which takes minutes on a CPU.
+# The torch.compile backend of --compile (default inductor). benchmarks/gpu_run.py profiles
+# others with it; "eager" traces the graphs as --compile does but skips code generation,
+# which takes minutes on a CPU (the tests use it).
 COMPILE_BACKEND_ENV = "FASTNST_COMPILE_BACKEND"
 
 
@@ -106,97 +114,83 @@ class TrainingInterrupted(StoppedCleanly):
     every_rank = True  # all ranks stop at the same step; rank 0 reports
 
 
-@dataclass
-class TrainConfig:
-    dataset: str | None = None
-    style_image: str | None = None
-    save_model: str | None = None
-    vgg_weights: str | None = None
-    vgg_preprocess: str = "auto"
-    image_size: int = 256
-    style_size: int | None = 512
-    batch_size: int = 4
-    iterations: int | None = None
-    epochs: float | None = None
-    lr: float = 1e-3
-    content_weight: float | None = None
-    style_weight: float | None = None
-    tv_weight: float | None = None
-    content_layers: str = DEFAULT_CONTENT_LAYERS
-    style_layers: str = DEFAULT_STYLE_LAYERS
-    width: float = 1.0
-    checkpoint_dir: str | None = None
-    checkpoint_interval: int = 1000
-    sample_interval: int | None = None
-    sample_image: str | None = None
-    log_interval: int = 50
-    resume: str | None = None
-    overwrite: bool = False
-    device: str = "auto"
-    seed: int = 42
-    amp: bool | None = None
-    workers: int | None = None
-    progress: bool = True
-    dist_timeout: float = DIST_TIMEOUT_S
-    max_time: float | None = None  # seconds of wall clock for this invocation, then a clean stop
-    compile: bool = False  # torch.compile the network and VGG (pays off on a GPU; minutes to compile on a CPU)
-    channels_last: bool = False  # memory layout of network and VGG; NCHW measured faster on an H200 (benchmarks/results/gpu.md)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
-
-
 # ---------------------------------------------------------------- set-up
 
 
-def _resolve_config(cfg: TrainConfig, explicit: set[str], world_size: int = 1) -> tuple[TrainConfig, dict[str, Any] | None]:
-    """Fill defaults, merge a resumed run's settings, validate. Returns (cfg, checkpoint)."""
-    ckpt = None
-    if cfg.resume:
-        path = Path(cfg.resume)
-        if path.is_dir():
-            path = path / "last.pth"
-        ckpt = read_checkpoint(path)
-        if "optimizer" not in ckpt or "step" not in ckpt:
-            raise FastNSTError(f"{path}: a model file, not a training checkpoint; resume from <checkpoint-dir>/last.pth")
-        check_payload(ckpt, str(path))
-        if not isinstance(ckpt["optimizer"], dict):
-            raise FastNSTError(f"{path}: the optimizer state is damaged; resume from an earlier checkpoint or start a new run")
-        old = _check_recorded(ckpt.get("train_config") or {}, path)
-        for key in FIXED_ON_RESUME:
-            if key in explicit and old.get(key) is not None and getattr(cfg, key) != old[key]:
-                raise FastNSTError(f"--{key.replace('_', '-')} cannot change when resuming (the run used {old[key]}); start a new run instead")
-        for f in fields(TrainConfig):  # everything the run recorded, unless given again
-            if f.name not in explicit and f.name not in _NOT_RECORDED and old.get(f.name) is not None:
-                setattr(cfg, f.name, old[f.name])
-        if "epochs" in explicit and "iterations" not in explicit:  # the run's length given anew, in epochs
-            cfg.iterations = None
-        if "iterations" in explicit:  # ... or in steps: the record must not keep the old epochs
-            cfg.epochs = None
-        _check_global_batch(cfg, old, world_size)
-        if "checkpoint_dir" not in explicit:
-            cfg.checkpoint_dir = str(path.parent)
-        cfg.resume = str(path)
+class Resumed(NamedTuple):
+    """The checkpoint a run resumes from, and where it was read."""
+
+    path: Path
+    ckpt: dict[str, Any]
+
+
+def read_resume(resume: str) -> Resumed:
+    """``--resume``: a training checkpoint (a file, or the checkpoint folder holding last.pth), checked."""
+    path = Path(resume)
+    if path.is_dir():
+        path = path / "last.pth"
+    ckpt = read_checkpoint(path)
+    if "optimizer" not in ckpt or "step" not in ckpt:
+        raise FastNSTError(f"{path}: a model file, not a training checkpoint; resume from <checkpoint-dir>/last.pth")
+    check_payload(ckpt, str(path))
+    if not isinstance(ckpt["optimizer"], dict):
+        raise FastNSTError(f"{path}: the optimizer state is damaged; resume from an earlier checkpoint or start a new run")
+    return Resumed(path, ckpt)
+
+
+def request_of(cfg: TrainConfig) -> dict[str, Any]:
+    """A TrainConfig from the Python API as a request: the settings that differ from the defaults were chosen."""
+    return {f.name: getattr(cfg, f.name) for f in fields(TrainConfig) if getattr(cfg, f.name) != f.default}
+
+
+def resolve(request: Mapping[str, Any], checkpoint: Resumed | None = None, world_size: int = 1) -> TrainConfig:
+    """The run's final settings: those in ``request`` (what the user gave), a resumed run's record
+    for the others, then the defaults that depend on other settings; validated. A new object:
+    the request's keys are what was chosen, so nothing has to travel beside it."""
+    values = dict(request)
+    if checkpoint is not None:
+        values = _merge_recorded(request, checkpoint)
+    cfg = TrainConfig.from_dict(values)
+    if checkpoint is not None:
+        _check_global_batch(cfg, checkpoint.ckpt.get("train_config") or {}, world_size)
     for key in ("dataset", "style_image", "save_model"):
         if not getattr(cfg, key):
             raise FastNSTError(f"--{key.replace('_', '-')} is required (or --resume a checkpoint that records it)")
     _validate_numbers(cfg)
-    if ckpt is not None:
-        _check_same_style(cfg, ckpt.get("train_config") or {}, explicit)
-    cfg.vgg_preprocess = resolve_preprocess(cfg.vgg_preprocess, cfg.vgg_weights)
-    defaults = DEFAULT_WEIGHTS[cfg.vgg_preprocess]
-    cfg.content_weight = defaults.content if cfg.content_weight is None else cfg.content_weight
-    cfg.style_weight = defaults.style if cfg.style_weight is None else cfg.style_weight
-    cfg.tv_weight = defaults.tv if cfg.tv_weight is None else cfg.tv_weight
-    cfg.content_layers = format_layers(parse_layers(cfg.content_layers, "content-layers"))
-    cfg.style_layers = format_layers(parse_layers(cfg.style_layers, "style-layers"))
-    if cfg.checkpoint_dir is None:
-        cfg.checkpoint_dir = _default_checkpoint_dir(cfg.save_model)
-    if cfg.sample_interval is None:
-        cfg.sample_interval = cfg.checkpoint_interval
-    return cfg, ckpt
+    if checkpoint is not None:
+        _check_same_style(cfg, checkpoint.ckpt.get("train_config") or {}, set(request))
+    preprocess = resolve_preprocess(cfg.vgg_preprocess, cfg.vgg_weights)
+    defaults = DEFAULT_WEIGHTS[preprocess]
+    pick = lambda given, default: default if given is None else given
+    return replace(
+        cfg,
+        vgg_preprocess=preprocess,
+        content_weight=pick(cfg.content_weight, defaults.content),
+        style_weight=pick(cfg.style_weight, defaults.style),
+        tv_weight=pick(cfg.tv_weight, defaults.tv),
+        content_layers=format_layers(parse_layers(cfg.content_layers, "content-layers")),
+        style_layers=format_layers(parse_layers(cfg.style_layers, "style-layers")),
+        checkpoint_dir=pick(cfg.checkpoint_dir, _default_checkpoint_dir(cfg.save_model)),
+        sample_interval=pick(cfg.sample_interval, cfg.checkpoint_interval),
+    )
+
+
+def _merge_recorded(request: Mapping[str, Any], checkpoint: Resumed) -> dict[str, Any]:
+    """The request over the settings a resumed run recorded; those that define the run cannot change."""
+    path, ckpt = checkpoint
+    old = _check_recorded(ckpt.get("train_config") or {}, path)
+    for key in FIXED_ON_RESUME:
+        if key in request and old.get(key) is not None and request[key] != old[key]:
+            raise FastNSTError(f"--{key.replace('_', '-')} cannot change when resuming (the run used {old[key]}); start a new run instead")
+    values = {f.name: old[f.name] for f in fields(TrainConfig) if f.name not in _NOT_RECORDED and old.get(f.name) is not None}
+    values.update(request)
+    if "epochs" in request and "iterations" not in request:  # the run's length given anew, in epochs
+        values["iterations"] = None
+    if "iterations" in request:  # ... or in steps: the record must not keep the old epochs
+        values["epochs"] = None
+    values.setdefault("checkpoint_dir", str(path.parent))
+    values["resume"] = str(path)
+    return values
 
 
 def _quoted(path: str | os.PathLike) -> str:
@@ -209,16 +203,17 @@ def _default_checkpoint_dir(save_model: str) -> str:
     return str(Path(save_model).with_suffix("")) + "_run"
 
 
-def _resume_after_restart(cfg: TrainConfig) -> None:
+def _resume_after_restart(request: dict[str, Any]) -> dict[str, Any]:
     """torchrun --max-restarts reruns the same command after a failure: continue
     from the checkpoint this job wrote (same torchrun job id) instead of
     refusing the occupied checkpoint dir, or starting over with --overwrite."""
-    if cfg.resume or not cfg.save_model or not distributed.restarted():
-        return
-    last = Path(cfg.checkpoint_dir or _default_checkpoint_dir(cfg.save_model)) / "last.pth"
+    if request.get("resume") or not request.get("save_model") or not distributed.restarted():
+        return request
+    last = Path(request.get("checkpoint_dir") or _default_checkpoint_dir(request["save_model"])) / "last.pth"
     if last.is_file() and read_checkpoint(last).get("job_id") == distributed.job_id():
-        cfg.resume = str(last)
         tqdm.write(f"torchrun restarted the workers: resuming from {last}", file=sys.stderr)
+        return {**request, "resume": str(last)}
+    return request
 
 
 def _check_global_batch(cfg: TrainConfig, old: dict[str, Any], world_size: int) -> None:
@@ -363,7 +358,9 @@ def _check_run_files(ckpt_dir: Path, save: Path) -> None:
     painting with metrics or samples)."""
     own = [ckpt_dir, *(ckpt_dir / name for name in _RUN_FILES)]
     if any(same_file(save, p) for p in own) or inside(save, ckpt_dir / "samples"):
-        raise FastNSTError(f"{save}: --save-model is one of the files the run keeps in {ckpt_dir}; choose another --save-model or --checkpoint-dir")
+        raise FastNSTError(
+            f"{save}: --save-model is one of the files the run keeps in {ckpt_dir}; choose another --save-model or --checkpoint-dir"
+        )
     link = next((p for p in own[1:] if p.is_symlink()), None)
     if link is not None:
         raise FastNSTError(f"{link}: a symbolic link (to {os.readlink(link)}); fastnst writes its run files itself: remove the link first")
@@ -419,7 +416,9 @@ def _check_resume_targets(cfg: TrainConfig, ckpt: dict[str, Any], last: Path) ->
     if save.exists():
         other = _recorded(save)
         if other is None or not _same_run(old, other[0]):
-            raise FastNSTError(f"{save}: already exists and is not this run's model; pass --overwrite to replace it or choose another --save-model")
+            raise FastNSTError(
+                f"{save}: already exists and is not this run's model; pass --overwrite to replace it or choose another --save-model"
+            )
 
 
 def _recorded(path: Path) -> tuple[dict[str, Any], int] | None:
@@ -450,7 +449,9 @@ def _total_steps(cfg: TrainConfig, n_images: int, world_size: int) -> int:
     if cfg.epochs is not None:  # an epoch is a pass of the global batch (batch x processes)
         steps = max(1, round(cfg.epochs * (n_images // (cfg.batch_size * world_size))))
         if problem("iterations", steps):
-            raise FastNSTError(f"--epochs {cfg.epochs:g} over {n_images} photos makes {steps:,} steps, more than a run can record; use fewer --epochs")
+            raise FastNSTError(
+                f"--epochs {cfg.epochs:g} over {n_images} photos makes {steps:,} steps, more than a run can record; use fewer --epochs"
+            )
         return steps
     return TRAIN_ITERATIONS
 
@@ -465,19 +466,21 @@ class _Plan:
     empty: list[tuple[str, str]]
 
 
-def _prepare(cfg: TrainConfig, explicit: set[str], world_size: int, locks: ExitStack | None = None, created: list[Path] | None = None) -> _Plan:
+def _prepare(request: dict[str, Any], world_size: int, locks: ExitStack | None = None, created: list[Path] | None = None) -> _Plan:
     """Settings, output checks, the photo list and the step count: every cheap check
     that can fail, before anything slow (VGG) is loaded. The checkpoint folder is
     locked (until ``locks`` closes; not without it) against a second run writing into it;
     the folders made for the outputs are added to ``created``."""
-    _resume_after_restart(cfg)
-    cfg, ckpt = _resolve_config(cfg, explicit, world_size)
+    request = _resume_after_restart(request)
+    resumed = read_resume(request["resume"]) if request.get("resume") else None
+    cfg = resolve(request, resumed, world_size)
+    ckpt = resumed.ckpt if resumed else None
     ckpt_dir = _check_outputs(cfg, created, ckpt)
     if locks is not None:
         busy = "another fastnst training run is writing to this checkpoint folder; wait for it to end, or choose another --checkpoint-dir"
         locks.enter_context(folder_lock(ckpt_dir, busy))
     files, empty = find_images(cfg.dataset)
-    cfg.iterations = _total_steps(cfg, len(files), world_size)
+    cfg = replace(cfg, iterations=_total_steps(cfg, len(files), world_size))
     return _Plan(cfg, ckpt, files, empty)
 
 
@@ -596,7 +599,9 @@ def _check_adam_state(opt: torch.optim.Optimizer, source: str | None) -> None:
             ok = ok and all(m.numel() == 0 or (bool(torch.isfinite(m).all()) and float(m.abs().max()) < 1e15) for m in moments)
             ok = ok and (moments[1].numel() == 0 or float(moments[1].min()) >= 0)
             if not ok or isinstance(step, bool) or not isinstance(step, (int, float)) or not 0 <= step < 1e15:
-                raise FastNSTError(f"{source}: the optimizer state is damaged (NaN, wrong shapes or types); resume from an earlier checkpoint")
+                raise FastNSTError(
+                    f"{source}: the optimizer state is damaged (NaN, wrong shapes or types); resume from an earlier checkpoint"
+                )
 
 
 def _grads_finite(model: torch.nn.Module) -> bool:
@@ -627,7 +632,9 @@ def _stop_on_signals(repeat_grace_s: float = 0.0, announce: bool = True) -> Iter
             return
         state["signal"], state["at"] = signal.Signals(signum).name, time.monotonic()
         if announce:
-            tqdm.write(f"\n{state['signal']} received: saving a checkpoint after this step (Ctrl-C again to abort at once)", file=sys.stderr)
+            tqdm.write(
+                f"\n{state['signal']} received: saving a checkpoint after this step (Ctrl-C again to abort at once)", file=sys.stderr
+            )
 
     old = {s: signal.signal(s, handler) for s in _STOP_SIGNALS}
     try:
@@ -655,7 +662,9 @@ class _Metrics:
             with self.path.open("a") as f:
                 f.write(json.dumps(record) + "\n")
         except OSError as e:  # a full disk: say so, the checkpoints say the rest
-            raise FastNSTError(f"{self.path}: cannot write ({e.strerror or e}); free disk space, then resume from the last checkpoint") from None
+            raise FastNSTError(
+                f"{self.path}: cannot write ({e.strerror or e}); free disk space, then resume from the last checkpoint"
+            ) from None
 
 
 def _record_step(line: str) -> float:
@@ -694,28 +703,6 @@ class _Window:
 
 
 # ---------------------------------------------------------------- the run
-
-
-class _RecordingSampler:
-    """Debug aid: with FASTNST_DEBUG_BATCHES=DIR each rank appends the photo
-    indices of every batch it draws to DIR/rank<R>.jsonl, so tests can check
-    the sharding of a real run. Unset (the normal case) it is not used at all.
-    With loader workers, batches are recorded when drawn, a little ahead of
-    the step that trains on them."""
-
-    def __init__(self, sampler: TrainBatchSampler, path: Path) -> None:
-        self.sampler, self.path = sampler, path
-        path.parent.mkdir(parents=True, exist_ok=True)
-
-    def __len__(self) -> int:
-        return len(self.sampler)
-
-    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
-        with self.path.open("a") as f:
-            for step, batch in enumerate(self.sampler, start=self.sampler.start_step + 1):
-                f.write(json.dumps({"step": step, "indices": [i for i, _ in batch]}) + "\n")
-                f.flush()
-                yield batch
 
 
 class _Run:
@@ -875,9 +862,7 @@ class _Run:
 
     def _loader(self) -> Iterator:
         workers = _workers(self.cfg, self.device, self.dist.local_world_size)
-        record = os.environ.get(DEBUG_BATCHES_ENV)
-        sampler = _RecordingSampler(self.sampler, Path(record) / f"rank{self.dist.rank}.jsonl") if record else self.sampler
-        return iter(make_loader(PhotoDataset(self.files, self.cfg.image_size), sampler, workers, pin=self.device.type == "cuda"))
+        return iter(make_loader(PhotoDataset(self.files, self.cfg.image_size), self.sampler, workers, pin=self.device.type == "cuda"))
 
     def train_step(self, x: torch.Tensor) -> dict[str, float] | None:
         """One optimizer step and its loss terms (averaged over ranks); None, and
@@ -910,7 +895,13 @@ class _Run:
         if not self.dist.enabled:
             return values if finite else None
         signal_name = self.stop["signal"]
-        flags = [not finite, signal_name == "SIGINT", signal_name not in (None, "SIGINT"), len(self.unreported), time.monotonic() >= self.deadline]
+        flags = [
+            not finite,
+            signal_name == "SIGINT",
+            signal_name not in (None, "SIGINT"),
+            len(self.unreported),
+            time.monotonic() >= self.deadline,
+        ]
         sums = distributed.all_sum([*values.values(), *map(float, flags)])
         bad, sigint, sigterm, new_skips, late = sums[len(values) :]
         if sigint or sigterm:
@@ -926,7 +917,11 @@ class _Run:
         cfg, dist = self.cfg, self.dist
         if self.step >= self.total:  # e.g. killed between the last checkpoint and the model file
             if dist.is_main:
-                tqdm.write(f"{cfg.resume} is already at step {self.step} of {self.total}; writing the model (pass a larger --iterations to train further)", file=sys.stderr)
+                tqdm.write(
+                    f"{cfg.resume} is already at step {self.step} of {self.total}; "
+                    "writing the model (pass a larger --iterations to train further)",
+                    file=sys.stderr,
+                )
             return self._finish()
         self.net = distributed.wrap_model(self.model, dist, self.device)
         if cfg.compile:
@@ -943,7 +938,15 @@ class _Run:
         """Steps until the end, a clean stop on a signal (raises TrainingInterrupted) or --max-time."""
         cfg, dist = self.cfg, self.dist
         window, bad_steps, timer = _Window.start(), 0, StepTimer()
-        bar = tqdm(total=self.total, initial=self.step, unit="it", desc="training", disable=not (cfg.progress and dist.is_main), dynamic_ncols=True, file=sys.stderr)
+        bar = tqdm(
+            total=self.total,
+            initial=self.step,
+            unit="it",
+            desc="training",
+            disable=not (cfg.progress and dist.is_main),
+            dynamic_ncols=True,
+            file=sys.stderr,
+        )
         grace = _REPEAT_SIGNAL_GRACE_S if dist.enabled else 0.0
         with _stop_on_signals(grace, announce=dist.is_main) as stop, bar, distributed.peer_guard():
             self.stop = stop
@@ -985,7 +988,9 @@ class _Run:
         if self.dist.is_main:
             tqdm.write(f"warning: non-finite loss at step {self.step + 1}; step skipped", file=sys.stderr)
         if bad_steps >= MAX_BAD_STEPS:
-            raise distributed.on_every_rank(FastNSTError(f"the loss was not finite for {bad_steps} steps in a row; stopped. {self._last_good()}"))
+            raise distributed.on_every_rank(
+                FastNSTError(f"the loss was not finite for {bad_steps} steps in a row; stopped. {self._last_good()}")
+            )
 
     def _next_batch(self, batches: Iterator) -> Any:
         """The next batch. When the photos fail (the folder was removed, a disk went away) the
@@ -1079,7 +1084,11 @@ class _Run:
             tqdm.write(f"saved {self.cfg.save_model}", file=sys.stderr)
             note = undertrained_note(self.progress_record()["images_seen"])
             if note:  # how to go on, unless the --max-time message above just said it
-                further = "" if self.out_of_time else f" Train further with: fastnst train --resume {_quoted(self.ckpt_dir / 'last.pth')} --iterations N"
+                further = (
+                    ""
+                    if self.out_of_time
+                    else f" Train further with: fastnst train --resume {_quoted(self.ckpt_dir / 'last.pth')} --iterations N"
+                )
                 tqdm.write(f"{note}.{further}", file=sys.stderr)
         distributed.barrier(self.dist)  # every rank returns once the model file exists
         return Path(self.cfg.save_model)
@@ -1107,26 +1116,30 @@ class _Run:
         )
 
 
-def train(cfg: TrainConfig, explicit: set[str] | None = None) -> Path:
+def train(cfg: TrainConfig | Mapping[str, Any]) -> Path:
     """Train (or resume) and return the path of the saved model.
 
-    ``explicit`` names the settings the user gave; on resume the others come
-    from the checkpoint. Raises FastNSTError for user mistakes and
+    ``cfg``: a TrainConfig (the settings that differ from the defaults count as
+    chosen), or the mapping of the settings chosen (the command line's). On resume
+    the others come from the checkpoint. Raises FastNSTError for user mistakes and
     TrainingInterrupted after a clean stop on a signal. Launched by torchrun,
     every process calls this and they train one model together.
     """
-    if explicit is None:  # Python API: whatever differs from the defaults was chosen
-        explicit = {f.name for f in fields(TrainConfig) if getattr(cfg, f.name) != f.default}
+    request = request_of(cfg) if isinstance(cfg, TrainConfig) else dict(cfg)
+    base = TrainConfig.from_dict(request)  # the per-invocation settings, which a resumed run does not change
     started = time.monotonic()
-    wrong = setting_problem("dist_timeout", cfg.dist_timeout)
-    if wrong:
-        raise FastNSTError(f"--dist-timeout: {wrong}")
+    for name in ("dist_timeout", "max_pixels"):
+        wrong = setting_problem(name, getattr(base, name))
+        if wrong:
+            raise FastNSTError(f"--{name.replace('_', '-')}: {wrong}")
+    if base.max_pixels:
+        set_max_pixels(base.max_pixels)
     dist = distributed.from_env()
-    device = distributed.pick_device(cfg.device, dist)
+    device = distributed.pick_device(base.device, dist)
     created: list[Path] = []  # output folders this run made (rank 0)
     try:
-        with ExitStack() as locks, distributed.process_group(dist, device, cfg.dist_timeout):
-            plan = distributed.run_on_main(dist, lambda: _prepare(cfg, explicit, dist.world_size, locks, created))
+        with ExitStack() as locks, distributed.process_group(dist, device, base.dist_timeout):
+            plan = distributed.run_on_main(dist, lambda: _prepare(request, dist.world_size, locks, created))
             run = distributed.run_everywhere(dist, lambda: _Run(plan, dist, device, started))
             return run.run()
     except BaseException:

@@ -43,7 +43,9 @@ def test_train_then_stylize_odd_size_with_alpha(trained_model: Path, tmp_path: P
 
 def test_stylize_folder_keeps_structure_and_formats(trained_model: Path, photo_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
-    code = main(["stylize", "--model", str(trained_model), str(photo_dir), "--output", str(out), "--device", "cpu", "--quiet", "--max-size", "40"])
+    code = main(
+        ["stylize", "--model", str(trained_model), str(photo_dir), "--output", str(out), "--device", "cpu", "--quiet", "--max-size", "40"]
+    )
     assert code == 0
     written = sorted(p.relative_to(out) for p in out.rglob("*") if p.is_file())
     expected = sorted(p.relative_to(photo_dir) for p in photo_dir.rglob("*") if p.is_file())
@@ -92,9 +94,18 @@ def test_output_safety(trained_model: Path, tmp_path: Path, capsys: pytest.Captu
         (["stylize", "--model", "{img}", "{img}", "--output", "o.jpg"], "a JPEG image, not a PyTorch or ONNX model"),
         (["stylize", "--model", "{model}", "{img}", "--output", "o.jpg", "--device", "cuda"], "--device cuda: "),
         (["train", "--dataset", "nowhere", "--style-image", "{img}", "--save-model", "m.pth"], "nowhere: dataset folder not found"),
-        (["train", "--dataset", "{dir}", "--style-image", "{img}", "--save-model", "m.pth", "--style-layers", "relu9_1"], "unknown VGG19 layer"),
-        (["train", "--dataset", "{dir}", "--style-image", "nope.jpg", "--save-model", "m.pth", "--vgg-weights", "{vgg}"], "nope.jpg: no such file"),
-        (["train", "--dataset", "{dir}", "--style-image", "{img}", "--save-model", "m.pth", "--vgg-weights", "{vgg}"], "lacks VGG19 layers"),
+        (
+            ["train", "--dataset", "{dir}", "--style-image", "{img}", "--save-model", "m.pth", "--style-layers", "relu9_1"],
+            "unknown VGG19 layer",
+        ),
+        (
+            ["train", "--dataset", "{dir}", "--style-image", "nope.jpg", "--save-model", "m.pth", "--vgg-weights", "{vgg}"],
+            "nope.jpg: no such file",
+        ),
+        (
+            ["train", "--dataset", "{dir}", "--style-image", "{img}", "--save-model", "m.pth", "--vgg-weights", "{vgg}"],
+            "lacks VGG19 layers",
+        ),
         (["train", "--style-image", "{img}"], "--dataset is required"),
     ],
 )
@@ -200,7 +211,11 @@ def test_tiny_images_work(stylizer_backend: TorchBackend) -> None:
 
 @pytest.mark.parametrize(
     "choice, message",
-    [("cuda:x", "must be auto, cpu or cuda[:N]"), ("gpu", "must be auto, cpu or cuda[:N]"), ("cuda:7", "has 1 CUDA GPU(s), cuda:0 to cuda:0")],
+    [
+        ("cuda:x", "must be auto, cpu, mps or cuda[:N]"),
+        ("gpu", "must be auto, cpu, mps or cuda[:N]"),
+        ("cuda:7", "has 1 CUDA GPU(s), cuda:0 to cuda:0"),
+    ],
 )
 def test_device_names_are_checked_against_the_machine(choice: str, message: str, monkeypatch) -> None:
     from fastnst.devices import resolve_device
@@ -214,7 +229,7 @@ def test_device_names_are_checked_against_the_machine(choice: str, message: str,
 
 @pytest.mark.parametrize("error", [torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20 GiB"), MemoryError()])
 def test_out_of_memory_is_one_line_with_the_knobs(error: Exception, monkeypatch, capsys) -> None:
-    import fastnst.cli as cli
+    from fastnst.cli import stylize as cli
 
     def explode(args):
         raise error
@@ -296,7 +311,14 @@ def test_pytorch_examples_eval_command_works(tmp_path: Path, capsys: pytest.Capt
 
 @pytest.mark.parametrize(
     "argv, device",
-    [(["--cuda", "0"], "cpu"), (["--cuda", "1"], "cuda"), (["--accel"], "auto"), ([], "auto"), (["--device", "cuda:1"], "cuda:1")],
+    [
+        (["--cuda", "0"], "cpu"),
+        (["--cuda", "1"], "cuda"),
+        (["--accel"], "auto"),
+        (["--mps"], "mps"),
+        ([], "auto"),
+        (["--device", "cuda:1"], "cuda:1"),
+    ],
 )
 def test_cuda_and_accel_are_device_spellings(argv: list[str], device: str) -> None:
     assert build_parser().parse_args(["stylize", *argv]).device == device
@@ -320,9 +342,11 @@ def test_save_model_dir_and_checkpoint_model_dir(tmp_path: Path, photo_dir: Path
 @pytest.mark.parametrize(
     "argv, hint",
     [
-        (["stylize", "photo.jpg", "--content-scale", "2"], "--content-scale is pytorch/examples' flag: fastnst shrinks inputs with --max-size"),
+        (
+            ["stylize", "photo.jpg", "--content-scale", "2"],
+            "--content-scale is pytorch/examples' flag: fastnst shrinks inputs with --max-size",
+        ),
         (["eval", "--export_onnx", "x.onnx"], "fastnst export --model"),
-        (["train", "--mps"], "Apple GPUs (MPS) are not supported yet"),
         (["train", "--bogus"], "unrecognized arguments: --bogus"),
     ],
 )
@@ -379,7 +403,7 @@ def test_a_second_signal_while_unwinding_is_ignored(tmp_path: Path, monkeypatch,
     import os
     import signal
 
-    from fastnst import cli
+    from fastnst.cli import styles as cli
 
     def command(args):
         try:
@@ -398,11 +422,17 @@ def test_a_second_signal_while_unwinding_is_ignored(tmp_path: Path, monkeypatch,
     [
         (BrokenPipeError(32, "Broken pipe"), 2, ""),  # `fastnst styles | head -c1`: nobody to tell
         (OSError(28, "No space left on device"), 2, "cannot write the output (No space left on device)"),
-        (RuntimeError("[enforce fail at alloc_cpu.cpp:118] data. DefaultCPUAllocator: can't allocate memory: you tried to allocate 1 bytes"), 2, "out of CPU memory"),
+        (
+            RuntimeError(
+                "[enforce fail at alloc_cpu.cpp:118] data. DefaultCPUAllocator: can't allocate memory: you tried to allocate 1 bytes"
+            ),
+            2,
+            "out of CPU memory",
+        ),
     ],
 )
 def test_system_refusals_are_one_line(error: Exception, code: int, words: str, monkeypatch, capsys) -> None:
-    from fastnst import cli
+    from fastnst.cli import styles as cli
 
     def command(args):
         raise error
@@ -432,7 +462,7 @@ def test_empty_values_are_refused(argv: list[str], capsys) -> None:
 
 @pytest.mark.parametrize(("text", "seconds"), [("90", 90), ("90s", 90), ("15m", 900), ("1h30m", 5400), ("2.5h", 9000), ("1d 2h", 93600)])
 def test_durations(text: str, seconds: float) -> None:
-    from fastnst.cli import _duration
+    from fastnst.config import duration as _duration
 
     assert _duration(text) == seconds
 
@@ -441,7 +471,7 @@ def test_durations(text: str, seconds: float) -> None:
 def test_durations_that_mean_nothing_clear_are_refused(text: str) -> None:
     import argparse
 
-    from fastnst.cli import _duration
+    from fastnst.config import duration as _duration
 
     with pytest.raises(argparse.ArgumentTypeError):
         _duration(text)

@@ -44,7 +44,7 @@ def test_device_choices_parse(text: str | None, parsed: tuple[str, int | None]) 
 
 
 # "cuda:\uff15" is cuda: and a fullwidth five, which str.isdigit() and int() accept.
-BAD_DEVICES = ["cudax", "cuda:\uff15", "cuda:-1", "cuda:", "cuda:1.5", "auto:1", "cpu:0", "mps", "gpu", "cuda:0:1", "cu\nda\x1b[31m"]
+BAD_DEVICES = ["cudax", "cuda:\uff15", "cuda:-1", "cuda:", "cuda:1.5", "auto:1", "cpu:0", "mps:0", "gpu", "cuda:0:1", "cu\nda\x1b[31m"]
 
 
 @pytest.mark.parametrize("text", BAD_DEVICES)
@@ -52,23 +52,23 @@ def test_other_device_choices_are_refused_in_one_line(text: str) -> None:
     with pytest.raises(FastNSTError) as e:
         parse_device(text)
     message = str(e.value)
-    assert message.startswith("--device must be auto, cpu or cuda[:N], not '") and "\n" not in message and "\x1b" not in message
+    assert message.startswith("--device must be auto, cpu, mps or cuda[:N], not '") and "\n" not in message and "\x1b" not in message
 
 
 def test_the_refusal_quotes_the_choice_as_given() -> None:
     with pytest.raises(FastNSTError) as e:
         parse_device("cuda:\uff15")
-    assert str(e.value) == "--device must be auto, cpu or cuda[:N], not 'cuda:\uff15'"
+    assert str(e.value) == "--device must be auto, cpu, mps or cuda[:N], not 'cuda:\uff15'"
     with pytest.raises(FastNSTError) as e:
         parse_device("cu\nda\x1b[31m")
-    assert str(e.value) == "--device must be auto, cpu or cuda[:N], not 'cu\\nda\\x1b[31m'"
+    assert str(e.value) == "--device must be auto, cpu, mps or cuda[:N], not 'cu\\nda\\x1b[31m'"
 
 
 @pytest.mark.parametrize("text", BAD_DEVICES)
 def test_resolve_device_refuses_them_too(text: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # a fullwidth digit must not reach torch.device
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 8)
-    with pytest.raises(FastNSTError, match="^--device must be auto, cpu or cuda"):
+    with pytest.raises(FastNSTError, match="^--device must be auto, cpu, mps or cuda"):
         resolve_device(text)
     assert resolve_device(" CPU ") == torch.device("cpu")
 
@@ -78,6 +78,49 @@ def test_onnx_runtime_providers_read_device_the_same_way(text: str) -> None:
     pytest.importorskip("onnxruntime")
     from fastnst.providers import CPU, choose_providers
 
-    with pytest.raises(FastNSTError, match="^--device must be auto, cpu or cuda"):
+    with pytest.raises(FastNSTError, match="^--device must be auto, cpu, mps or cuda"):
         choose_providers(device=text)
     assert choose_providers(device=" CPU ") == [CPU]
+
+
+# ---- Apple GPUs (MPS): the logic, with PyTorch's answers replaced (no Mac here) ----------------
+
+
+def _machine(monkeypatch: pytest.MonkeyPatch, cuda: bool, mps: bool, mps_built: bool = True) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: mps)
+    monkeypatch.setattr(torch.backends.mps, "is_built", lambda: mps_built)
+
+
+@pytest.mark.parametrize(("cuda", "mps", "auto"), [(True, True, "cuda"), (False, True, "mps"), (False, False, "cpu")])
+def test_auto_prefers_cuda_then_mps_then_the_cpu(cuda: bool, mps: bool, auto: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    _machine(monkeypatch, cuda, mps)
+    assert resolve_device("auto").type == auto
+    assert resolve_device("auto", allow_mps=False).type == ("cuda" if cuda else "cpu")  # under torchrun
+
+
+def test_mps_is_used_when_there(monkeypatch: pytest.MonkeyPatch) -> None:
+    _machine(monkeypatch, cuda=False, mps=True)
+    assert parse_device(" MPS ") == ("mps", None)
+    assert resolve_device("mps") == torch.device("mps")
+
+
+@pytest.mark.parametrize(("built", "why"), [(False, "built without MPS"), (True, "found no usable Apple GPU")])
+def test_mps_missing_is_one_line_with_the_reason(built: bool, why: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    _machine(monkeypatch, cuda=False, mps=False, mps_built=built)
+    with pytest.raises(FastNSTError) as e:
+        resolve_device("mps")
+    assert str(e.value).startswith("--device mps: ") and why in str(e.value) and "--device cpu" in str(e.value)
+    assert "\n" not in str(e.value)
+
+
+def test_mps_under_torchrun_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    _machine(monkeypatch, cuda=False, mps=True)
+    with pytest.raises(FastNSTError, match="one process per Mac"):
+        resolve_device("mps", allow_mps=False)
+
+
+def test_onnx_models_run_on_the_cpu_provider_with_mps() -> None:
+    from fastnst.providers import CPU, choose_providers
+
+    assert choose_providers("mps") == [CPU]

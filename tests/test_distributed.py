@@ -30,6 +30,7 @@ from fastnst.cli import main
 from fastnst.data import TrainBatchSampler
 from fastnst.errors import FastNSTError
 
+from . import record_batches
 from .conftest import tiny_train_args
 
 REPO = Path(__file__).resolve().parents[1]
@@ -63,16 +64,17 @@ def _env(record: Path | None = None) -> dict[str, str]:
     path = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)  # the checkout, installed or not
     env = dict(os.environ, PYTHONPATH=path, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
     if record is not None:
-        env["FASTNST_DEBUG_BATCHES"] = str(record)
+        env[record_batches.ENV] = str(record)
     return env
 
 
-def _torchrun(args: list[str]) -> list[str]:
-    return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "fastnst", "train", *args]
+def _torchrun(args: list[str], record: bool = False) -> list[str]:
+    module = "tests.record_batches" if record else "fastnst"  # fastnst train, each rank recording its batches
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", module, "train", *args]
 
 
 def _run2(args: list[str], record: Path | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(_torchrun(args), env=_env(record), capture_output=True, text=True, timeout=300, check=False)
+    return subprocess.run(_torchrun(args, record is not None), env=_env(record), capture_output=True, text=True, timeout=300, check=False)
 
 
 def _steps(run_dir: Path) -> list[int]:
@@ -115,7 +117,8 @@ def test_two_ranks_train_like_one_process(tmp_path: Path, ddp_data: Path, style_
     rec, two, run_dir = tmp_path / "batches", tmp_path / "two.pth", tmp_path / "two_run"
     done = _run2(_args(ddp_data, style_file, vgg_file, two, 3, 2), rec)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert sorted(p.name for p in run_dir.iterdir() if p.name != ".fastnst.lock") == ["last.pth", "metrics.jsonl", "samples"]  # the lock: atomic.folder_lock
+    # the lock: atomic.folder_lock
+    assert sorted(p.name for p in run_dir.iterdir() if p.name != ".fastnst.lock") == ["last.pth", "metrics.jsonl", "samples"]
     assert [p.name for p in (run_dir / "samples").iterdir()] == ["step_0000003.jpg"], "rank 0 alone writes"
     assert _steps(run_dir) == [1, 2, 3]
     assert done.stderr.count("training on 2 processes") == 1 and done.stderr.count(f"saved {two}") == 1
@@ -164,11 +167,10 @@ def _child(rank: int, store: str, data: str, style: str, vgg: str, out: str) -> 
     torch.distributed.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=2, timeout=timedelta(seconds=60))
     result = {"cli_exit": main(["train", *_args(Path(data), Path(out, "missing.png"), Path(vgg), Path(out, "e.pth"), 3, 2)])}
 
-    os.environ["FASTNST_DEBUG_BATCHES"] = str(Path(out, "batches"))
-    assert main(["train", *_args(Path(data), Path(style), Path(vgg), Path(out, "s.pth"), 3, 2)]) == 0
-    resume = ["--resume", f"{out}/s_run", "--iterations", "100000", "--device", "cpu", "--workers", "0", "--quiet"]
-    result["stop_exit"] = main(["train", *resume])
-    del os.environ["FASTNST_DEBUG_BATCHES"]
+    with record_batches.recording(Path(out, "batches")):
+        assert main(["train", *_args(Path(data), Path(style), Path(vgg), Path(out, "s.pth"), 3, 2)]) == 0
+        resume = ["--resume", f"{out}/s_run", "--iterations", "100000", "--device", "cpu", "--workers", "0", "--quiet"]
+        result["stop_exit"] = main(["train", *resume])
 
     cfg = {
         "dataset": data, "style_image": style, "vgg_weights": vgg, "vgg_preprocess": "caffe", "style_layers": "relu1_1,relu2_1,relu3_1",
@@ -297,7 +299,9 @@ def test_errors_are_printed_by_one_rank(monkeypatch) -> None:
     assert distributed.report_prefix() == "[rank 3] "
 
 
-def test_a_torchrun_restart_resumes_its_own_checkpoint(tmp_path: Path, photo_dir: Path, style_file: Path, vgg_file: Path, monkeypatch, capsys) -> None:
+def test_a_torchrun_restart_resumes_its_own_checkpoint(
+    tmp_path: Path, photo_dir: Path, style_file: Path, vgg_file: Path, monkeypatch, capsys
+) -> None:
     """torchrun --max-restarts reruns the same command line: it must continue, not refuse or start over."""
     out = tmp_path / "m.pth"
     monkeypatch.setenv("TORCHELASTIC_RUN_ID", "job-a")

@@ -7,7 +7,8 @@ import argparse
 
 import pytest
 
-from fastnst.cli import _duration, build_parser, main
+from fastnst.cli import build_parser, main
+from fastnst.config import duration as _duration
 from fastnst.errors import FastNSTError
 from fastnst.limits import LIMITS, Limit, argtype, problem
 from fastnst.training import TrainConfig, train

@@ -222,8 +222,11 @@ def test_wrong_onnx_files_give_one_line_errors(kind, message, onnx_file: Path, t
         (["export", "--model", "{onnx}", "--output", "m.onnx"], "already an ONNX model"),
         (["export", "--model", "{pth}", "--output", "{onnx}"], "already exists; pass --overwrite"),
         (["stylize", "--model", "{pth}", "{img}", "--output", "o.png", "--providers", "cpu"], "--providers applies to .onnx models only"),
-        (["stylize", "--model", "{onnx}", "{img}", "--output", "o.png", "--providers", "warp9"], "'warp9' is not in this onnxruntime build"),
-        (["stylize", "--model", "{onnx}", "{img}", "--output", "o.png", "--device", "tpu"], "--device must be auto, cpu or cuda[:N]"),
+        (
+            ["stylize", "--model", "{onnx}", "{img}", "--output", "o.png", "--providers", "warp9"],
+            "'warp9' is not in this onnxruntime build",
+        ),
+        (["stylize", "--model", "{onnx}", "{img}", "--output", "o.png", "--device", "tpu"], "--device must be auto, cpu, mps or cuda[:N]"),
     ],
 )
 def test_export_and_provider_errors(args, message, tiny_pth, onnx_file, tmp_path, monkeypatch, capsys) -> None:

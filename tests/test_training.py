@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from fastnst.cli import main
+from fastnst.errors import FastNSTError
 from fastnst.model import ModelConfig, TransformerNet
 from fastnst.training import TrainConfig, train
 
@@ -275,7 +276,9 @@ def test_channels_last_is_a_layout_not_another_model(tmp_path: Path, photo_dir: 
 def _two_runs(tmp_path: Path, photo_dir: Path, style_file: Path, vgg_file: Path) -> tuple[Path, Path]:
     """Two finished runs of 2 steps with different seeds: their checkpoint folders."""
     for name, seed in (("a", "1"), ("b", "2")):
-        assert main(["train", *tiny_train_args(photo_dir, style_file, vgg_file, tmp_path / f"{name}.pth", iterations=2), "--seed", seed]) == 0
+        assert (
+            main(["train", *tiny_train_args(photo_dir, style_file, vgg_file, tmp_path / f"{name}.pth", iterations=2), "--seed", seed]) == 0
+        )
     return tmp_path / "a_run", tmp_path / "b_run"
 
 
@@ -283,7 +286,10 @@ def _two_runs(tmp_path: Path, photo_dir: Path, style_file: Path, vgg_file: Path)
 def test_resume_never_replaces_another_runs_files(tmp_path: Path, photo_dir: Path, style_file: Path, vgg_file: Path, capsys) -> None:
     a_run, b_run = _two_runs(tmp_path, photo_dir, style_file, vgg_file)
     before = {p: p.read_bytes() for p in (b_run / "last.pth", b_run / "metrics.jsonl", tmp_path / "b.pth")}
-    assert torch.load(a_run / "last.pth", weights_only=True)["train_config"]["run_id"] != torch.load(b_run / "last.pth", weights_only=True)["train_config"]["run_id"]
+    assert (
+        torch.load(a_run / "last.pth", weights_only=True)["train_config"]["run_id"]
+        != torch.load(b_run / "last.pth", weights_only=True)["train_config"]["run_id"]
+    )
     capsys.readouterr()
     resume = ["train", "--resume", str(a_run), "--iterations", "3", "--quiet"]
     assert main([*resume, "--checkpoint-dir", str(b_run)]) == 2
@@ -295,7 +301,9 @@ def test_resume_never_replaces_another_runs_files(tmp_path: Path, photo_dir: Pat
 
 
 @pytest.mark.usefixtures("one_thread")
-def test_resume_from_an_older_snapshot_keeps_the_later_checkpoint(tmp_path: Path, photo_dir: Path, style_file: Path, vgg_file: Path, capsys) -> None:
+def test_resume_from_an_older_snapshot_keeps_the_later_checkpoint(
+    tmp_path: Path, photo_dir: Path, style_file: Path, vgg_file: Path, capsys
+) -> None:
     a_run, _ = _two_runs(tmp_path, photo_dir, style_file, vgg_file)
     snapshot = a_run / "step2.pth"
     snapshot.write_bytes((a_run / "last.pth").read_bytes())
@@ -310,7 +318,9 @@ def test_resume_from_an_older_snapshot_keeps_the_later_checkpoint(tmp_path: Path
 
 
 @pytest.mark.parametrize("where", ["last.pth", "metrics.jsonl", "run folder"])
-def test_save_model_may_not_be_one_of_the_runs_own_files(where: str, tmp_path: Path, photo_dir: Path, style_file: Path, vgg_file: Path, capsys) -> None:
+def test_save_model_may_not_be_one_of_the_runs_own_files(
+    where: str, tmp_path: Path, photo_dir: Path, style_file: Path, vgg_file: Path, capsys
+) -> None:
     run = tmp_path / "run"
     save = run if where == "run folder" else run / where
     args = tiny_train_args(photo_dir, style_file, vgg_file, save) + ["--checkpoint-dir", str(run)]
@@ -390,3 +400,42 @@ def test_a_save_model_ending_in_a_slash_names_a_folder(tmp_path: Path, photo_dir
     assert main(["train", *tiny_train_args(photo_dir, style_file, vgg_file, f"{tmp_path / 'm.pth'}/")]) == 2
     assert "m.pth/: a folder; --save-model is the model file to write" in capsys.readouterr().err
     assert not (tmp_path / "m.pth").exists()
+
+
+# ---- resolve: the request, a resumed run's record and the dependent defaults, into frozen settings ----
+
+
+def _request(style_file: Path, **more) -> dict:
+    return {"dataset": "photos", "style_image": str(style_file), "save_model": "out/m.pth", **more}
+
+
+def test_resolve_fills_the_defaults_that_depend_on_other_settings(style_file: Path) -> None:
+    from fastnst.training import resolve
+
+    request = _request(style_file)
+    cfg = resolve(request)
+    assert request == _request(style_file), "the request is not changed"
+    assert cfg.vgg_preprocess == "torchvision" and (cfg.content_weight, cfg.style_weight, cfg.tv_weight) == (1e5, 1e10, 1e2)
+    assert cfg.checkpoint_dir == "out/m_run" and cfg.sample_interval == cfg.checkpoint_interval == 1000
+    caffe = resolve(_request(style_file, vgg_weights="vgg19_caffe.pth", style_weight=0.5, sample_interval=7))
+    assert caffe.vgg_preprocess == "caffe" and (caffe.content_weight, caffe.style_weight) == (1.0, 0.5) and caffe.sample_interval == 7
+
+
+def test_resolve_takes_a_resumed_runs_record_unless_given_again(style_file: Path, tmp_path: Path) -> None:
+    from fastnst.training import Resumed, resolve
+
+    recorded = {"dataset": "photos", "style_image": str(style_file), "save_model": "out/m.pth", "image_size": 64, "lr": 5e-4,
+                "iterations": 100, "epochs": None, "batch_size": 2, "workers": 3}  # fmt: skip
+    resumed = Resumed(tmp_path / "run" / "last.pth", {"train_config": recorded})
+    cfg = resolve({"resume": str(resumed.path), "iterations": 300, "workers": 1}, resumed)
+    assert (cfg.image_size, cfg.lr, cfg.batch_size, cfg.iterations) == (64, 5e-4, 2, 300)
+    assert cfg.workers == 1 and cfg.checkpoint_dir == str(tmp_path / "run") and cfg.resume == str(resumed.path)
+    assert resolve({"epochs": 2.0}, resumed).iterations is None  # the length given anew, in epochs
+    with pytest.raises(FastNSTError, match="--image-size cannot change when resuming"):
+        resolve({"image_size": 32}, resumed)
+
+
+def test_the_python_api_counts_what_differs_from_the_defaults_as_given() -> None:
+    from fastnst.training import request_of
+
+    assert request_of(TrainConfig(dataset="d", image_size=128, lr=1e-3)) == {"dataset": "d", "image_size": 128}

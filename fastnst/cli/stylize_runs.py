@@ -1,0 +1,188 @@
+"""Running a :class:`~fastnst.cli.stylize.StylizeJob`: images, videos, the webcam or the Gatys optimizer.
+
+Each runner takes the validated job (never the command line), plans the
+outputs, builds the stylizer and reports what was written; the exit status is
+1 when some inputs could not be read (a partial success), else 0.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..defaults import STYLIZE_BATCH
+from ..errors import FastNSTError
+from .common import note
+from .stylize import StylizeJob
+
+if TYPE_CHECKING:
+    from ..config import StylizeConfig
+    from ..stylizer import Stylizer
+
+__all__ = ["run"]
+
+
+def run(job: StylizeJob) -> int:
+    """Run the job; its exit status."""
+    runners: dict[str, Callable[[StylizeJob], int]] = {"images": _images, "videos": _videos, "webcam": _webcam, "gatys": _gatys}
+    return runners[job.mode](job)
+
+
+def _images(job: StylizeJob) -> int:
+    from ..files import plan_outputs
+    from ..images import set_max_pixels
+
+    cfg, model = job.cfg, job.cfg.model[0]
+    if cfg.max_pixels:
+        set_max_pixels(cfg.max_pixels)
+    pairs = plan_outputs(list(cfg.inputs), cfg.output, overwrite=cfg.overwrite, protect=[(model, "the --model file")])
+    return _write_images(cfg, pairs, _stylizer(cfg, model).stylize_many)
+
+
+def _gatys(job: StylizeJob) -> int:
+    from ..files import plan_outputs
+    from ..gatys import GatysOptimizer
+    from ..images import set_max_pixels
+
+    cfg, settings = job.cfg, job.gatys
+    assert settings is not None  # resolve() sets it for this mode
+    if cfg.max_pixels:
+        set_max_pixels(cfg.max_pixels)
+    protect = [(s, "the --style-image") for s in settings.style_images] + [(settings.vgg_weights, "the --vgg-weights file")]
+    pairs = plan_outputs(list(cfg.inputs), cfg.output, overwrite=cfg.overwrite, protect=protect)
+    if settings.save_every:
+        _check_snapshot_folders(job, pairs)
+    optimizer = GatysOptimizer(settings)
+    return _write_images(cfg, pairs, lambda items: optimizer.stylize_many(items, output_of=lambda key: key[1]))
+
+
+def _check_snapshot_folders(job: StylizeJob, pairs: list) -> None:
+    """--save-every writes into <output>_iterations/: free (or --overwrite), and holding none of the inputs."""
+    from ..gatys import snapshot_path
+    from ..paths import inside
+
+    settings = job.gatys
+    assert settings is not None
+    inputs = [(src, "an input image") for src, _ in pairs] + [(s, "a --style-image") for s in settings.style_images]
+    if settings.vgg_weights:  # and the sidecar that says how to feed them
+        weights = settings.vgg_weights
+        inputs += [(weights, "the --vgg-weights file"), (Path(weights).with_suffix(".json"), "the --vgg-weights sidecar")]
+    folders = [snapshot_path(dst, 0).parent for _, dst in pairs]
+    for (_, dst), folder in zip(pairs, folders):
+        within = [(p, what) for p, what in inputs if inside(p, folder)]
+        within += [(out, "the output of another input") for _, out in pairs if inside(out, folder)]
+        if within:
+            raise FastNSTError(f"{within[0][0]}: {within[0][1]} lies in {folder}, where --save-every writes; move it out first")
+        if folders.count(folder) > 1:
+            raise FastNSTError(
+                f"{folder}: --save-every would write the snapshots of two inputs there ({dst.name} and another of that name)"
+            )
+        if folder.exists() and not job.cfg.overwrite:
+            raise FastNSTError(f"{folder}: already exists (--save-every writes there); pass --overwrite or choose another --output")
+
+
+def _write_images(cfg: StylizeConfig, pairs: list, process: Callable) -> int:
+    """Run ``process`` (a stylize_many) over the pairs; exit status 1 if some inputs could not be read."""
+    from ..files import process_files
+
+    failed = process_files(process, pairs, progress=cfg.progress, overwrite=cfg.overwrite, max_size=cfg.max_size)
+    done = len(pairs) - failed
+    where = pairs[0][1] if len(pairs) == 1 else Path(cfg.output or "")  # a file, or the folder that mirrors the inputs
+    print(f"wrote {done} image(s){f' to {where}' if done else ''}", file=sys.stderr)
+    if failed:
+        print(f"fastnst: {failed} input(s) could not be read or stylized (see warnings above)", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _stylizer(cfg: StylizeConfig, model: str) -> Stylizer:
+    from ..memory import parse_bytes
+    from ..providers import parse_providers
+    from ..stylizer import Stylizer
+
+    return Stylizer.from_file(
+        model,
+        device=cfg.device,
+        backend_options={"providers": parse_providers(cfg.providers)} if cfg.providers else {},
+        preserve_color=cfg.preserve_color,
+        strength=cfg.strength,
+        max_size=cfg.max_size,
+        batch_size=cfg.batch_size or STYLIZE_BATCH,
+        max_memory=parse_bytes(cfg.max_memory) if cfg.max_memory else None,
+        tile_size=cfg.tile_size,
+        log=note if cfg.progress else None,
+    )
+
+
+def _videos(job: StylizeJob) -> int:
+    """Each INPUT video to its output, one after the other (each one is batched)."""
+    from ..files import plan_outputs
+    from ..stabilize import Stabilizer
+    from ..video import VIDEOS, stylize_video
+
+    cfg, model = job.cfg, job.cfg.model[0]
+    pairs = plan_outputs(list(cfg.inputs), cfg.output, overwrite=cfg.overwrite, kind=VIDEOS, protect=[(model, "the --model file")])
+    stylizer = _stylizer(cfg, model)
+    short = 0
+    for src, dst in pairs:
+        post = Stabilizer(job.stabilize) if job.stabilize is not None else None  # fresh per video: no flow across files
+        stats = stylize_video(
+            stylizer, src, dst, post=post, progress=cfg.progress, keep_audio=not cfg.no_audio, overwrite=cfg.overwrite,
+            max_pixels=cfg.max_pixels,
+        )  # fmt: skip
+        print(f"wrote {dst}: {stats.frames} frames in {stats.seconds:.1f} s ({stats.fps:.1f} frames/s)", file=sys.stderr)
+        if stats.missing:
+            short += 1
+            print(
+                f"fastnst: warning: {src}: the file announces {stats.expected} frames but only {stats.frames} could be decoded "
+                f"(it is truncated or damaged); {dst} holds those {stats.frames}",
+                file=sys.stderr,
+            )
+    if short:
+        print(f"fastnst: {short} video(s) were incomplete (see warnings above)", file=sys.stderr)
+    return 1 if short else 0
+
+
+def _check_record(cfg: StylizeConfig) -> None:
+    """--record PATH: a video suffix, not one of the inputs, free (or --overwrite), in a writable folder."""
+    from ..atomic import check_output_free
+    from ..paths import check_not_inputs, check_writable
+    from ..video import check_video_suffix
+
+    record = cfg.record or ""
+    check_video_suffix(record)
+    inputs = [(cfg.webcam, "the video given to --webcam"), *((m, "a --model file") for m in cfg.model or ())]
+    check_not_inputs([(record, "--record")], inputs)
+    if Path(record).is_dir():
+        raise FastNSTError(f"{record}: is a folder; --record is the video file to write")
+    check_output_free(record, cfg.overwrite)
+    check_writable(Path(record).parent, "--record")
+
+
+def _webcam(job: StylizeJob) -> int:
+    from ..webcam import NoDisplay, WindowDisplay, open_source, run_webcam
+
+    cfg = job.cfg
+    if cfg.record:
+        _check_record(cfg)
+    models = [(Path(m).stem, _stylizer(cfg, m)) for m in cfg.model or ()]
+    source = open_source(cfg.webcam, realtime=not cfg.all_frames, max_pixels=cfg.max_pixels)
+    display = NoDisplay() if cfg.no_display else WindowDisplay(f"fastnst: {source.name}")
+    stats = run_webcam(
+        models, source, display=display, record=cfg.record, max_frames=cfg.max_frames, stabilize=job.stabilize,
+        keep_all=cfg.all_frames, side_by_side_view=cfg.side_by_side, progress=cfg.progress, overwrite=cfg.overwrite,
+    )  # fmt: skip
+    print(
+        f"{stats.frames} frames in {stats.seconds:.1f} s: {stats.fps:.1f} frames/s, mean latency {stats.mean_latency_s * 1000:.0f} ms, "
+        f"{stats.dropped} dropped{f'; recorded {cfg.record}' if cfg.record and stats.frames else ''}",
+        file=sys.stderr,
+    )
+    if stats.missing:  # as for stylizing the file: a partial success
+        print(
+            f"fastnst: warning: {cfg.webcam}: the file announces {stats.expected} frames but only {stats.decoded} could be decoded "
+            f"(it is truncated or damaged){f'; {cfg.record} holds what was recorded' if cfg.record else ''}",
+            file=sys.stderr,
+        )
+    return 1 if stats.missing else 0
