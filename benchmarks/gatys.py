@@ -13,8 +13,8 @@
    changes most (the size of the strokes) is not in the full-size loss.
 
 Writes ``gatys_<device>.json`` and ``gatys_<device>.md`` to --out. Without
---content/--style it uses generated pictures, so it runs anywhere; the README
-figures use a real photo and painting (see the README for the command).
+--content/--style it uses generated pictures, so it runs anywhere; the
+figures in docs/benchmarks.md use a real photo and painting (the command is there).
 """
 
 from __future__ import annotations
@@ -54,7 +54,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--iterations", type=int, default=10, help="iterations per timed size (default: 10)")
     p.add_argument("--compare-size", type=int, default=512, help="output size of the coarse-to-fine comparison; 0 skips it (default: 512)")
     p.add_argument("--single-iterations", type=int, default=40, help="single scale: iterations at full size (default: 40)")
-    p.add_argument("--c2f-iterations", type=_ints, default=[40, 20], help="coarse-to-fine: iterations at half size, then at full size (default: 40,20)")
+    p.add_argument(
+        "--c2f-iterations", type=_ints, default=[40, 20], help="coarse-to-fine: iterations at half size, then at full size (default: 40,20)"
+    )
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
     p.add_argument("--save-images", metavar="DIR", help="also write the two comparison pictures there (PNG)")
     p.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"), help="folder for the JSON and Markdown results")
@@ -144,7 +146,9 @@ def compare_coarse_to_fine(args: argparse.Namespace, style: str) -> dict:
 def environment(args: argparse.Namespace) -> dict:
     cuda = torch.cuda.is_available() and args.device != "cpu"
     return {
-        "device": torch.cuda.get_device_name() if cuda else f"CPU ({cpu_name()}, {os.cpu_count()} cores), {torch.get_num_threads()} threads",
+        "device": (
+            torch.cuda.get_device_name() if cuda else f"CPU ({cpu_name()}, {os.cpu_count()} cores), {torch.get_num_threads()} threads"
+        ),
         "cpu_count": os.cpu_count(),
         "load_average_at_start": [round(v, 1) for v in os.getloadavg()] if hasattr(os, "getloadavg") else None,
         "torch": torch.__version__,
@@ -161,7 +165,8 @@ def markdown(report: dict) -> str:
     lines = [f"# Gatys optimizer benchmark ({env['device']})", "",
              f"torch {env['torch']}, VGG {env['vgg_weights']}, content {env['content']}, style {env['style']}, L-BFGS, {env['date']}; "
              f"load average at start {env['load_average_at_start']}.", "",
-             "| size | iterations | seconds | s/iteration | content | style | tv | total |", "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+             "| size | iterations | seconds | s/iteration | content | style | tv | total |",
+             "|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for r in report["timing"]:
         loss = r["losses"]
         lines.append(f"| {r['size']}² | {r['iterations']} | {r['seconds']:.1f} | {r['seconds_per_iteration']:.2f} | "
@@ -172,7 +177,8 @@ def markdown(report: dict) -> str:
         lines += ["", f"Coarse-to-fine vs single scale at {c['size']}² (same final objective):", "",
                   "| schedule | iterations | seconds | final total loss |", "|---|---|---|---|",
                   f"| single scale {c['size']} | {s['iterations'][0]} | {s['seconds']:.1f} | {s['losses']['total']:.4g} |",
-                  f"| {' → '.join(map(str, f['scales']))} | {' + '.join(map(str, f['iterations']))} | {f['seconds']:.1f} | {f['losses']['total']:.4g} |"]  # fmt: skip
+                  (f"| {' → '.join(map(str, f['scales']))} | {' + '.join(map(str, f['iterations']))} | "
+                   f"{f['seconds']:.1f} | {f['losses']['total']:.4g} |")]  # fmt: skip
         if c["single_iterations_to_reach_c2f_loss"]:
             lines += ["", f"Single scale reached the coarse-to-fine loss after {c['single_iterations_to_reach_c2f_loss']} iterations "
                           f"({c['single_seconds_to_reach_c2f_loss']:.1f} s)."]  # fmt: skip

@@ -75,7 +75,7 @@ from fastnst.training import TrainConfig
 
 # Priority order: candy at the default style weight and again at 0.15 ("candy@0.15", run name
 # candy_sw0.15): since the loss scores the clamped output, the default needs checking at full
-# length (README, "Losses and defaults"); then the other styles pytorch/examples has models of
+# length (docs/training.md, "Losses and defaults"); then the other styles pytorch/examples has models of
 # (to compare with), then the rest. The first CORE_STYLES share the time; later ones get what is left.
 STYLES = ("candy", "candy@0.15", "mosaic", "udnie", "rain_princess", "starry_night", "the_great_wave", "composition_vii", "la_muse")
 SAMPLE_PHOTO, GATYS_PHOTO = "chicago", "tubingen"

@@ -110,7 +110,8 @@ def main() -> None:
             print(json.dumps(rows[-1]), flush=True)
     summary = {k: statistics.median(r[k] for r in rows) for k in ("balanced_ratio", "stationary_ratio", "gradient_cosine")}
     meta = {"date": time.strftime("%Y-%m-%d"), "machine": platform.processor() or platform.machine(), "torch": torch.__version__,
-            "vgg_preprocess": vgg.preprocess, "content_layers": args.content_layers, "size": args.size, "style_size": args.style_size}  # fmt: skip
+            "vgg_preprocess": vgg.preprocess, "content_layers": args.content_layers, "size": args.size,
+            "style_size": args.style_size}  # fmt: skip
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "loss_balance.json").write_text(json.dumps({"meta": meta, "rows": rows, "median": summary}, indent=1))
     lines = [
@@ -118,7 +119,11 @@ def main() -> None:
         "",
         "| style | photo | content loss | style loss | balanced ratio | stationary ratio | cos(dC, dS) |",
         "|---|---|---|---|---|---|---|",
-        *[f"| {r['style']} | {r['photo']} | {r['content_loss']:.3g} | {r['style_loss']:.3g} | {r['balanced_ratio']:.2f} | {r['stationary_ratio']:.3g} | {r['gradient_cosine']:.2f} |" for r in rows],
+        *[
+            f"| {r['style']} | {r['photo']} | {r['content_loss']:.3g} | {r['style_loss']:.3g} | {r['balanced_ratio']:.2f} | "
+            f"{r['stationary_ratio']:.3g} | {r['gradient_cosine']:.2f} |"
+            for r in rows
+        ],
         "",
         f"Medians: balanced {summary['balanced_ratio']:.2f}, stationary {summary['stationary_ratio']:.3g}.",
     ]

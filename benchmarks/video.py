@@ -180,7 +180,8 @@ def markdown(report: dict) -> str:
         "|---|---|---|---|---|",
     ]
     lines += [
-        f"| {r['size']} | {r['backend']} on {r['device']} | {r['network_fps']:.2f} | {r['pipeline_fps']:.2f} | {r['pipeline_stabilize_fps']:.2f} |"
+        f"| {r['size']} | {r['backend']} on {r['device']} | {r['network_fps']:.2f} | {r['pipeline_fps']:.2f} | "
+        f"{r['pipeline_stabilize_fps']:.2f} |"
         for r in report["speed"]
     ]
     f = report.get("flicker")

@@ -42,7 +42,7 @@ def setup_warnings(device_type: str, photos: int, steps: int, global_batch: int)
         lines.append(
             "note: training on the CPU, where a step takes seconds (a GPU takes milliseconds): the default run takes days "
             f"here. For a first look at a style try {CPU_TRIAL} (a faint style); for a real model use a CUDA GPU "
-            "(see README, 'Training on a CPU')"
+            "(see docs/training.md, 'Training on a CPU')"
         )
     epochs = steps * global_batch / max(photos, 1)
     if epochs > MANY_EPOCHS:
@@ -63,7 +63,9 @@ def estimate_lines(seconds_per_step: float, steps_left: int, device_type: str, m
         lines[0] += f"; --max-time stops it after about {steps} of them (the model is saved, --resume goes on)"
     elif total > LONG_RUN_S:
         helps = f"{CPU_TRIAL} for a trial, or a CUDA GPU" if device_type == "cpu" else "fewer --iterations, or more GPUs (torchrun)"
-        lines.append(f"warning: this run takes {format_hours(total)} at this speed; Ctrl-C saves a checkpoint to resume from. Faster: {helps}")
+        lines.append(
+            f"warning: this run takes {format_hours(total)} at this speed; Ctrl-C saves a checkpoint to resume from. Faster: {helps}"
+        )
     return lines
 
 

@@ -115,7 +115,9 @@ def blend_fractions(blend: list[float] | None, n: int) -> list[float]:
     if len(blend) != n:
         raise FastNSTError(f"--style-blend-weights: {len(blend)} blend weights for {n} style image(s); give one per --style-image")
     if any(not (b >= 0 and math.isfinite(b)) for b in blend) or not 0 < sum(blend) < math.inf:
-        raise FastNSTError(f"--style-blend-weights: blend weights must be finite numbers >= 0, not all zero (got {', '.join(f'{b:g}' for b in blend)})")
+        raise FastNSTError(
+            f"--style-blend-weights: blend weights must be finite numbers >= 0, not all zero (got {', '.join(f'{b:g}' for b in blend)})"
+        )
     total = sum(blend)
     return [b / total for b in blend]
 
@@ -131,15 +133,11 @@ def gram_matrix(features: torch.Tensor) -> torch.Tensor:
     return torch.bmm(f, f.transpose(1, 2)) / (c * h * w)
 
 
-def content_loss(
-    features: dict[str, torch.Tensor], targets: dict[str, torch.Tensor], weights: dict[str, float]
-) -> torch.Tensor:
+def content_loss(features: dict[str, torch.Tensor], targets: dict[str, torch.Tensor], weights: dict[str, float]) -> torch.Tensor:
     return sum(w * F.mse_loss(features[n].float(), targets[n].float()) for n, w in weights.items())  # type: ignore[return-value]
 
 
-def style_loss(
-    features: dict[str, torch.Tensor], target_grams: dict[str, torch.Tensor], weights: dict[str, float]
-) -> torch.Tensor:
+def style_loss(features: dict[str, torch.Tensor], target_grams: dict[str, torch.Tensor], weights: dict[str, float]) -> torch.Tensor:
     total = 0.0
     for n, w in weights.items():
         g = gram_matrix(features[n])
@@ -215,7 +213,7 @@ class PerceptualLoss(nn.Module):
         user never sees (7% of the first full-length candy model's, its style loss 3.3x
         higher once clamped); scored clamped alone, such pixels get no gradient and a new
         network's drift out of range until its pictures are black and red. The penalty is
-        their only gradient, and pulls them back (README, "Losses and defaults").
+        their only gradient, and pulls them back (docs/training.md, "Losses and defaults").
         """
         terms = self(y.clamp(0.0, 1.0), content_targets)
         r = RANGE_PENALTY * range_penalty(y)

@@ -65,7 +65,7 @@ class ModelConfig:
         return cls(**{k: d[k] for k in names if k in d})
 
     def channels(self) -> tuple[int, int, int]:
-        return tuple(max(4, int(round(c * self.width))) for c in BASE_CHANNELS)  # type: ignore[return-value]
+        return tuple(max(4, round(c * self.width)) for c in BASE_CHANNELS)  # type: ignore[return-value]
 
 
 def receptive_radius(config: ModelConfig) -> int:

@@ -58,7 +58,9 @@ def _rewrite(proto: onnx.ModelProto, replace) -> onnx.ModelProto:
     graph = out.graph
     nodes = list(graph.node)
     del graph.node[:]
-    graph.initializer.extend([numpy_helper.from_array(np.array([0, 2, 3], np.int64), _AXES), numpy_helper.from_array(np.array([-1], np.int64), _FLAT)])
+    graph.initializer.extend(
+        [numpy_helper.from_array(np.array([0, 2, 3], np.int64), _AXES), numpy_helper.from_array(np.array([-1], np.int64), _FLAT)]
+    )
     k = 0
     for node in nodes:
         if node.op_type != "InstanceNormalization":

@@ -56,7 +56,7 @@ __all__ = [
 Frame = np.ndarray  # (H, W, 3) uint8 RGB
 T = TypeVar("T")
 
-# Key -> action in the window (also printed by --help and the README).
+# Key -> action in the window (also printed by --help and docs/stylizing.md).
 KEYS = {"q": "quit", "\x1b": "quit", "s": "side-by-side", "m": "next model", "\t": "next model"}
 
 
@@ -330,7 +330,8 @@ def _check_can_show(cv2: Any) -> None:
         return  # a toolkit that speaks Wayland itself
     if not display:
         raise FastNSTError(
-            f"only WAYLAND_DISPLAY is set, and this OpenCV build opens windows through X11 only; set DISPLAY (XWayland), or {_NO_SCREEN_FIX}"
+            "only WAYLAND_DISPLAY is set, and this OpenCV build opens windows through X11 only; "
+            f"set DISPLAY (XWayland), or {_NO_SCREEN_FIX}"
         )
     problem = x_display_problem(display)
     if problem:

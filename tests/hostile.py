@@ -166,7 +166,12 @@ CASES: tuple[Case, ...] = (
     Case("truncated.png", lambda: _PNG[: len(_PNG) // 2], stylize=_UNREADABLE, train=_UNREADABLE),
     Case("bad_crc.png", _bad_crc, stylize=_UNREADABLE, train=_UNREADABLE, why="corrupted data"),
     Case("text_named.png", lambda: b"<html><body>404 Not Found</body></html>\n" * 20, stylize=_UNREADABLE, train=_UNREADABLE),
-    Case("random_bytes.jpg", lambda: np.random.default_rng(0).integers(0, 256, 4000, np.uint8).tobytes(), stylize=_UNREADABLE, train=_UNREADABLE),
+    Case(
+        "random_bytes.jpg",
+        lambda: np.random.default_rng(0).integers(0, 256, 4000, np.uint8).tobytes(),
+        stylize=_UNREADABLE,
+        train=_UNREADABLE,
+    ),
     Case("bomb.png", _bomb, stylize="too large to open safely", train="too large to open safely", why="decompression bomb"),
 )
 

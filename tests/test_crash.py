@@ -76,7 +76,9 @@ pytestmark = pytest.mark.usefixtures("one_thread")  # as the subprocesses run, s
 
 
 @pytest.mark.slow
-def test_killed_and_resumed_training_loses_at_most_one_interval_and_ends_identical(tmp_path: Path, photo_dir: Path, style_file: Path, vgg_file: Path) -> None:
+def test_killed_and_resumed_training_loses_at_most_one_interval_and_ends_identical(
+    tmp_path: Path, photo_dir: Path, style_file: Path, vgg_file: Path
+) -> None:
     rng = random.Random(9)
     out, run_dir = tmp_path / "killed.pth", tmp_path / "killed_run"
     argv = _args(photo_dir, style_file, vgg_file, out)
@@ -141,7 +143,9 @@ def test_unwritable_checkpoint_stops_clearly_and_keeps_the_previous_one(
     assert not [p for p in (tmp_path / "m_run").iterdir() if ".tmp" in p.name] and not out.exists()
 
 
-def test_checkpoint_dir_that_cannot_be_created_fails_at_once(tmp_path: Path, photo_dir: Path, style_file: Path, vgg_file: Path, capsys) -> None:
+def test_checkpoint_dir_that_cannot_be_created_fails_at_once(
+    tmp_path: Path, photo_dir: Path, style_file: Path, vgg_file: Path, capsys
+) -> None:
     blocker = tmp_path / "not_a_dir"
     blocker.write_text("a file where the checkpoint folder should go")
     args = _args(photo_dir, style_file, vgg_file, tmp_path / "m.pth") + ["--checkpoint-dir", str(blocker / "run")]
@@ -150,7 +154,9 @@ def test_checkpoint_dir_that_cannot_be_created_fails_at_once(tmp_path: Path, pho
     assert err.startswith(f"fastnst: error: {blocker / 'run'}: cannot write here") and err.count("\n") == 1
 
 
-def test_full_disk_for_the_metrics_log_is_a_clear_error(tmp_path: Path, photo_dir: Path, style_file: Path, vgg_file: Path, monkeypatch, capsys) -> None:
+def test_full_disk_for_the_metrics_log_is_a_clear_error(
+    tmp_path: Path, photo_dir: Path, style_file: Path, vgg_file: Path, monkeypatch, capsys
+) -> None:
     real_open = Path.open
 
     def open_(self, mode="r", *args, **kwargs):
@@ -164,7 +170,9 @@ def test_full_disk_for_the_metrics_log_is_a_clear_error(tmp_path: Path, photo_di
     assert "metrics.jsonl: cannot write (No space left on device)" in err and "Traceback" not in err
 
 
-def test_nan_in_the_network_skips_steps_without_touching_the_weights(tmp_path: Path, photo_dir: Path, style_file: Path, vgg_file: Path, monkeypatch, capsys) -> None:
+def test_nan_in_the_network_skips_steps_without_touching_the_weights(
+    tmp_path: Path, photo_dir: Path, style_file: Path, vgg_file: Path, monkeypatch, capsys
+) -> None:
     """A real non-finite loss (not a mocked step): skipped, warned, the run completes with finite weights."""
     from fastnst.model import TransformerNet
 
@@ -233,7 +241,9 @@ def test_sigterm_to_the_whole_process_group_stops_cleanly(tmp_path: Path, photo_
     argv = _args(photo_dir, style_file, vgg_file, tmp_path / "m.pth", iterations=100_000)
     argv[argv.index("--workers") + 1] = "1"
     env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
-    proc = subprocess.Popen([sys.executable, "-m", "fastnst", "train", *argv], env=env, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fastnst", "train", *argv], env=env, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
     deadline = time.time() + 300
     while _logged_step(tmp_path / "m_run") < 2 and proc.poll() is None and time.time() < deadline:
         time.sleep(0.02)
@@ -266,14 +276,18 @@ def test_a_second_ctrl_c_never_leaves_a_traceback(tmp_path: Path, photo_dir: Pat
         read_checkpoint(run_dir / "last.pth")
 
 
-def test_a_full_disk_inside_torchs_zip_writer_is_one_line(tmp_path: Path, photo_dir: Path, style_file: Path, vgg_file: Path, monkeypatch, capsys) -> None:
+def test_a_full_disk_inside_torchs_zip_writer_is_one_line(
+    tmp_path: Path, photo_dir: Path, style_file: Path, vgg_file: Path, monkeypatch, capsys
+) -> None:
     """torch.save reports ENOSPC as a RuntimeError of its zip writer, not as an OSError."""
     real, calls = torch.save, {"n": 0}
 
     def save(obj, f, *args, **kwargs):
         calls["n"] += 1
         if calls["n"] > 1:
-            raise RuntimeError("[enforce fail at inline_container.cc:858] . PytorchStreamWriter failed writing file data/0: file write failed")
+            raise RuntimeError(
+                "[enforce fail at inline_container.cc:858] . PytorchStreamWriter failed writing file data/0: file write failed"
+            )
         return real(obj, f, *args, **kwargs)
 
     monkeypatch.setattr("fastnst.checkpoint.torch.save", save)
@@ -283,7 +297,9 @@ def test_a_full_disk_inside_torchs_zip_writer_is_one_line(tmp_path: Path, photo_
     assert "Traceback" not in err and read_checkpoint(tmp_path / "m_run" / "last.pth")["step"] == INTERVAL
 
 
-def test_weights_that_turned_nan_are_never_saved(tmp_path: Path, photo_dir: Path, style_file: Path, vgg_file: Path, monkeypatch, capsys) -> None:
+def test_weights_that_turned_nan_are_never_saved(
+    tmp_path: Path, photo_dir: Path, style_file: Path, vgg_file: Path, monkeypatch, capsys
+) -> None:
     """A step can leave NaN weights with a finite loss (e.g. a poisoned optimizer state): the good
     checkpoint is kept, no model is written, and the run does not claim success."""
     from fastnst.training import _Run
@@ -305,7 +321,9 @@ def test_weights_that_turned_nan_are_never_saved(tmp_path: Path, photo_dir: Path
     assert _intact(tmp_path / "m_run" / "last.pth")["step"] == INTERVAL and not out.exists()
 
 
-def test_photos_that_fail_mid_run_keep_the_steps_done(tmp_path: Path, photo_dir: Path, style_file: Path, vgg_file: Path, monkeypatch, capsys) -> None:
+def test_photos_that_fail_mid_run_keep_the_steps_done(
+    tmp_path: Path, photo_dir: Path, style_file: Path, vgg_file: Path, monkeypatch, capsys
+) -> None:
     """The dataset folder removed, a network disk gone: the steps since the last checkpoint are saved."""
     from fastnst.training import _Run
 

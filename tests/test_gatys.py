@@ -68,7 +68,9 @@ def test_first_lbfgs_step_is_sized_in_pixels(style_file: Path, vgg_file: Path) -
     """torch's own first step, 1/|g|_1, shrinks with the pixel count; ours moves the largest pixel by FIRST_STEP."""
     photo = pil_to_tensor(synthetic_photo(24, 20, seed=7)) * 0.5 + 0.25  # away from 0 and 1: no clamping
     seen: list[torch.Tensor] = []
-    GatysOptimizer(_config(style_file, vgg_file, iterations=(1,), save_every=1)).run(photo, on_snapshot=lambda it, x: seen.append(x.clone()))
+    GatysOptimizer(_config(style_file, vgg_file, iterations=(1,), save_every=1)).run(
+        photo, on_snapshot=lambda it, x: seen.append(x.clone())
+    )
     assert float((seen[0] - photo).abs().max()) == pytest.approx(FIRST_STEP, rel=1e-3)
 
 
@@ -140,7 +142,9 @@ def test_blend_weights(style_file: Path, vgg_file: Path, tmp_path: Path) -> None
     synthetic_photo(40, 40, seed=9).save(other)
     photo = synthetic_photo(20, 20, seed=6)
     single = GatysOptimizer(_config(style_file, vgg_file, iterations=(3,))).stylize(photo)
-    blended = GatysOptimizer(_config(style_file, vgg_file, iterations=(3,), style_images=[str(style_file), str(other)], style_blend_weights=[1.0, 0.0])).stylize(photo)
+    blended = GatysOptimizer(
+        _config(style_file, vgg_file, iterations=(3,), style_images=[str(style_file), str(other)], style_blend_weights=[1.0, 0.0])
+    ).stylize(photo)
     np.testing.assert_array_equal(np.asarray(single), np.asarray(blended))
     mixed = GatysOptimizer(_config(style_file, vgg_file, iterations=(3,), style_images=[str(style_file), str(other)])).stylize(photo)
     assert not np.array_equal(np.asarray(single), np.asarray(mixed))
@@ -186,7 +190,10 @@ def test_a_wide_style_image_at_a_small_scale_still_reaches_every_layer(vgg_file:
         (["{img}", "-o", "o.jpg", "--method", "gatys"], "--method gatys needs --style-image"),
         (["{img}", "-o", "o.jpg", "--model", "m.pth", "--iterations", "5"], "--iterations: only for the Gatys optimizer"),
         (["{img}", "-o", "o.jpg", "--model", "m.pth", "--style-image", "{img}"], "--style-image: only for the Gatys optimizer"),
-        (["{img}", "-o", "o.jpg", "--method", "gatys", "--model", "m.pth", "--style-image", "{img}"], "--model is not used by --method gatys"),
+        (
+            ["{img}", "-o", "o.jpg", "--method", "gatys", "--model", "m.pth", "--style-image", "{img}"],
+            "--model is not used by --method gatys",
+        ),
         (["{img}", "-o", "o.jpg", "--style-image", "nope.jpg"], "nope.jpg: no such file"),
         (["{img}", "-o", "o.jpg", "--style-image", "{img}", "--style-blend-weights", "1,2"], "2 blend weights for 1 style image"),
         (["{img}", "-o", "o.jpg", "--style-image", "{img}", "--scales", "64,32"], "--scales: give increasing sizes"),
@@ -199,7 +206,10 @@ def test_a_wide_style_image_at_a_small_scale_still_reaches_every_layer(vgg_file:
         (["{img}", "-o", "o.jpg", "--style-image", "{img}", "--providers", "cpu"], "--providers: only for trained models"),
         (["--style-image", "{img}", "-o", "o.jpg"], "give at least one INPUT"),
         (["{img}", "-o", "o.jpg", "--style-image", "{img}", "--tile-size", "300"], "--tile-size: only for trained models"),
-        (["{img}", "-o", "o.jpg", "--style-image", "{img}", "--max-memory", "1G", "--batch-size", "2"], "--max-memory, --batch-size: only for trained models"),
+        (
+            ["{img}", "-o", "o.jpg", "--style-image", "{img}", "--max-memory", "1G", "--batch-size", "2"],
+            "--max-memory, --batch-size: only for trained models",
+        ),
         (["{img}", "-o", "o.jpg", "--style-image", "{img}", "--stabilize-strength", "0"], "--stabilize-strength: only for trained models"),
     ],
 )
@@ -274,7 +284,9 @@ def test_interrupt_hands_back_the_best_image_so_far(style_file: Path, vgg_file: 
 
 # in pass 1 (20x13, 6 calls); pass 2 before its first evaluation; in pass 2
 @pytest.mark.parametrize("call, done", [(3, 1), (7, 4), (9, 5)])
-def test_interrupt_during_coarse_to_fine_gives_a_full_size_image(call: int, done: int, style_file: Path, vgg_file: Path, monkeypatch) -> None:
+def test_interrupt_during_coarse_to_fine_gives_a_full_size_image(
+    call: int, done: int, style_file: Path, vgg_file: Path, monkeypatch
+) -> None:
     _interrupt_at_call(monkeypatch, call, KeyboardInterrupt())
     gatys = GatysOptimizer(_config(style_file, vgg_file, scales=(20,), iterations=(4, 2)))
     with pytest.raises(GatysInterrupted) as info:
@@ -369,7 +381,9 @@ def test_snapshot_folders_never_hold_another_inputs_output(style_file: Path, vgg
     synthetic_photo(24, 20).save(src / "x.png")
     synthetic_photo(24, 20, seed=1).save(src / "x_iterations" / "00001.png")
     for extra in ([], ["--overwrite"]):
-        code = main(_cli(style_file, vgg_file, str(src), "--output", str(tmp_path / "out"), "--iterations", "2", "--save-every", "1", *extra))
+        code = main(
+            _cli(style_file, vgg_file, str(src), "--output", str(tmp_path / "out"), "--iterations", "2", "--save-every", "1", *extra)
+        )
         err = capsys.readouterr().err
         assert code == 2 and "the output of another input lies in" in err and "where --save-every writes" in err, err
         assert not (tmp_path / "out").exists()

@@ -59,7 +59,9 @@ def test_dry_run_measures_trains_and_packs(device_data: Path, tmp_path: Path) ->
     rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
     by_name = {r["name"]: r for r in rows}
     assert by_name["ceilings"]["matmul_tflops"] > 0
-    assert by_name["checks"]["pillow_webp"] and by_name["checks"]["loader_workers_ok"], "worker processes checked before training needs them"
+    assert by_name["checks"]["pillow_webp"] and by_name["checks"]["loader_workers_ok"], (
+        "worker processes checked before training needs them"
+    )
     train_rows = [r for r in rows if r["stage"] == "speed" and r["name"].startswith("train ") and r["name"] != "train choice"]
     assert train_rows and all(r.get("images_per_s", 0) > 0 for r in train_rows), train_rows
     assert by_name["train choice"]["speedup_vs_classic"] > 0 and by_name["train choice"]["workers"] >= 1

@@ -736,7 +736,10 @@ def test_a_model_that_overflows_is_refused_not_drawn_black(tmp_path: Path, capsy
     path = _save(payload, tmp_path / "huge.pth")
     img = tmp_path / "in.png"
     synthetic_photo(20, 20).save(img)
-    for argv in (["stylize", "--model", path, img, "-o", tmp_path / "o.png", "--device", "cpu", "--quiet"], ["export", "--model", path, "-o", tmp_path / "o.onnx"]):
+    for argv in (
+        ["stylize", "--model", path, img, "-o", tmp_path / "o.png", "--device", "cpu", "--quiet"],
+        ["export", "--model", path, "-o", tmp_path / "o.onnx"],
+    ):
         assert main([str(a) for a in argv]) == 2
         err = capsys.readouterr().err
         assert err.startswith(f"fastnst: error: {path}: the network computes NaN or infinite values") and err.count("\n") == 1, err
@@ -753,7 +756,8 @@ def test_inputs_in_folders_the_run_writes_are_refused(tmp_path: Path, photo_dir:
     synthetic_photo(20, 20).save(in_snapshots)
     before = {p: p.read_bytes() for p in (in_samples, in_snapshots)}
     train = ["train", *tiny_train_args(photo_dir, style_file, vgg_file, tmp_path / "m.pth"), "--checkpoint-dir", str(tmp_path / "run")]
-    gatys = ["stylize", "--style-image", str(style_file), "--vgg-weights", str(vgg_file), "--save-every", "1", "--overwrite", "-o", str(tmp_path / "g.png")]
+    gatys = ["stylize", "--style-image", str(style_file), "--vgg-weights", str(vgg_file), "--save-every", "1", "--overwrite",
+             "-o", str(tmp_path / "g.png")]  # fmt: skip
     cases = [
         ([*train, "--sample-image", str(in_samples)], "the --sample-image lies in"),
         ([*train[:-2], "--checkpoint-dir", str(tmp_path / "run"), "--style-image", str(in_samples)], "the --style-image lies in"),
@@ -767,7 +771,9 @@ def test_inputs_in_folders_the_run_writes_are_refused(tmp_path: Path, photo_dir:
 
 
 @pytest.mark.usefixtures("one_thread")
-def test_resume_replaces_only_its_own_model_and_mends_its_log(tmp_path: Path, photo_dir: Path, style_file: Path, vgg_file: Path, capsys) -> None:
+def test_resume_replaces_only_its_own_model_and_mends_its_log(
+    tmp_path: Path, photo_dir: Path, style_file: Path, vgg_file: Path, capsys
+) -> None:
     out, last = tmp_path / "m.pth", tmp_path / "m_run" / "last.pth"
     assert main(["train", *tiny_train_args(photo_dir, style_file, vgg_file, out, iterations=2)]) == 0
     victim = tmp_path / "notes.txt.bak"
@@ -785,7 +791,9 @@ def test_resume_replaces_only_its_own_model_and_mends_its_log(tmp_path: Path, ph
     assert [r["step"] for r in lines] == [1, 2, 3]
 
 
-def test_a_sample_image_too_small_is_refused_before_training(tmp_path: Path, photo_dir: Path, style_file: Path, vgg_file: Path, capsys) -> None:
+def test_a_sample_image_too_small_is_refused_before_training(
+    tmp_path: Path, photo_dir: Path, style_file: Path, vgg_file: Path, capsys
+) -> None:
     tiny = tmp_path / "tiny.png"
     synthetic_photo(1, 300).save(tiny)
     assert main(["train", *tiny_train_args(photo_dir, style_file, vgg_file, tmp_path / "m.pth"), "--sample-image", str(tiny)]) == 2

@@ -85,7 +85,9 @@ def test_perceptual_loss_terms_and_weights() -> None:
     loss.set_style([style])
     terms = loss(y, loss.content_targets(content))
     feats = loss.vgg(y)
-    assert terms.content.item() == pytest.approx(2.0 * content_loss(feats, loss.content_targets(content), {"relu2_2": 1.0}).item(), rel=1e-5)
+    assert terms.content.item() == pytest.approx(
+        2.0 * content_loss(feats, loss.content_targets(content), {"relu2_2": 1.0}).item(), rel=1e-5
+    )
     assert terms.tv.item() == pytest.approx(4.0 * tv_loss(y).item(), rel=1e-5)
     assert terms.total.item() == pytest.approx(terms.content.item() + terms.style.item() + terms.tv.item(), rel=1e-5)
     # the content image against itself has no content loss

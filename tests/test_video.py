@@ -429,7 +429,8 @@ def test_sigterm_during_a_video_leaves_nothing_behind(models: list[Path], tmp_pa
     out.mkdir()
     big = tmp_path / "big.pth"
     save_model(TransformerNet(ModelConfig(width=1.0)), big)  # slow enough to be caught half way
-    cmd = [sys.executable, "-m", "fastnst", "stylize", "--model", str(big), str(src), "-o", str(out / "o.mkv"), "--quiet", "--device", "cpu"]
+    cmd = [sys.executable, "-m", "fastnst", "stylize", "--model", str(big), str(src), "-o", str(out / "o.mkv"),
+           "--quiet", "--device", "cpu"]  # fmt: skip
     proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
     while not any(p.name.endswith(".tmp.mkv") for p in out.iterdir()) and time.monotonic() < deadline and proc.poll() is None:
@@ -480,7 +481,8 @@ def write_raw(path: Path, frames: list[np.ndarray], setup=lambda s: None, codec:
 
 
 @pytest.mark.parametrize(
-    "degrees, hflip, vflip", [(90, False, False), (-90, False, False), (180, False, False), (0, True, False), (90, False, True), (90, True, False)]
+    "degrees, hflip, vflip",
+    [(90, False, False), (-90, False, False), (180, False, False), (0, True, False), (90, False, True), (90, True, False)],
 )
 def test_video_display_rotation_is_applied(degrees, hflip, vflip, tmp_path: Path) -> None:
     """A phone's portrait video is stored landscape plus a display matrix: frames come
