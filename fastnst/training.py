@@ -17,12 +17,9 @@ and writes, the ranks agree on every branch they take).
 
 from __future__ import annotations
 
-import functools
-import hashlib
 import json
 import math
 import os
-import shlex
 import signal
 import sys
 import threading
@@ -30,65 +27,50 @@ import time
 import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager, nullcontext
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any, NamedTuple, get_args, get_type_hints
+from typing import Any
 
 import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from . import distributed
-from .atomic import atomic_write, check_output_free, check_replaceable, folder_lock
-from .checkpoint import check_payload, is_dense, model_payload, read_checkpoint, save_model, write_checkpoint
+from .atomic import atomic_write, folder_lock
+from .checkpoint import is_dense, model_payload, read_checkpoint, save_model, write_checkpoint
 from .config import TrainConfig
 from .cost import StepTimer, estimate_lines, setup_warnings, undertrained_note
 from .data import PhotoDataset, TrainBatchSampler, collate, find_images
 from .defaults import TRAIN_ITERATIONS
-from .errors import FastNSTError, StoppedCleanly, shown
-from .images import READ_SUFFIXES, load_rgb, pil_to_tensor, resize_max, save_image, set_max_pixels, tensor_to_pil
-from .limits import LIMITS, problem
+from .errors import FastNSTError, StoppedCleanly
+from .images import load_rgb, pil_to_tensor, resize_max, save_image, set_max_pixels, tensor_to_pil
+from .limits import problem
 from .losses import (
-    DEFAULT_WEIGHTS,
     LossTerms,
     LossWeights,
     PerceptualLoss,
-    format_layers,
     parse_layers,
 )
 from .model import MIN_SIZE, ModelConfig, TransformerNet
-from .paths import check_not_inputs, inside, require_file, same_file
-from .vgg import build_vgg, resolve_preprocess
+from .train_outputs import check_outputs, quoted, remove_if_unused
+from .train_settings import NOT_RECORDED, Resumed, default_checkpoint_dir, file_digest, read_resume, request_of, resolve, setting_problem
+from .vgg import build_vgg
 
-__all__ = ["Resumed", "TrainConfig", "TrainingInterrupted", "format_duration", "make_loader", "read_resume", "resolve", "train"]
+__all__ = [
+    "Resumed",
+    "TrainConfig",
+    "TrainingInterrupted",
+    "format_duration",
+    "make_loader",
+    "read_resume",
+    "request_of",
+    "resolve",
+    "train",
+]
 
-# --save-model must not be named like a picture, a video or an export (a dataset photo, the painting).
-_NOT_MODEL_SUFFIXES = (*READ_SUFFIXES, ".onnx", ".mp4", ".mkv", ".webm", ".mov", ".avi", ".json", ".txt")
 
 MAX_BAD_STEPS = 10  # consecutive non-finite losses before giving up
 
-# Settings that define the optimisation problem: a resumed run must keep them
-# (the batch size too, as batch x processes: see _check_global_batch).
-FIXED_ON_RESUME = (
-    "image_size",
-    "style_size",
-    "lr",
-    "width",
-    "seed",
-    "vgg_preprocess",
-    "content_weight",
-    "style_weight",
-    "tv_weight",
-    "content_layers",
-    "style_layers",
-)
-
-
-# Per-invocation choices, not part of a run's record.
-_NOT_RECORDED = (
-    "resume", "overwrite", "progress", "device", "workers", "amp", "checkpoint_dir", "dist_timeout", "max_time", "compile", "channels_last",
-    "max_pixels",
-)  # fmt: skip
 
 # Under torchrun, Ctrl-C reaches each worker twice (from the terminal and
 # forwarded by torchrun); a repeat this soon is the same request, not "abort".
@@ -117,330 +99,17 @@ class TrainingInterrupted(StoppedCleanly):
 # ---------------------------------------------------------------- set-up
 
 
-class Resumed(NamedTuple):
-    """The checkpoint a run resumes from, and where it was read."""
-
-    path: Path
-    ckpt: dict[str, Any]
-
-
-def read_resume(resume: str) -> Resumed:
-    """``--resume``: a training checkpoint (a file, or the checkpoint folder holding last.pth), checked."""
-    path = Path(resume)
-    if path.is_dir():
-        path = path / "last.pth"
-    ckpt = read_checkpoint(path)
-    if "optimizer" not in ckpt or "step" not in ckpt:
-        raise FastNSTError(f"{path}: a model file, not a training checkpoint; resume from <checkpoint-dir>/last.pth")
-    check_payload(ckpt, str(path))
-    if not isinstance(ckpt["optimizer"], dict):
-        raise FastNSTError(f"{path}: the optimizer state is damaged; resume from an earlier checkpoint or start a new run")
-    return Resumed(path, ckpt)
-
-
-def request_of(cfg: TrainConfig) -> dict[str, Any]:
-    """A TrainConfig from the Python API as a request: the settings that differ from the defaults were chosen."""
-    return {f.name: getattr(cfg, f.name) for f in fields(TrainConfig) if getattr(cfg, f.name) != f.default}
-
-
-def resolve(request: Mapping[str, Any], checkpoint: Resumed | None = None, world_size: int = 1) -> TrainConfig:
-    """The run's final settings: those in ``request`` (what the user gave), a resumed run's record
-    for the others, then the defaults that depend on other settings; validated. A new object:
-    the request's keys are what was chosen, so nothing has to travel beside it."""
-    values = dict(request)
-    if checkpoint is not None:
-        values = _merge_recorded(request, checkpoint)
-    cfg = TrainConfig.from_dict(values)
-    if checkpoint is not None:
-        _check_global_batch(cfg, checkpoint.ckpt.get("train_config") or {}, world_size)
-    for key in ("dataset", "style_image", "save_model"):
-        if not getattr(cfg, key):
-            raise FastNSTError(f"--{key.replace('_', '-')} is required (or --resume a checkpoint that records it)")
-    _validate_numbers(cfg)
-    if checkpoint is not None:
-        _check_same_style(cfg, checkpoint.ckpt.get("train_config") or {}, set(request))
-    preprocess = resolve_preprocess(cfg.vgg_preprocess, cfg.vgg_weights)
-    defaults = DEFAULT_WEIGHTS[preprocess]
-    pick = lambda given, default: default if given is None else given
-    return replace(
-        cfg,
-        vgg_preprocess=preprocess,
-        content_weight=pick(cfg.content_weight, defaults.content),
-        style_weight=pick(cfg.style_weight, defaults.style),
-        tv_weight=pick(cfg.tv_weight, defaults.tv),
-        content_layers=format_layers(parse_layers(cfg.content_layers, "content-layers")),
-        style_layers=format_layers(parse_layers(cfg.style_layers, "style-layers")),
-        checkpoint_dir=pick(cfg.checkpoint_dir, _default_checkpoint_dir(cfg.save_model)),
-        sample_interval=pick(cfg.sample_interval, cfg.checkpoint_interval),
-    )
-
-
-def _merge_recorded(request: Mapping[str, Any], checkpoint: Resumed) -> dict[str, Any]:
-    """The request over the settings a resumed run recorded; those that define the run cannot change."""
-    path, ckpt = checkpoint
-    old = _check_recorded(ckpt.get("train_config") or {}, path)
-    for key in FIXED_ON_RESUME:
-        if key in request and old.get(key) is not None and request[key] != old[key]:
-            raise FastNSTError(f"--{key.replace('_', '-')} cannot change when resuming (the run used {old[key]}); start a new run instead")
-    values = {f.name: old[f.name] for f in fields(TrainConfig) if f.name not in _NOT_RECORDED and old.get(f.name) is not None}
-    values.update(request)
-    if "epochs" in request and "iterations" not in request:  # the run's length given anew, in epochs
-        values["iterations"] = None
-    if "iterations" in request:  # ... or in steps: the record must not keep the old epochs
-        values["epochs"] = None
-    values.setdefault("checkpoint_dir", str(path.parent))
-    values["resume"] = str(path)
-    return values
-
-
-def _quoted(path: str | os.PathLike) -> str:
-    """``path`` as it can be pasted into a shell command: quoted, and never read as a flag."""
-    text = os.fspath(path)
-    return shlex.quote(f"./{text}" if text.startswith("-") else text)
-
-
-def _default_checkpoint_dir(save_model: str) -> str:
-    return str(Path(save_model).with_suffix("")) + "_run"
-
-
 def _resume_after_restart(request: dict[str, Any]) -> dict[str, Any]:
     """torchrun --max-restarts reruns the same command after a failure: continue
     from the checkpoint this job wrote (same torchrun job id) instead of
     refusing the occupied checkpoint dir, or starting over with --overwrite."""
     if request.get("resume") or not request.get("save_model") or not distributed.restarted():
         return request
-    last = Path(request.get("checkpoint_dir") or _default_checkpoint_dir(request["save_model"])) / "last.pth"
+    last = Path(request.get("checkpoint_dir") or default_checkpoint_dir(request["save_model"])) / "last.pth"
     if last.is_file() and read_checkpoint(last).get("job_id") == distributed.job_id():
         tqdm.write(f"torchrun restarted the workers: resuming from {last}", file=sys.stderr)
         return {**request, "resume": str(last)}
     return request
-
-
-def _check_global_batch(cfg: TrainConfig, old: dict[str, Any], world_size: int) -> None:
-    """A resumed run keeps its global batch (per-process batch x processes).
-
-    The data order and the averaged gradient depend only on the global batch,
-    so resuming on another number of processes with the per-process batch
-    adjusted continues the very same run; anything else would silently be a
-    different optimisation problem.
-    """
-    old_batch, old_world = old.get("batch_size"), int(old.get("world_size") or 1)
-    if not old_batch or cfg.batch_size * world_size == old_batch * old_world:
-        return
-    if world_size == old_world:
-        raise FastNSTError(f"--batch-size cannot change when resuming (the run used {old_batch}); start a new run instead")
-    total = old_batch * old_world
-    fix = f"--batch-size {total // world_size}" if total % world_size == 0 else f"a number of processes that divides {total}"
-    raise FastNSTError(
-        f"this run used a global batch of {total} ({old_batch} per process x {old_world} process(es)); "
-        f"with {world_size} process(es), resume with {fix} to keep it, or start a new run"
-    )
-
-
-@functools.cache
-def _kinds() -> dict[str, tuple[tuple[type, ...], bool]]:
-    """Per TrainConfig field: the accepted Python types and whether None is allowed."""
-    kinds = {}
-    for name, hint in get_type_hints(TrainConfig).items():
-        args = get_args(hint) or (hint,)
-        kinds[name] = (tuple(a for a in args if a is not type(None)), type(None) in args)
-    return kinds
-
-
-def setting_problem(name: str, value: Any) -> str | None:
-    """Why ``value`` cannot be the TrainConfig setting ``name`` (type, finiteness, range), or None."""
-    types, optional = _kinds()[name]
-    if value is None:
-        return None if optional else "a value is required"
-    if name in LIMITS:
-        return problem(name, value)
-    if isinstance(value, bool) and bool not in types or not isinstance(value, types):
-        return f"expected {' or '.join(t.__name__ for t in types)}, got {value!r}"
-    return None
-
-
-def _validate_numbers(cfg: TrainConfig) -> None:
-    """Every setting in range, whether it came from the command line, the Python API or a checkpoint."""
-    for f in fields(TrainConfig):
-        wrong = setting_problem(f.name, getattr(cfg, f.name))
-        if wrong:
-            raise FastNSTError(f"--{f.name.replace('_', '-')}: {wrong}")
-
-
-def _check_recorded(old: Any, path: Path) -> dict[str, Any]:
-    """A checkpoint's train_config, each known setting type- and range-checked before it is used."""
-    if not isinstance(old, dict):
-        raise FastNSTError(f"{path}: train_config is a {type(old).__name__}, not a dict; the checkpoint is damaged")
-    world = old.get("world_size")
-    if world is not None and (isinstance(world, bool) or not isinstance(world, int) or not 1 <= world <= 1 << 20):
-        raise FastNSTError(f"{path}: train_config.world_size is {world!r}, not a number of processes; the checkpoint is damaged")
-    for key, value in old.items():
-        wrong = setting_problem(key, value) if key in _kinds() and key not in _NOT_RECORDED else None
-        if wrong:
-            raise FastNSTError(f"{path}: train_config.{key}: {wrong}; the checkpoint is damaged or was edited")
-    return old
-
-
-def file_digest(path: str | os.PathLike) -> str:
-    """SHA-256 of a file: how a resumed run knows its painting was not swapped."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def _check_same_style(cfg: TrainConfig, old: dict[str, Any], explicit: set[str]) -> None:
-    """A resumed run keeps learning its own painting, even if a file of that name was replaced."""
-    recorded = old.get("style_sha256")
-    style = require_file(cfg.style_image)
-    if isinstance(recorded, str):
-        if file_digest(style) == recorded:
-            return
-        why = "its content differs from the painting this run was learning"
-    elif "style_image" in explicit and isinstance(old.get("style_image"), str) and not same_file(style, old["style_image"]):
-        why = f"this run was learning {shown(old['style_image'], 200)}"
-    else:
-        return
-    raise FastNSTError(
-        f"{style}: {why}; a resumed run keeps its style. Start a new run for another painting (without --resume), "
-        "or give the original painting back"
-    )
-
-
-def _check_outputs(cfg: TrainConfig, created: list[Path] | None = None, ckpt: dict[str, Any] | None = None) -> Path:
-    """Fail in the first second, not after hours, on unwritable or occupied outputs.
-    Folders made here are added to ``created`` (see _remove_if_unused)."""
-    ckpt_dir = Path(cfg.checkpoint_dir)
-    last = ckpt_dir / "last.pth"
-    if ckpt is not None and not cfg.overwrite:
-        _check_resume_targets(cfg, ckpt, last)
-    if not cfg.resume and last.exists() and not cfg.overwrite:
-        raise FastNSTError(
-            f"{ckpt_dir}: holds an earlier run; continue it with --resume {_quoted(last)}, "
-            "or start over with --overwrite (or another --checkpoint-dir)"
-        )
-    if same_file(ckpt_dir, cfg.dataset) or inside(ckpt_dir, cfg.dataset):
-        raise FastNSTError(
-            f"{ckpt_dir}: inside the --dataset folder, where the sample pictures written there would become training photos; "
-            "choose a --checkpoint-dir (or a --save-model) outside it"
-        )
-    save = Path(cfg.save_model)
-    if save.suffix.lower() in _NOT_MODEL_SUFFIXES:
-        raise FastNSTError(f"{save}: --save-model writes a PyTorch model, not a '{save.suffix}' file; give it the .pth suffix")
-    if save.is_dir() or cfg.save_model.endswith(("/", os.sep)):  # Path() drops a trailing slash: "f.pth/" names a folder
-        raise FastNSTError(f"{cfg.save_model}: a folder; --save-model is the model file to write, e.g. {save / 'model.pth'}")
-    inputs = [(cfg.style_image, "the --style-image"), (cfg.sample_image, "the --sample-image"), (cfg.vgg_weights, "the --vgg-weights file")]
-    check_not_inputs([(save, "--save-model"), (last, "the run's checkpoint")], inputs)
-    check_not_inputs([(save, "--save-model")], [(cfg.resume, "the checkpoint being resumed")])
-    _check_run_files(ckpt_dir, save)
-    samples = ckpt_dir / "samples"
-    for path, what in [*inputs, (cfg.dataset, "the --dataset folder")]:
-        if path and (inside(path, samples) or same_file(path, samples)):
-            raise FastNSTError(f"{path}: {what} lies in {samples}, where this run writes its samples; move it out first")
-    if not cfg.resume:  # a resumed run's own model: _check_resume_targets
-        check_output_free(save, cfg.overwrite, "pass --overwrite to replace it or choose another --save-model")
-    check_replaceable(save)
-    for folder in (ckpt_dir, Path(cfg.save_model).parent):
-        try:
-            _make_folder(folder, created)
-            probe = folder / f".fastnst-write-test-{os.getpid()}"
-            probe.write_bytes(b"")
-            probe.unlink()
-        except OSError as e:
-            raise FastNSTError(f"{folder}: cannot write here ({e.strerror or e}); choose another folder") from None
-    return ckpt_dir
-
-
-def _check_run_files(ckpt_dir: Path, save: Path) -> None:
-    """The names the run writes in its checkpoint folder are its own: --save-model is none of
-    them, and none is a symbolic link (writing through one would fill a photo or the
-    painting with metrics or samples)."""
-    own = [ckpt_dir, *(ckpt_dir / name for name in _RUN_FILES)]
-    if any(same_file(save, p) for p in own) or inside(save, ckpt_dir / "samples"):
-        raise FastNSTError(
-            f"{save}: --save-model is one of the files the run keeps in {ckpt_dir}; choose another --save-model or --checkpoint-dir"
-        )
-    link = next((p for p in own[1:] if p.is_symlink()), None)
-    if link is not None:
-        raise FastNSTError(f"{link}: a symbolic link (to {os.readlink(link)}); fastnst writes its run files itself: remove the link first")
-
-
-# What a run writes in its checkpoint folder (besides --save-every copies).
-_RUN_FILES = ("last.pth", "metrics.jsonl", "samples")
-
-
-def _make_folder(folder: Path, created: list[Path] | None) -> None:
-    """mkdir -p, noting in ``created`` the outermost folder that did not exist before."""
-    missing = [p for p in (folder, *folder.parents) if not p.exists()]
-    folder.mkdir(parents=True, exist_ok=True)
-    if missing and created is not None:
-        created.append(missing[-1])
-
-
-def _remove_if_unused(folders: list[Path]) -> None:
-    """A run that failed before writing anything leaves no empty folders behind.
-
-    Only folders this run created, and only while they hold nothing but empty
-    folders, the run's lock file and an empty metrics log; anything else in them is kept.
-    """
-    for top in folders:
-        for here, _, files in os.walk(top, topdown=False):
-            try:
-                ours = [os.path.join(here, f) for f in files if f in (".fastnst.lock", "metrics.jsonl")]
-                if len(ours) == len(files) and all(os.path.getsize(f) == 0 for f in ours):
-                    for f in ours:
-                        os.unlink(f)
-                os.rmdir(here)
-            except OSError:  # not empty (or not ours to remove): keep it and what holds it
-                break
-
-
-def _check_resume_targets(cfg: TrainConfig, ckpt: dict[str, Any], last: Path) -> None:
-    """A resumed run replaces its own earlier files without --overwrite, never another's:
-    the checkpoint folder's last.pth must be the resumed file or an older one of the same
-    run, and the --save-model file this run's model (see _same_run)."""
-    old, step = ckpt.get("train_config") or {}, ckpt.get("step") or 0
-    if last.exists() and not same_file(last, cfg.resume):
-        other = _recorded(last)
-        if other is None or not _same_run(old, other[0]):
-            raise FastNSTError(
-                f"{last}: holds another training run's checkpoint; resume into another --checkpoint-dir, or pass --overwrite to replace it"
-            )
-        if other[1] >= step:  # replacing it would lose steps (or a copy made on purpose)
-            raise FastNSTError(
-                f"{last}: holds this run's checkpoint of step {other[1]}, not older than the resumed step {step}; resume from it, "
-                f"or pass --overwrite to go on from step {step} and replace it"
-            )
-    save = Path(cfg.save_model)
-    if save.exists():
-        other = _recorded(save)
-        if other is None or not _same_run(old, other[0]):
-            raise FastNSTError(
-                f"{save}: already exists and is not this run's model; pass --overwrite to replace it or choose another --save-model"
-            )
-
-
-def _recorded(path: Path) -> tuple[dict[str, Any], int] | None:
-    """The train_config and step a fastnst file records (None: not a readable fastnst file)."""
-    try:
-        payload = read_checkpoint(path)
-        _, _, info = check_payload(payload, str(path))
-    except FastNSTError:
-        return None
-    if payload.get("format") != "fastnst":
-        return None
-    done = info["train_config"].get("steps_done")  # a model file records how far its run got
-    return info["train_config"], info["step"] if info["step"] is not None else done if type(done) is int else 0
-
-
-def _same_run(a: dict[str, Any], b: dict[str, Any]) -> bool:
-    """Do two records come from one training run? By its run_id; files of fastnst versions
-    that recorded none, by painting, photos and seed."""
-    if a.get("run_id") or b.get("run_id"):
-        return a.get("run_id") == b.get("run_id")
-    keys = ("style_sha256", "style_image", "dataset", "seed")
-    return bool(a) and all(a.get(k) == b.get(k) for k in keys)
 
 
 def _total_steps(cfg: TrainConfig, n_images: int, world_size: int) -> int:
@@ -475,7 +144,7 @@ def _prepare(request: dict[str, Any], world_size: int, locks: ExitStack | None =
     resumed = read_resume(request["resume"]) if request.get("resume") else None
     cfg = resolve(request, resumed, world_size)
     ckpt = resumed.ckpt if resumed else None
-    ckpt_dir = _check_outputs(cfg, created, ckpt)
+    ckpt_dir = check_outputs(cfg, created, ckpt)
     if locks is not None:
         busy = "another fastnst training run is writing to this checkpoint folder; wait for it to end, or choose another --checkpoint-dir"
         locks.enter_context(folder_lock(ckpt_dir, busy))
@@ -794,7 +463,7 @@ class _Run:
 
     def train_config(self) -> dict[str, Any]:
         d = asdict(self.cfg)
-        for k in _NOT_RECORDED:
+        for k in NOT_RECORDED:
             d.pop(k, None)
         d["style_name"] = Path(self.cfg.style_image).stem
         d["style_sha256"] = self.style_sha256
@@ -1005,7 +674,7 @@ class _Run:
             if self.dist.enabled or self.step == 0 or not all(bool(torch.isfinite(p).all()) for p in self.model.parameters()):
                 raise
             path = self.save_checkpoint()
-            raise FastNSTError(f"{e} (checkpoint of step {self.step} saved: resume with fastnst train --resume {_quoted(path)})") from None
+            raise FastNSTError(f"{e} (checkpoint of step {self.step} saved: resume with fastnst train --resume {quoted(path)})") from None
 
     def _interrupted(self, signal_name: str) -> None:
         """Every rank gets here after the same step; rank 0 saves."""
@@ -1014,7 +683,7 @@ class _Run:
         how = " (under torchrun, as before)" if self.dist.enabled else ""
         raise TrainingInterrupted(
             f"stopped by {signal_name} at step {self.step}/{self.total}; checkpoint saved to {path}. "
-            f"Resume with: fastnst train --resume {_quoted(path)}{how}"
+            f"Resume with: fastnst train --resume {quoted(path)}{how}"
         )
 
     def _last_good(self) -> str:
@@ -1087,7 +756,7 @@ class _Run:
                 further = (
                     ""
                     if self.out_of_time
-                    else f" Train further with: fastnst train --resume {_quoted(self.ckpt_dir / 'last.pth')} --iterations N"
+                    else f" Train further with: fastnst train --resume {quoted(self.ckpt_dir / 'last.pth')} --iterations N"
                 )
                 tqdm.write(f"{note}.{further}", file=sys.stderr)
         distributed.barrier(self.dist)  # every rank returns once the model file exists
@@ -1112,7 +781,7 @@ class _Run:
         return (
             f"--max-time {format_duration(self.cfg.max_time)} reached: stopped at step {self.step} of {self.total} "
             f"({self.progress_record()['images_seen']} images seen); the model is saved. "
-            f"Train further with: fastnst train --resume {_quoted(last)}"
+            f"Train further with: fastnst train --resume {quoted(last)}"
         )
 
 
@@ -1143,5 +812,5 @@ def train(cfg: TrainConfig | Mapping[str, Any]) -> Path:
             run = distributed.run_everywhere(dist, lambda: _Run(plan, dist, device, started))
             return run.run()
     except BaseException:
-        _remove_if_unused(created)  # after the lock is released
+        remove_if_unused(created)  # after the lock is released
         raise

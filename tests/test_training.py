@@ -129,7 +129,6 @@ def test_the_loss_scores_the_picture_the_user_gets(tmp_path: Path, photo_dir: Pa
 
 def test_non_finite_loss_skips_steps_then_stops(tmp_path: Path, photo_dir: Path, style_file: Path, vgg_file: Path, monkeypatch) -> None:
     from fastnst import training
-    from fastnst.errors import FastNSTError
 
     original = training._Run.train_step
     calls = {"n": 0}
@@ -374,68 +373,8 @@ def test_epochs_that_make_too_many_steps_are_refused(tmp_path: Path, style_file:
     assert not (tmp_path / "m_run").exists()
 
 
-def test_a_failed_run_leaves_no_empty_folder(tmp_path: Path) -> None:
-    from fastnst.training import _remove_if_unused
-
-    empty, used = tmp_path / "empty_run", tmp_path / "used_run"
-    for folder in (empty, used):
-        (folder / "samples").mkdir(parents=True)
-        (folder / ".fastnst.lock").write_bytes(b"")
-        (folder / "metrics.jsonl").write_bytes(b"")
-    (used / "metrics.jsonl").write_text('{"step": 1}\n')
-    _remove_if_unused([empty, used])
-    assert not empty.exists() and (used / "metrics.jsonl").exists()
-
-
-def test_printed_commands_can_be_pasted() -> None:
-    from fastnst.training import _quoted
-
-    assert _quoted("my model_run/last.pth") == "'my model_run/last.pth'"
-    assert _quoted("-r_run/last.pth") == "./-r_run/last.pth"
-    assert _quoted(Path("run/last.pth")) == "run/last.pth"
-
-
 def test_a_save_model_ending_in_a_slash_names_a_folder(tmp_path: Path, photo_dir: Path, style_file: Path, vgg_file: Path, capsys) -> None:
     """pathlib drops the slash: "m.pth/" would have been written as the file m.pth."""
     assert main(["train", *tiny_train_args(photo_dir, style_file, vgg_file, f"{tmp_path / 'm.pth'}/")]) == 2
     assert "m.pth/: a folder; --save-model is the model file to write" in capsys.readouterr().err
     assert not (tmp_path / "m.pth").exists()
-
-
-# ---- resolve: the request, a resumed run's record and the dependent defaults, into frozen settings ----
-
-
-def _request(style_file: Path, **more) -> dict:
-    return {"dataset": "photos", "style_image": str(style_file), "save_model": "out/m.pth", **more}
-
-
-def test_resolve_fills_the_defaults_that_depend_on_other_settings(style_file: Path) -> None:
-    from fastnst.training import resolve
-
-    request = _request(style_file)
-    cfg = resolve(request)
-    assert request == _request(style_file), "the request is not changed"
-    assert cfg.vgg_preprocess == "torchvision" and (cfg.content_weight, cfg.style_weight, cfg.tv_weight) == (1e5, 1e10, 1e2)
-    assert cfg.checkpoint_dir == "out/m_run" and cfg.sample_interval == cfg.checkpoint_interval == 1000
-    caffe = resolve(_request(style_file, vgg_weights="vgg19_caffe.pth", style_weight=0.5, sample_interval=7))
-    assert caffe.vgg_preprocess == "caffe" and (caffe.content_weight, caffe.style_weight) == (1.0, 0.5) and caffe.sample_interval == 7
-
-
-def test_resolve_takes_a_resumed_runs_record_unless_given_again(style_file: Path, tmp_path: Path) -> None:
-    from fastnst.training import Resumed, resolve
-
-    recorded = {"dataset": "photos", "style_image": str(style_file), "save_model": "out/m.pth", "image_size": 64, "lr": 5e-4,
-                "iterations": 100, "epochs": None, "batch_size": 2, "workers": 3}  # fmt: skip
-    resumed = Resumed(tmp_path / "run" / "last.pth", {"train_config": recorded})
-    cfg = resolve({"resume": str(resumed.path), "iterations": 300, "workers": 1}, resumed)
-    assert (cfg.image_size, cfg.lr, cfg.batch_size, cfg.iterations) == (64, 5e-4, 2, 300)
-    assert cfg.workers == 1 and cfg.checkpoint_dir == str(tmp_path / "run") and cfg.resume == str(resumed.path)
-    assert resolve({"epochs": 2.0}, resumed).iterations is None  # the length given anew, in epochs
-    with pytest.raises(FastNSTError, match="--image-size cannot change when resuming"):
-        resolve({"image_size": 32}, resumed)
-
-
-def test_the_python_api_counts_what_differs_from_the_defaults_as_given() -> None:
-    from fastnst.training import request_of
-
-    assert request_of(TrainConfig(dataset="d", image_size=128, lr=1e-3)) == {"dataset": "d", "image_size": 128}

@@ -1,0 +1,225 @@
+"""A training run's settings: the request, a resumed run's record and the defaults, into a frozen TrainConfig.
+
+:func:`resolve` is the one place where the settings of a run are decided:
+what the user gave (the request's keys are what was chosen), what a resumed
+checkpoint recorded for the rest, then the defaults that depend on other
+settings (loss weights per VGG preprocessing, the checkpoint folder). Every
+value is checked, whether it came from the command line, the Python API or a
+checkpoint. Nothing is changed in place.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+from collections.abc import Mapping
+from dataclasses import fields, replace
+from pathlib import Path
+from typing import Any, NamedTuple, get_args, get_type_hints
+
+from .checkpoint import check_payload, read_checkpoint
+from .config import TrainConfig
+from .defaults import DEFAULT_WEIGHTS
+from .errors import FastNSTError, shown
+from .limits import LIMITS, problem
+from .losses import format_layers, parse_layers
+from .paths import require_file, same_file
+from .vgg import resolve_preprocess
+
+__all__ = ["FIXED_ON_RESUME", "NOT_RECORDED", "Resumed", "file_digest", "read_resume", "request_of", "resolve", "setting_problem"]
+
+# Settings that define the optimisation problem: a resumed run must keep them
+# (the batch size too, as batch x processes: see _check_global_batch).
+FIXED_ON_RESUME = (
+    "image_size",
+    "style_size",
+    "lr",
+    "width",
+    "seed",
+    "vgg_preprocess",
+    "content_weight",
+    "style_weight",
+    "tv_weight",
+    "content_layers",
+    "style_layers",
+)
+
+
+# Per-invocation choices, not part of a run's record.
+NOT_RECORDED = (
+    "resume", "overwrite", "progress", "device", "workers", "amp", "checkpoint_dir", "dist_timeout", "max_time", "compile", "channels_last",
+    "max_pixels",
+)  # fmt: skip
+
+
+class Resumed(NamedTuple):
+    """The checkpoint a run resumes from, and where it was read."""
+
+    path: Path
+    ckpt: dict[str, Any]
+
+
+def read_resume(resume: str) -> Resumed:
+    """``--resume``: a training checkpoint (a file, or the checkpoint folder holding last.pth), checked."""
+    path = Path(resume)
+    if path.is_dir():
+        path = path / "last.pth"
+    ckpt = read_checkpoint(path)
+    if "optimizer" not in ckpt or "step" not in ckpt:
+        raise FastNSTError(f"{path}: a model file, not a training checkpoint; resume from <checkpoint-dir>/last.pth")
+    check_payload(ckpt, str(path))
+    if not isinstance(ckpt["optimizer"], dict):
+        raise FastNSTError(f"{path}: the optimizer state is damaged; resume from an earlier checkpoint or start a new run")
+    return Resumed(path, ckpt)
+
+
+def request_of(cfg: TrainConfig) -> dict[str, Any]:
+    """A TrainConfig from the Python API as a request: the settings that differ from the defaults were chosen."""
+    return {f.name: getattr(cfg, f.name) for f in fields(TrainConfig) if getattr(cfg, f.name) != f.default}
+
+
+def resolve(request: Mapping[str, Any], checkpoint: Resumed | None = None, world_size: int = 1) -> TrainConfig:
+    """The run's final settings: those in ``request`` (what the user gave), a resumed run's record
+    for the others, then the defaults that depend on other settings; validated. A new object:
+    the request's keys are what was chosen, so nothing has to travel beside it."""
+    values = dict(request)
+    if checkpoint is not None:
+        values = _merge_recorded(request, checkpoint)
+    cfg = TrainConfig.from_dict(values)
+    if checkpoint is not None:
+        _check_global_batch(cfg, checkpoint.ckpt.get("train_config") or {}, world_size)
+    for key in ("dataset", "style_image", "save_model"):
+        if not getattr(cfg, key):
+            raise FastNSTError(f"--{key.replace('_', '-')} is required (or --resume a checkpoint that records it)")
+    _validate_numbers(cfg)
+    if checkpoint is not None:
+        _check_same_style(cfg, checkpoint.ckpt.get("train_config") or {}, set(request))
+    preprocess = resolve_preprocess(cfg.vgg_preprocess, cfg.vgg_weights)
+    defaults = DEFAULT_WEIGHTS[preprocess]
+    pick = lambda given, default: default if given is None else given
+    return replace(
+        cfg,
+        vgg_preprocess=preprocess,
+        content_weight=pick(cfg.content_weight, defaults.content),
+        style_weight=pick(cfg.style_weight, defaults.style),
+        tv_weight=pick(cfg.tv_weight, defaults.tv),
+        content_layers=format_layers(parse_layers(cfg.content_layers, "content-layers")),
+        style_layers=format_layers(parse_layers(cfg.style_layers, "style-layers")),
+        checkpoint_dir=pick(cfg.checkpoint_dir, default_checkpoint_dir(cfg.save_model)),
+        sample_interval=pick(cfg.sample_interval, cfg.checkpoint_interval),
+    )
+
+
+def _merge_recorded(request: Mapping[str, Any], checkpoint: Resumed) -> dict[str, Any]:
+    """The request over the settings a resumed run recorded; those that define the run cannot change."""
+    path, ckpt = checkpoint
+    old = _check_recorded(ckpt.get("train_config") or {}, path)
+    for key in FIXED_ON_RESUME:
+        if key in request and old.get(key) is not None and request[key] != old[key]:
+            raise FastNSTError(f"--{key.replace('_', '-')} cannot change when resuming (the run used {old[key]}); start a new run instead")
+    values = {f.name: old[f.name] for f in fields(TrainConfig) if f.name not in NOT_RECORDED and old.get(f.name) is not None}
+    values.update(request)
+    if "epochs" in request and "iterations" not in request:  # the run's length given anew, in epochs
+        values["iterations"] = None
+    if "iterations" in request:  # ... or in steps: the record must not keep the old epochs
+        values["epochs"] = None
+    values.setdefault("checkpoint_dir", str(path.parent))
+    values["resume"] = str(path)
+    return values
+
+
+def default_checkpoint_dir(save_model: str) -> str:
+    return str(Path(save_model).with_suffix("")) + "_run"
+
+
+def _check_global_batch(cfg: TrainConfig, old: dict[str, Any], world_size: int) -> None:
+    """A resumed run keeps its global batch (per-process batch x processes).
+
+    The data order and the averaged gradient depend only on the global batch,
+    so resuming on another number of processes with the per-process batch
+    adjusted continues the very same run; anything else would silently be a
+    different optimisation problem.
+    """
+    old_batch, old_world = old.get("batch_size"), int(old.get("world_size") or 1)
+    if not old_batch or cfg.batch_size * world_size == old_batch * old_world:
+        return
+    if world_size == old_world:
+        raise FastNSTError(f"--batch-size cannot change when resuming (the run used {old_batch}); start a new run instead")
+    total = old_batch * old_world
+    fix = f"--batch-size {total // world_size}" if total % world_size == 0 else f"a number of processes that divides {total}"
+    raise FastNSTError(
+        f"this run used a global batch of {total} ({old_batch} per process x {old_world} process(es)); "
+        f"with {world_size} process(es), resume with {fix} to keep it, or start a new run"
+    )
+
+
+@functools.cache
+def _kinds() -> dict[str, tuple[tuple[type, ...], bool]]:
+    """Per TrainConfig field: the accepted Python types and whether None is allowed."""
+    kinds = {}
+    for name, hint in get_type_hints(TrainConfig).items():
+        args = get_args(hint) or (hint,)
+        kinds[name] = (tuple(a for a in args if a is not type(None)), type(None) in args)
+    return kinds
+
+
+def setting_problem(name: str, value: Any) -> str | None:
+    """Why ``value`` cannot be the TrainConfig setting ``name`` (type, finiteness, range), or None."""
+    types, optional = _kinds()[name]
+    if value is None:
+        return None if optional else "a value is required"
+    if name in LIMITS:
+        return problem(name, value)
+    if isinstance(value, bool) and bool not in types or not isinstance(value, types):
+        return f"expected {' or '.join(t.__name__ for t in types)}, got {value!r}"
+    return None
+
+
+def _validate_numbers(cfg: TrainConfig) -> None:
+    """Every setting in range, whether it came from the command line, the Python API or a checkpoint."""
+    for f in fields(TrainConfig):
+        wrong = setting_problem(f.name, getattr(cfg, f.name))
+        if wrong:
+            raise FastNSTError(f"--{f.name.replace('_', '-')}: {wrong}")
+
+
+def _check_recorded(old: Any, path: Path) -> dict[str, Any]:
+    """A checkpoint's train_config, each known setting type- and range-checked before it is used."""
+    if not isinstance(old, dict):
+        raise FastNSTError(f"{path}: train_config is a {type(old).__name__}, not a dict; the checkpoint is damaged")
+    world = old.get("world_size")
+    if world is not None and (isinstance(world, bool) or not isinstance(world, int) or not 1 <= world <= 1 << 20):
+        raise FastNSTError(f"{path}: train_config.world_size is {world!r}, not a number of processes; the checkpoint is damaged")
+    for key, value in old.items():
+        wrong = setting_problem(key, value) if key in _kinds() and key not in NOT_RECORDED else None
+        if wrong:
+            raise FastNSTError(f"{path}: train_config.{key}: {wrong}; the checkpoint is damaged or was edited")
+    return old
+
+
+def file_digest(path: str | os.PathLike) -> str:
+    """SHA-256 of a file: how a resumed run knows its painting was not swapped."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _check_same_style(cfg: TrainConfig, old: dict[str, Any], explicit: set[str]) -> None:
+    """A resumed run keeps learning its own painting, even if a file of that name was replaced."""
+    recorded = old.get("style_sha256")
+    style = require_file(cfg.style_image)
+    if isinstance(recorded, str):
+        if file_digest(style) == recorded:
+            return
+        why = "its content differs from the painting this run was learning"
+    elif "style_image" in explicit and isinstance(old.get("style_image"), str) and not same_file(style, old["style_image"]):
+        why = f"this run was learning {shown(old['style_image'], 200)}"
+    else:
+        return
+    raise FastNSTError(
+        f"{style}: {why}; a resumed run keeps its style. Start a new run for another painting (without --resume), "
+        "or give the original painting back"
+    )

@@ -1,0 +1,55 @@
+"""fastnst.train_settings: the request, a resumed run's record and the dependent defaults, into frozen settings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from fastnst.config import TrainConfig
+from fastnst.errors import FastNSTError
+from fastnst.train_settings import Resumed, request_of, resolve
+
+
+def _request(style_file: Path, **more) -> dict:
+    return {"dataset": "photos", "style_image": str(style_file), "save_model": "out/m.pth", **more}
+
+
+def test_resolve_fills_the_defaults_that_depend_on_other_settings(style_file: Path) -> None:
+    request = _request(style_file)
+    cfg = resolve(request)
+    assert request == _request(style_file), "the request is not changed"
+    assert cfg.vgg_preprocess == "torchvision" and (cfg.content_weight, cfg.style_weight, cfg.tv_weight) == (1e5, 1e10, 1e2)
+    assert cfg.checkpoint_dir == "out/m_run" and cfg.sample_interval == cfg.checkpoint_interval == 1000
+    caffe = resolve(_request(style_file, vgg_weights="vgg19_caffe.pth", style_weight=0.5, sample_interval=7))
+    assert caffe.vgg_preprocess == "caffe" and (caffe.content_weight, caffe.style_weight) == (1.0, 0.5) and caffe.sample_interval == 7
+
+
+def test_resolve_takes_a_resumed_runs_record_unless_given_again(style_file: Path, tmp_path: Path) -> None:
+    recorded = {"dataset": "photos", "style_image": str(style_file), "save_model": "out/m.pth", "image_size": 64, "lr": 5e-4,
+                "iterations": 100, "epochs": None, "batch_size": 2, "workers": 3}  # fmt: skip
+    resumed = Resumed(tmp_path / "run" / "last.pth", {"train_config": recorded})
+    cfg = resolve({"resume": str(resumed.path), "iterations": 300, "workers": 1}, resumed)
+    assert (cfg.image_size, cfg.lr, cfg.batch_size, cfg.iterations) == (64, 5e-4, 2, 300)
+    assert cfg.workers == 1 and cfg.checkpoint_dir == str(tmp_path / "run") and cfg.resume == str(resumed.path)
+    assert resolve({"epochs": 2.0}, resumed).iterations is None  # the length given anew, in epochs
+    with pytest.raises(FastNSTError, match="--image-size cannot change when resuming"):
+        resolve({"image_size": 32}, resumed)
+
+
+def test_the_python_api_counts_what_differs_from_the_defaults_as_given() -> None:
+    assert request_of(TrainConfig(dataset="d", image_size=128, lr=1e-3)) == {"dataset": "d", "image_size": 128}
+
+
+def test_a_resumed_run_keeps_its_global_batch_on_another_number_of_processes(style_file: Path, tmp_path: Path) -> None:
+    recorded = {"dataset": "photos", "style_image": str(style_file), "save_model": "m.pth", "batch_size": 4, "world_size": 2}
+    resumed = Resumed(tmp_path / "last.pth", {"train_config": recorded})
+    assert resolve({"batch_size": 2}, resumed, world_size=4).batch_size == 2  # 2 x 4 = 4 x 2
+    with pytest.raises(FastNSTError, match="resume with --batch-size 8 to keep it"):
+        resolve({}, resumed, world_size=1)
+
+
+def test_a_damaged_record_is_one_line(style_file: Path, tmp_path: Path) -> None:
+    resumed = Resumed(tmp_path / "last.pth", {"train_config": {"style_image": str(style_file), "image_size": float("nan")}})
+    with pytest.raises(FastNSTError, match=r"train_config.image_size: .* the checkpoint is damaged or was edited"):
+        resolve({}, resumed)
