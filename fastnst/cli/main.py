@@ -85,6 +85,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _main(argv: Sequence[str], exiting: bool) -> int:
+    """Run the command; how it ended as an exit status (one ``fastnst: error:`` line for user mistakes)."""
     args = parse_args(build_parser(), argv)
     try:
         try:
@@ -94,38 +95,48 @@ def _main(argv: Sequence[str], exiting: bool) -> int:
             if exiting:
                 ignore_further_signals()
     except FastNSTError as e:
-        if reported_here(e):  # under torchrun: once per job, not once per process
-            kind = "" if isinstance(e, StoppedCleanly) else "error: "
-            print(f"fastnst: {kind}{report_prefix()}{e}", file=sys.stderr)
-        return EXIT_INTERRUPTED if isinstance(e, StoppedCleanly) else EXIT_USER_ERROR
+        return _reported(e)
     except KeyboardInterrupt as e:
         return _interrupted(e)
     except OSError as e:
-        if e.errno == errno.EPIPE:  # the reader of our output went away (fastnst styles | head): nothing to say it to
-            _silence_stdout()
-            return EXIT_USER_ERROR
-        if e.filename is None and e.errno not in _SYSTEM_REFUSALS:  # a bug or a system failure: keep its traceback
-            raise
-        if e.filename is None:
-            print(
-                f"fastnst: error: cannot write the output ({e.strerror or e}); check free space and where the output goes", file=sys.stderr
-            )
-            return EXIT_USER_ERROR
-        # The file system refused (permissions, a full disk, a read-only mount, a path too long):
-        # the user's environment, not fastnst's code.
-        print(f"fastnst: error: {e.filename}: {e.strerror or e}; check the path, its permissions and free space", file=sys.stderr)
-        return EXIT_USER_ERROR
+        if e.errno != errno.EPIPE and e.filename is None and e.errno not in _SYSTEM_REFUSALS:  # a bug or a system failure
+            raise  # keep its traceback
+        return _refused(e)
     except (MemoryError, RuntimeError) as e:
-        if not isinstance(e, MemoryError) and not _gpu_out_of_memory(e) and not _CPU_ALLOCATION_FAILED in str(e):
+        if not isinstance(e, MemoryError) and not _gpu_out_of_memory(e) and _CPU_ALLOCATION_FAILED not in str(e):
             raise
-        # Too large a picture or batch is a user's choice, not a crash: say which knobs to turn.
-        where = "GPU" if _gpu_out_of_memory(e) else "CPU"
-        print(
-            f"fastnst: error: out of {where} memory. Use smaller images or batches (stylize: --max-size, --batch-size, "
-            "--max-memory or --tile-size; train: --image-size, --batch-size), or --device cpu",
-            file=sys.stderr,
-        )
-        return EXIT_USER_ERROR
+        return _out_of_memory(e)
+
+
+def _reported(e: FastNSTError) -> int:
+    """A user mistake, or a clean stop (training's checkpoint saved): one line, once per job under torchrun."""
+    if reported_here(e):
+        kind = "" if isinstance(e, StoppedCleanly) else "error: "
+        print(f"fastnst: {kind}{report_prefix()}{e}", file=sys.stderr)
+    return EXIT_INTERRUPTED if isinstance(e, StoppedCleanly) else EXIT_USER_ERROR
+
+
+def _refused(e: OSError) -> int:
+    """The file system or the output refused (permissions, a full disk, a read-only mount, a path too
+    long, a reader gone away): the user's environment, not fastnst's code."""
+    if e.errno == errno.EPIPE:  # the reader of our output went away (fastnst styles | head): nothing to say it to
+        _silence_stdout()
+    elif e.filename is None:
+        print(f"fastnst: error: cannot write the output ({e.strerror or e}); check free space and where the output goes", file=sys.stderr)
+    else:
+        print(f"fastnst: error: {e.filename}: {e.strerror or e}; check the path, its permissions and free space", file=sys.stderr)
+    return EXIT_USER_ERROR
+
+
+def _out_of_memory(e: BaseException) -> int:
+    """Too large a picture or batch is a user's choice, not a crash: say which knobs to turn."""
+    where = "GPU" if _gpu_out_of_memory(e) else "CPU"
+    print(
+        f"fastnst: error: out of {where} memory. Use smaller images or batches (stylize: --max-size, --batch-size, "
+        "--max-memory or --tile-size; train: --image-size, --batch-size), or --device cpu",
+        file=sys.stderr,
+    )
+    return EXIT_USER_ERROR
 
 
 # PyTorch's CPU allocator reports a refused allocation as a RuntimeError with this text.
