@@ -127,7 +127,7 @@ def _quiet(group: str = "") -> Any:
 _DATA, _VGG, _OPT, _HW = "data and outputs", "VGG19 loss network", "optimisation", "hardware"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class TrainConfig:
     """A training run. ``None`` settings are resolved by :func:`fastnst.training.resolve`."""
 
@@ -232,7 +232,7 @@ def _join(values: Iterable[Any]) -> str:
     return ",".join(str(v) for v in values)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class GatysConfig:
     """Settings of the optimiser; ``None`` weights take the per-preprocessing defaults."""
 
@@ -356,7 +356,7 @@ GATYS_ONLY = tuple(flag_fields(GatysConfig))
 _VIDEO = "video and webcam (pip install 'fastnst[video]')"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class StylizeConfig:
     """One ``fastnst stylize`` request, as given; :func:`fastnst.cli.stylize.resolve` validates it."""
 

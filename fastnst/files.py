@@ -60,8 +60,8 @@ class Skipped(NamedTuple):
     reason: str
 
 
-# A process yields a Stylized or a Skipped per image (a plain (key, RGB, alpha) tuple is a Stylized's three slots).
-Outcome = Stylized | Skipped | tuple[Any, Image.Image, Image.Image | None]
+# A process yields a Stylized or a Skipped per image (plain tuples are read too: see _outcome).
+Outcome = Stylized | Skipped | tuple[Any, Any, Any]
 ProcessFn = Callable[[Iterable[tuple[Any, Image.Image]]], Iterator[Outcome]]
 
 
@@ -274,8 +274,12 @@ def process_files(
 
 
 def _outcome(item: Outcome) -> Stylized | Skipped:
-    """A process's answer for one image: a Skipped as it is, anything else read as a Stylized."""
-    return item if isinstance(item, Skipped) else Stylized(*item)
+    """A process's answer for one image as a Stylized or a Skipped; a plain tuple is read as before
+    the types existed: (key, RGB, alpha), or (key, None, reason) for an image it could not stylize."""
+    if isinstance(item, (Stylized, Skipped)):
+        return item
+    key, rgb, extra = item
+    return Skipped(key, str(extra)) if rgb is None else Stylized(key, rgb, extra)
 
 
 def _profile(src: Path, dst: Path, image: Image.Image) -> bytes | None:

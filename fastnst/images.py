@@ -12,6 +12,8 @@ import os
 import re
 import struct
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
 
@@ -66,6 +68,23 @@ def set_max_pixels(n: int) -> None:
     """
     Image.MAX_IMAGE_PIXELS = int(n)
     os.environ[_MAX_PIXELS_ENV] = str(int(n))
+
+
+@contextmanager
+def pixel_limit(n: int | None) -> Iterator[None]:
+    """Pillow's decompression-bomb limit at ``n`` for the block (None: unchanged), then as it was:
+    a library call (``train(TrainConfig(max_pixels=...))``) must not change it for the rest of the process."""
+    before, env = Image.MAX_IMAGE_PIXELS, os.environ.get(_MAX_PIXELS_ENV)
+    if n is not None:
+        set_max_pixels(n)
+    try:
+        yield
+    finally:
+        Image.MAX_IMAGE_PIXELS = before
+        if env is None:
+            os.environ.pop(_MAX_PIXELS_ENV, None)
+        else:
+            os.environ[_MAX_PIXELS_ENV] = env
 
 
 if os.environ.get(_MAX_PIXELS_ENV, "").isdigit():

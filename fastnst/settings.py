@@ -43,9 +43,10 @@ def setting(default: Any = MISSING, *, factory: Callable[[], Any] | Any = MISSIN
 
 
 def number(x: float) -> str:
-    """1e10 as '1e10', 0.3 as '0.3', 259200000 as '2.592e8': how numbers read in --help, exactly."""
-    if x == 0 or 1e-3 <= abs(x) < 1e4:
-        return f"{x:g}"
+    """How numbers read in --help, without losing digits: whole numbers as they are (40000),
+    others plainly in [0.01, 10000) (0.3, 1000) and else in powers of ten (1e-3, 1e10, 2.592e8)."""
+    if isinstance(x, int) or x == 0 or 1e-2 <= abs(x) < 1e4:
+        return f"{x:g}" if isinstance(x, float) else str(x)
     digits = next((d for d in range(16) if float(f"{x:.{d}e}") == x), 16)
     return f"{x:.{digits}e}".replace("e+0", "e").replace("e+", "e").replace("e-0", "e-")
 

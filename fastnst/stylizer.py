@@ -26,7 +26,7 @@ from .errors import FastNSTError, shown
 from .files import Stylized
 from .images import prepare_input, tensor_to_pil, with_alpha
 from .limits import problem
-from .memory import format_bytes
+from .memory import Budget, Footprint, format_bytes
 from .model import MIN_SIZE
 from .tiling import Plan, Planner, Tiled, TilePlan, Whole, run_tiled, stats_sample
 
@@ -69,12 +69,9 @@ class Stylizer:
         self.preserve_color = preserve_color
         self.strength = strength
         self.max_size = max_size
-        self.batch_size = batch_size
-        self.tile_size = tile_size
         self.log = log  # told when an image is tiled
         self._net = as_backend(backend)  # the whole interface, declared or completed once
-        self.planner = Planner.for_backend(self._net, max_memory, tile_size, batch_size)
-        self.footprint, self.budget = self.planner.net, self.planner.budget
+        self.planner = Planner.for_backend(self._net, max_memory, tile_size, batch_size)  # holds the batch and tile settings
         self._warned_unshared = False
 
     @classmethod
@@ -84,6 +81,22 @@ class Stylizer:
     @property
     def info(self) -> dict[str, Any]:
         return self.backend.info
+
+    @property
+    def batch_size(self) -> int:
+        return self.planner.batch_size
+
+    @property
+    def tile_size(self) -> int | None:
+        return self.planner.tile_size
+
+    @property
+    def footprint(self) -> Footprint:
+        return self.planner.net
+
+    @property
+    def budget(self) -> Budget:
+        return self.planner.budget
 
     def plan(self, height: int, width: int) -> Plan:
         """How a batch of images of this size runs: whole (in chunks) or in tiles."""

@@ -83,6 +83,8 @@ def resolve(request: Mapping[str, Any], checkpoint: Resumed | None = None, world
     """The run's final settings: those in ``request`` (what the user gave), a resumed run's record
     for the others, then the defaults that depend on other settings; validated. A new object:
     the request's keys are what was chosen, so nothing has to travel beside it."""
+    if bool(request.get("resume")) != (checkpoint is not None):
+        raise ValueError("resolve: pass the checkpoint that read_resume(request['resume']) returned, and only with a resume")
     values = dict(request)
     if checkpoint is not None:
         values = _merge_recorded(request, checkpoint)

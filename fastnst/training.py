@@ -27,7 +27,7 @@ import time
 import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager, nullcontext
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +43,7 @@ from .cost import StepTimer, estimate_lines, setup_warnings, undertrained_note
 from .data import PhotoDataset, TrainBatchSampler, collate, find_images
 from .defaults import TRAIN_ITERATIONS
 from .errors import FastNSTError, StoppedCleanly
-from .images import load_rgb, pil_to_tensor, resize_max, save_image, set_max_pixels, tensor_to_pil
+from .images import load_rgb, pil_to_tensor, pixel_limit, resize_max, save_image, tensor_to_pil
 from .limits import problem
 from .losses import (
     LossTerms,
@@ -795,19 +795,20 @@ def train(cfg: TrainConfig | Mapping[str, Any]) -> Path:
     every process calls this and they train one model together.
     """
     request = request_of(cfg) if isinstance(cfg, TrainConfig) else dict(cfg)
-    base = TrainConfig.from_dict(request)  # the per-invocation settings, which a resumed run does not change
+    unknown = sorted(set(request) - {f.name for f in fields(TrainConfig)})
+    if unknown:
+        raise FastNSTError(f"not settings of a training run: {', '.join(map(repr, unknown))} (see fastnst.TrainConfig)")
+    base = TrainConfig(**request)  # the per-invocation settings, which a resumed run does not change
     started = time.monotonic()
     for name in ("dist_timeout", "max_pixels"):
         wrong = setting_problem(name, getattr(base, name))
         if wrong:
             raise FastNSTError(f"--{name.replace('_', '-')}: {wrong}")
-    if base.max_pixels:
-        set_max_pixels(base.max_pixels)
     dist = distributed.from_env()
     device = distributed.pick_device(base.device, dist)
     created: list[Path] = []  # output folders this run made (rank 0)
     try:
-        with ExitStack() as locks, distributed.process_group(dist, device, base.dist_timeout):
+        with pixel_limit(base.max_pixels), ExitStack() as locks, distributed.process_group(dist, device, base.dist_timeout):
             plan = distributed.run_on_main(dist, lambda: _prepare(request, dist.world_size, locks, created))
             run = distributed.run_everywhere(dist, lambda: _Run(plan, dist, device, started))
             return run.run()

@@ -47,3 +47,13 @@ def test_imports_run_one_way(module: str, not_loaded: list[str]) -> None:
     code = f"import sys, {module}; print(*sorted(m for m in {not_loaded!r} if m in sys.modules))"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True, timeout=120)
     assert done.stdout.strip() == "", f"importing {module} loaded {done.stdout.strip()}"
+
+
+def test_every_package_is_installed() -> None:
+    """pyproject.toml lists the packages by name: a new subpackage left out of it is missing from the wheel
+    (an editable install, as here, would still find it)."""
+    import tomllib
+
+    listed = set(tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {".".join(p.parent.relative_to(REPO).parts) for p in (REPO / "fastnst").rglob("__init__.py")}
+    assert found <= listed, f"not in pyproject.toml's packages: {sorted(found - listed)}"

@@ -112,20 +112,25 @@ def test_the_limit_applies_to_the_size_after_max_size(tmp_path: Path) -> None:
 # ---- 3. what a process answers for each image: a Stylized result or a Skipped one ----------------------
 
 
-def _some_skipped(items: Iterable[tuple[Any, Image.Image]]) -> Iterator[Stylized | Skipped]:
-    """A process that cannot stylize b.png (as the Gatys optimizer when its loss diverges)."""
-    for key, image in items:
-        if key[0].name == "b.png":
-            yield Skipped(key, "the loss diverged")
-        else:
-            t, alpha = prepare_input(image)
-            yield Stylized(key, tensor_to_pil(t), alpha)
+def _some_skipped(typed: bool) -> Any:
+    """A process that cannot stylize b.png (as the Gatys optimizer when its loss diverges), in the typed form or as plain tuples."""
+
+    def process(items: Iterable[tuple[Any, Image.Image]]) -> Iterator[Any]:
+        for key, image in items:
+            if key[0].name == "b.png":
+                yield Skipped(key, "the loss diverged") if typed else (key, None, "the loss diverged")
+            else:
+                t, alpha = prepare_input(image)
+                yield Stylized(key, tensor_to_pil(t), alpha) if typed else (key, tensor_to_pil(t), alpha)
+
+    return process
 
 
-def test_a_skipped_image_is_reported_and_counted_the_rest_written(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize("typed", [True, False], ids=["typed", "plain_tuples"])
+def test_a_skipped_image_is_reported_and_counted_the_rest_written(tmp_path: Path, capsys: pytest.CaptureFixture[str], typed: bool) -> None:
     a, b, c = (_photo(tmp_path / "in" / f"{n}.png") for n in "abc")
     pairs = plan_outputs([str(a), str(b), str(c)], tmp_path / "out")
-    assert process_files(_some_skipped, pairs, progress=False) == 1
+    assert process_files(_some_skipped(typed), pairs, progress=False) == 1
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.png", "c.png"]
     assert capsys.readouterr().err == f"warning: skipped {b}: the loss diverged\n"
 

@@ -176,3 +176,17 @@ def test_a_full_disk_never_leaves_a_cut_picture(suffix: str, tmp_path: Path) -> 
                             cwd=Path(__file__).resolve().parents[1])  # fmt: skip
     assert result.stdout.startswith(f"{out}: cannot write the image (File too large)") and result.stderr == "", result
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_pixel_limit_for_a_block_is_restored_after_it() -> None:
+    """train(TrainConfig(max_pixels=N)) from Python must not leave Pillow's limit changed for the process."""
+    import os
+
+    from fastnst.images import pixel_limit
+
+    before, env = Image.MAX_IMAGE_PIXELS, os.environ.get("FASTNST_MAX_PIXELS")
+    with pixel_limit(1234):
+        assert Image.MAX_IMAGE_PIXELS == 1234 and os.environ["FASTNST_MAX_PIXELS"] == "1234"  # loader workers read it
+    assert Image.MAX_IMAGE_PIXELS == before and os.environ.get("FASTNST_MAX_PIXELS") == env
+    with pixel_limit(None):
+        assert Image.MAX_IMAGE_PIXELS == before

@@ -32,9 +32,9 @@ def test_resolve_takes_a_resumed_runs_record_unless_given_again(style_file: Path
     cfg = resolve({"resume": str(resumed.path), "iterations": 300, "workers": 1}, resumed)
     assert (cfg.image_size, cfg.lr, cfg.batch_size, cfg.iterations) == (64, 5e-4, 2, 300)
     assert cfg.workers == 1 and cfg.checkpoint_dir == str(tmp_path / "run") and cfg.resume == str(resumed.path)
-    assert resolve({"epochs": 2.0}, resumed).iterations is None  # the length given anew, in epochs
+    assert resolve({"resume": str(resumed.path), "epochs": 2.0}, resumed).iterations is None  # the length given anew, in epochs
     with pytest.raises(FastNSTError, match="--image-size cannot change when resuming"):
-        resolve({"image_size": 32}, resumed)
+        resolve({"resume": str(resumed.path), "image_size": 32}, resumed)
 
 
 def test_the_python_api_counts_what_differs_from_the_defaults_as_given() -> None:
@@ -44,12 +44,24 @@ def test_the_python_api_counts_what_differs_from_the_defaults_as_given() -> None
 def test_a_resumed_run_keeps_its_global_batch_on_another_number_of_processes(style_file: Path, tmp_path: Path) -> None:
     recorded = {"dataset": "photos", "style_image": str(style_file), "save_model": "m.pth", "batch_size": 4, "world_size": 2}
     resumed = Resumed(tmp_path / "last.pth", {"train_config": recorded})
-    assert resolve({"batch_size": 2}, resumed, world_size=4).batch_size == 2  # 2 x 4 = 4 x 2
+    assert resolve({"resume": "last.pth", "batch_size": 2}, resumed, world_size=4).batch_size == 2  # 2 x 4 = 4 x 2
     with pytest.raises(FastNSTError, match="resume with --batch-size 8 to keep it"):
-        resolve({}, resumed, world_size=1)
+        resolve({"resume": "last.pth"}, resumed, world_size=1)
 
 
 def test_a_damaged_record_is_one_line(style_file: Path, tmp_path: Path) -> None:
     resumed = Resumed(tmp_path / "last.pth", {"train_config": {"style_image": str(style_file), "image_size": float("nan")}})
     with pytest.raises(FastNSTError, match=r"train_config.image_size: .* the checkpoint is damaged or was edited"):
-        resolve({}, resumed)
+        resolve({"resume": "last.pth"}, resumed)
+
+
+def test_a_resume_and_its_checkpoint_come_together(style_file: Path, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="read_resume"):
+        resolve({**_request(style_file), "resume": "run/last.pth"})  # the checkpoint was not read
+
+
+def test_train_refuses_what_is_not_a_setting() -> None:
+    from fastnst.training import train
+
+    with pytest.raises(FastNSTError, match="not settings of a training run: 'learning_rate'"):
+        train({"dataset": "d", "learning_rate": 1e-4})
