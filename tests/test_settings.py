@@ -29,7 +29,8 @@ def _parser(suppress: bool = True, after: dict | None = None) -> argparse.Argume
 
 
 @pytest.mark.parametrize(
-    ("x", "text"), [(0, "0"), (0.3, "0.3"), (1e-3, "1e-3"), (40000, "40000"), (1e10, "1e10"), (18000.0, "1.8e4"), (2.592e8, "2.592e8"), (1e-5, "1e-5")]
+    ("x", "text"),
+    [(0, "0"), (0.3, "0.3"), (1e-3, "1e-3"), (40000, "40000"), (1e10, "1e10"), (18000.0, "1.8e4"), (2.592e8, "2.592e8"), (1e-5, "1e-5")],
 )
 def test_numbers_read_short_and_exact(x: float, text: str) -> None:
     assert number(x) == text and float(text) == x
