@@ -141,7 +141,7 @@ def read_onnx(path: str | os.PathLike) -> tuple[bytes, dict[str, Any]]:
 class OnnxBackend:
     """Runs a fastnst ``.onnx`` with ONNX Runtime.
 
-    ``device`` (auto, cpu, cuda[:N]) or an explicit ``providers`` list picks
+    ``device`` (auto, cpu, cuda[:N], mps) or an explicit ``providers`` list picks
     the execution providers (:func:`fastnst.providers.choose_providers`);
     ``threads`` defaults to the number of cores. Implements :class:`fastnst.backends.Backend`.
     """

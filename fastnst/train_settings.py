@@ -209,7 +209,7 @@ def file_digest(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
-def _check_same_style(cfg: TrainConfig, old: dict[str, Any], explicit: set[str]) -> None:
+def _check_same_style(cfg: TrainConfig, old: dict[str, Any], chosen: set[str]) -> None:
     """A resumed run keeps learning its own painting, even if a file of that name was replaced."""
     recorded = old.get("style_sha256")
     style = require_file(cfg.style_image)
@@ -217,7 +217,7 @@ def _check_same_style(cfg: TrainConfig, old: dict[str, Any], explicit: set[str])
         if file_digest(style) == recorded:
             return
         why = "its content differs from the painting this run was learning"
-    elif "style_image" in explicit and isinstance(old.get("style_image"), str) and not same_file(style, old["style_image"]):
+    elif "style_image" in chosen and isinstance(old.get("style_image"), str) and not same_file(style, old["style_image"]):
         why = f"this run was learning {shown(old['style_image'], 200)}"
     else:
         return
