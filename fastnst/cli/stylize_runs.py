@@ -25,18 +25,18 @@ __all__ = ["run"]
 
 
 def run(job: StylizeJob) -> int:
-    """Run the job; its exit status."""
+    """Run the job under its --max-pixels (Pillow's limit, for the image modes); its exit status."""
+    from ..images import pixel_limit
+
     runners: dict[str, Callable[[StylizeJob], int]] = {"images": _images, "videos": _videos, "webcam": _webcam, "gatys": _gatys}
-    return runners[job.mode](job)
+    with pixel_limit(job.cfg.max_pixels):
+        return runners[job.mode](job)
 
 
 def _images(job: StylizeJob) -> int:
     from ..files import plan_outputs
-    from ..images import set_max_pixels
 
     cfg, model = job.cfg, job.cfg.model[0]
-    if cfg.max_pixels:
-        set_max_pixels(cfg.max_pixels)
     pairs = plan_outputs(list(cfg.inputs), cfg.output, overwrite=cfg.overwrite, protect=[(model, "the --model file")])
     return _write_images(cfg, pairs, _stylizer(cfg, model).stylize_many)
 
@@ -44,12 +44,9 @@ def _images(job: StylizeJob) -> int:
 def _gatys(job: StylizeJob) -> int:
     from ..files import plan_outputs
     from ..gatys import GatysOptimizer
-    from ..images import set_max_pixels
 
     cfg, settings = job.cfg, job.gatys
     assert settings is not None  # resolve() sets it for this mode
-    if cfg.max_pixels:
-        set_max_pixels(cfg.max_pixels)
     protect = [(s, "the --style-image") for s in settings.style_images] + [(settings.vgg_weights, "the --vgg-weights file")]
     pairs = plan_outputs(list(cfg.inputs), cfg.output, overwrite=cfg.overwrite, protect=protect)
     if settings.save_every:
