@@ -442,3 +442,13 @@ class StylizeConfig:
         False, action="store_true", group=_VIDEO,
         help="with --webcam FILE: stylize every frame of the file instead of dropping those a slow model misses",
     )  # fmt: skip
+    process_size: int | None = setting(
+        None, metavar="PX", group=_VIDEO, default_text="the frame size",
+        help="videos and --webcam: the network sees each frame with its longer side at PX, and its output is scaled back up "
+        "to the frame size (after --max-size): far faster on a CPU (half the side, a quarter of the time), with coarser strokes",
+    )  # fmt: skip
+    target_fps: float | None = setting(
+        None, metavar="F", group=_VIDEO, default_text="off",
+        help="with --webcam: pick the processing size by itself, between 96 px and the frame size (or --process-size), "
+        "to stylize F frames per second; the window shows the size in use",
+    )  # fmt: skip

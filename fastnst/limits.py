@@ -74,6 +74,10 @@ LIMITS: dict[str, Limit] = {
     "tile_size": Limit(int, 1, 65536),
     "stabilize_strength": Limit(float, 0, 1, open_high=True),
     "max_frames": _COUNT,
+    "process_size": Limit(int, 16, 65536),  # 16: the network's smallest input (fastnst.model.MIN_SIZE)
+    "target_fps": Limit(float, 0, 1000, open_low=True),
+    # export --int8
+    "min_psnr": Limit(float, 0, 200),  # dB; identical float32 outputs are ~inf, so 200 means "no loss at all"
     # the Gatys optimizer
     "style_scale": Limit(float, 0, 10, open_low=True),
     "min_improvement": Limit(float, 0, 1e3),

@@ -137,16 +137,17 @@ class Stylizer:
         return run_tiled(self._net.run, x, tiles, stats)
 
     @torch.inference_mode()
-    def stylize_tensor(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, 3, H, W) RGB [0, 1] -> stylized, same shape, with the colour options applied."""
+    def stylize_tensor(self, x: torch.Tensor, colors: bool = True) -> torch.Tensor:
+        """(B, 3, H, W) RGB [0, 1] -> stylized, same shape, with the colour options applied
+        (``colors=False``: without them, for a caller that applies :meth:`apply_colors` at another size)."""
         if not isinstance(x, torch.Tensor) or x.dim() != 4 or x.shape[1] != 3 or 0 in x.shape:
             shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
             raise FastNSTError(f"expected a non-empty (B, 3, H, W) RGB batch, got {shape}")
         x = x.float().cpu()
-        return self._stylize(x, self.plan(*x.shape[-2:]))
+        return self._stylize(x, self.plan(*x.shape[-2:]), colors)
 
     @torch.inference_mode()
-    def _stylize(self, x: torch.Tensor, plan: Plan) -> torch.Tensor:
+    def _stylize(self, x: torch.Tensor, plan: Plan, colors: bool = True) -> torch.Tensor:
         """A checked float32 CPU batch, run as planned, then the colour options."""
         y = self._run_network(x, plan)
         if not bool(torch.isfinite(y).all()):  # clamping would hide it as black pixels: a silently wrong picture
@@ -154,8 +155,19 @@ class Stylizer:
                 f"{self.info.get('path', 'the model')}: the network computes NaN or infinite values (weights damaged or far "
                 "too large); nothing was written. Retrain it, or export it again from a good .pth"
             )
-        if self.preserve_color or self.strength < 1.0:
-            for top in range(0, y.shape[-2], _STRIP):  # strips: image-sized temporaries would double the memory
+        return self.apply_colors(y, x) if colors else y
+
+    @property
+    def changes_colors(self) -> bool:
+        """Whether --preserve-color or --strength below 1 change the network's output."""
+        return self.preserve_color or self.strength < 1.0
+
+    @torch.inference_mode()
+    def apply_colors(self, y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """--preserve-color and --strength on the stylized batch ``y`` of the photos ``x`` (same shape),
+        in place and in strips: image-sized temporaries would double the memory."""
+        if self.changes_colors:
+            for top in range(0, y.shape[-2], _STRIP):
                 rows = slice(top, top + _STRIP)
                 y[..., rows, :] = self._finish(y[..., rows, :], x[..., rows, :])
         return y

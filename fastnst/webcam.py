@@ -10,18 +10,24 @@ neither a camera nor a screen:
   of falling further and further behind (latency stays one frame deep);
 * a :class:`Display` (:class:`WindowDisplay`, an OpenCV window with keys, or
   :class:`NoDisplay` for --no-display).
+
+On a CPU, --process-size has the network see smaller frames (scaled back up for
+the window and the recording), and --target-fps lets a :class:`SizeController`
+pick that size frame by frame to hold a frame rate.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import queue
 import re
 import socket
+import statistics
 import sys
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -32,12 +38,13 @@ import numpy as np
 from tqdm import tqdm
 
 from .errors import FastNSTError
+from .limits import problem
 from .optional import import_cv2
 from .paths import describe
 from .pipeline import until_done
 from .stabilize import Stabilizer
 from .stylizer import Stylizer
-from .video import check_pixels, fit_size, missing_frames, open_writer, probe, read_frames, stylize_frames
+from .video import check_pixels, fit_size, missing_frames, open_writer, probe, processing_size, read_frames, stylize_frames
 
 __all__ = [
     "KEYS",
@@ -47,6 +54,7 @@ __all__ = [
     "FrameSource",
     "LatestFrame",
     "NoDisplay",
+    "SizeController",
     "WebcamStats",
     "WindowDisplay",
     "open_source",
@@ -398,10 +406,22 @@ class WebcamStats:
     mean_latency_s: float  # capture to display
     expected: int = 0  # frames a file source announced, when it was read to its end (0: unknown)
     decoded: int = 0  # frames that file gave
+    processed: tuple[tuple[tuple[int, int], int], ...] = ()  # ((w, h) the network saw, frames), smallest first
 
     @property
     def fps(self) -> float:
         return self.frames / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def processed_text(self) -> str:
+        """'stylized at 320x240', or with --target-fps 'stylized at 256x192 to 416x312, mostly 352x264'."""
+        if not self.processed:
+            return "nothing stylized"
+        name = lambda size: f"{size[0]}x{size[1]}"
+        if len(self.processed) == 1:
+            return f"stylized at {name(self.processed[0][0])}"
+        mostly = max(self.processed, key=lambda p: p[1])[0]
+        return f"stylized at {name(self.processed[0][0])} to {name(self.processed[-1][0])}, mostly {name(mostly)}"
 
     @property
     def missing(self) -> int:
@@ -439,6 +459,81 @@ class _Meter:
     def fps_text(self) -> str:
         """'12.3 fps', or '-- fps' until two frames have been timed (not a misleading 0.0)."""
         return f"{self.fps:.1f} fps" if self.fps > 0 else "-- fps"
+
+
+class SizeController:
+    """--target-fps: the processing size (the longer side, in pixels) that holds a frame rate.
+
+    :meth:`update` is told how long each frame kept the loop busy (everything but the wait for
+    the camera: that time is what bounds the frame rate) and keeps the median of the last few
+    at the current side, so one slow frame moves nothing. The network's cost grows with the
+    pixel count, the square of the side: from that median the side that fits the budget
+    (1 / the target) is predicted, and the size jumps there in one move. Hysteresis, so it does
+    not oscillate: it goes down only when frames are more than ``band`` over the budget, and up
+    only to a side predicted to stay ``band`` under it. After every move the first frame (new
+    shapes warm up) is ignored, and ``patience`` frames are timed before the next decision.
+    Sides are multiples of ``step`` from ``floor`` up, and ``ceiling`` (the frame's size or
+    --process-size) itself; the side starts at ``start``.
+    """
+
+    def __init__(
+        self, target_fps: float, ceiling: int, *, floor: int = 96, step: int = 16, start: int = 256,
+        band: float = 0.15, patience: int = 3, window: int = 5,
+    ) -> None:  # fmt: skip
+        if not (target_fps > 0 and math.isfinite(target_fps)) or min(ceiling, floor, step, patience) < 1 or not 0 <= band < 1:
+            raise ValueError(f"SizeController: bad settings (target {target_fps}, ceiling {ceiling}, floor {floor}, step {step})")
+        self.target_fps, self.budget = target_fps, 1.0 / target_fps
+        self.floor, self.step, self.band, self.patience = floor, step, band, patience
+        self.ceiling = ceiling
+        self._times: deque[float] = deque(maxlen=max(window, patience))
+        self._skip = 1
+        self.side = self._on_grid(start)
+        self.moves = 0  # how often the side changed
+
+    def _on_grid(self, side: float) -> int:
+        """``side`` rounded down to the grid, within the floor and the ceiling."""
+        if side >= self.ceiling:
+            return self.ceiling
+        return max(min(self.floor, self.ceiling), int(side // self.step) * self.step)
+
+    def _move(self, side: int) -> None:
+        if side != self.side:
+            self.side, self.moves = side, self.moves + 1
+        self.restart()
+
+    def restart(self) -> None:
+        """Forget the timings (another model, another frame size): measure afresh before deciding."""
+        self._times.clear()
+        self._skip = 1
+
+    def limit(self, ceiling: int) -> None:
+        """A new largest side (the frame changed size): the side stays within it."""
+        if ceiling != self.ceiling:
+            self.ceiling = ceiling
+            self._move(self._on_grid(self.side))
+
+    def predicted(self, seconds: float, budget: float) -> int:
+        """The largest side on the grid that should take at most ``budget``, when the current one takes ``seconds``."""
+        return self._on_grid(self.side * math.sqrt(budget / max(seconds, 1e-9)))
+
+    def update(self, seconds: float) -> int:
+        """One frame took ``seconds`` at the current side: the side for the next frame."""
+        if self._skip:
+            self._skip -= 1
+            return self.side
+        self._times.append(seconds)
+        if len(self._times) < self.patience:
+            return self.side
+        typical = statistics.median(self._times)
+        if typical > self.budget * (1 + self.band):
+            down = self.predicted(typical, self.budget)
+            if down < self.side:
+                self._move(down)
+        else:
+            up = self.predicted(typical, self.budget * (1 - self.band))
+            if up > self.side:
+                self._move(up)
+        return self.side
 
 
 def side_by_side(raw: Frame, stylized: Frame) -> Frame:
@@ -495,6 +590,8 @@ def run_webcam(
     side_by_side_view: bool = False,
     progress: bool = True,
     overwrite: bool = False,
+    process_size: int | None = None,
+    target_fps: float | None = None,
 ) -> WebcamStats:
     """Stylize a live feed until the source ends, q is pressed, Ctrl-C, or
     ``max_frames`` frames have been shown.
@@ -506,11 +603,14 @@ def run_webcam(
     Ctrl-C is the way to stop: the recording is kept. Any other interrupt
     (SIGTERM: a subclass of KeyboardInterrupt) keeps it too, and is raised
     again afterwards, so the process still ends as killed.
-    A source that ends before its first frame is an error.
+    A source that ends before its first frame is an error. ``process_size``
+    and ``target_fps``: the network's input size, fixed or chosen to hold a
+    frame rate (see :class:`SizeController`); what is shown and recorded keeps the frame's size.
     """
     if not models:
         raise FastNSTError("--webcam needs at least one --model")
-    loop = _Loop(models, source, display or NoDisplay(), record, stabilize, side_by_side_view, overwrite)
+    sizing = _Sizing(process_size, target_fps)  # checks the values before any window or recording opens
+    loop = _Loop(models, source, display or NoDisplay(), record, stabilize, side_by_side_view, overwrite, sizing)
     bar = tqdm(total=max_frames, desc=source.name, unit=" frames", disable=not progress, dynamic_ncols=True)
     grabber = LatestFrame(source, keep_all=keep_all)
     killed: KeyboardInterrupt | None = None
@@ -527,8 +627,7 @@ def run_webcam(
                     loop.source_ended = True
                     break
                 loop.step(*item)
-                m = loop.meter
-                bar.set_postfix_str(f"{m.fps_text}, latency {m.latency * 1000:.0f} ms, dropped {grabber.dropped}", refresh=False)
+                bar.set_postfix_str(f"{loop.progress_text()}, dropped {grabber.dropped}", refresh=False)
                 bar.update(1)
         except KeyboardInterrupt as e:  # Ctrl-C: the way to stop a --no-display session; keep the recording
             killed = None if type(e) is KeyboardInterrupt else e
@@ -537,9 +636,40 @@ def run_webcam(
         raise killed
     if loop.source_ended and not loop.meter.frames:
         raise FastNSTError(f"{source.name}: no frame could be read (the source ended before its first frame)")
-    ended = loop.source_ended and getattr(source, "ended", False)
-    expected, decoded = (getattr(source, "expected", 0), getattr(source, "decoded", 0)) if ended else (0, 0)
-    return WebcamStats(loop.meter.frames, grabber.dropped, seconds, loop.meter.mean_latency, expected, decoded)
+    return loop.stats(grabber.dropped, seconds)
+
+
+class _Sizing:
+    """The network's input size for each frame: the frame's own, --process-size, or a
+    :class:`SizeController`'s choice under --target-fps (with --process-size as its ceiling)."""
+
+    def __init__(self, process_size: int | None, target_fps: float | None) -> None:
+        for name, value in (("process_size", process_size), ("target_fps", target_fps)):
+            wrong = None if value is None else problem(name, value)  # the command line's ranges, for Python callers
+            if wrong:
+                raise FastNSTError(f"--{name.replace('_', '-')}: {wrong}")
+        self.process_size, self.target_fps = process_size, target_fps
+        self.controller: SizeController | None = None
+        self.used: Counter[tuple[int, int]] = Counter()  # frames stylized at each (w, h)
+
+    @property
+    def active(self) -> bool:
+        return self.process_size is not None or self.target_fps is not None
+
+    def side(self, size: tuple[int, int]) -> int | None:
+        """The longer side the network sees for a frame of ``size`` (None: the frame's own)."""
+        if self.target_fps is None:
+            return self.process_size
+        ceiling = min(max(size), self.process_size or max(size))
+        if self.controller is None:
+            self.controller = SizeController(self.target_fps, ceiling)
+        self.controller.limit(ceiling)
+        return self.controller.side
+
+    def done(self, seconds: float, restart: bool) -> None:
+        """A frame kept the loop busy ``seconds``; ``restart``: the model changed, so timings start afresh."""
+        if self.controller is not None:
+            self.controller.restart() if restart else self.controller.update(seconds)
 
 
 class _Loop:
@@ -547,21 +677,27 @@ class _Loop:
 
     def __init__(
         self, models: Sequence[tuple[str, Stylizer]], source: FrameSource, display: Display,
-        record: str | Path | None, stabilize: float | None, side_by_side_view: bool, overwrite: bool,
+        record: str | Path | None, stabilize: float | None, side_by_side_view: bool, overwrite: bool, sizing: _Sizing,
     ) -> None:  # fmt: skip
         self.models, self.source, self.display, self.record, self.overwrite = models, source, display, record, overwrite
         self.stabilizer = Stabilizer(stabilize) if stabilize is not None else None
         self.controls = _Controls(len(models), side_by_side_view)
         self.meter = _Meter()
+        self.sizing = sizing
         self.stack: ExitStack | None = None
         self.writer: Any = None
         self.source_ended = False
+        self.sizes = ((0, 0), (0, 0))  # the last frame's (processed, shown) sizes
 
     def step(self, frame: Frame, media_time: float, captured_at: float) -> None:
+        started = time.perf_counter()
         name, stylizer = self.models[self.controls.model]
         size = fit_size(frame.shape[1], frame.shape[0], stylizer.max_size)
         frame = _fit(frame, size)
-        out = stylize_frames(stylizer, [frame])[0]
+        side = self.sizing.side(size)
+        self.sizes = (processing_size(*size, side), size)
+        out = stylize_frames(stylizer, [frame], side)[0]
+        self.sizing.used[self.sizes[0]] += 1
         if self.stabilizer is not None:
             out = self.stabilizer(frame, out)
         if self.record is not None and self.writer is None and self.stack is not None:
@@ -569,8 +705,33 @@ class _Loop:
         if self.writer is not None:
             self.writer.write(out, media_time)  # a frame of another size is letterboxed into the recording's
         self.meter.tick(captured_at)
-        status = f"{name}  {self.meter.fps_text}  {self.meter.latency * 1000:.0f} ms"
         view = side_by_side(frame, out) if self.controls.side_by_side else out
-        shown = view if isinstance(self.display, NoDisplay) else draw_status(view, status)
-        if self.controls.press(self.display.show(shown)) and self.stabilizer:
+        shown = view if isinstance(self.display, NoDisplay) else draw_status(view, self.status(name))
+        changed = self.controls.press(self.display.show(shown))
+        if changed and self.stabilizer:
             self.stabilizer.reset()
+        self.sizing.done(time.perf_counter() - started, restart=changed)
+
+    def status(self, name: str) -> str:
+        """The overlay: the model, the sizes (with --process-size or --target-fps), the frame rate and the latency."""
+        m, sizing = self.meter, self.sizing
+        latency = f"{m.latency * 1000:.0f} ms"
+        if not sizing.active:
+            return f"{name}  {m.fps_text}  {latency}"
+        (pw, ph), (w, h) = self.sizes
+        target = f" (target {sizing.target_fps:g})" if sizing.target_fps is not None else ""
+        return f"{name}  {pw}x{ph} -> {w}x{h}  {m.fps_text}{target}  {latency}"
+
+    def stats(self, dropped: int, seconds: float) -> WebcamStats:
+        """The session's figures; a file source's frame counts once it was read to its end."""
+        ended = self.source_ended and getattr(self.source, "ended", False)
+        expected, decoded = (getattr(self.source, "expected", 0), getattr(self.source, "decoded", 0)) if ended else (0, 0)
+        processed = tuple(sorted(self.sizing.used.items(), key=lambda p: (p[0][0] * p[0][1], p[0])))
+        return WebcamStats(self.meter.frames, dropped, seconds, self.meter.mean_latency, expected, decoded, processed)
+
+    def progress_text(self) -> str:
+        """The progress bar's postfix (the processing size with --process-size or --target-fps)."""
+        m = self.meter
+        (pw, ph), _ = self.sizes
+        at = f" at {pw}x{ph}" if self.sizing.active else ""
+        return f"{m.fps_text}{at}, latency {m.latency * 1000:.0f} ms"

@@ -107,6 +107,15 @@ def test_output_safety(trained_model: Path, tmp_path: Path, capsys: pytest.Captu
             "lacks VGG19 layers",
         ),
         (["train", "--style-image", "{img}"], "--dataset is required"),
+        (
+            ["stylize", "--model", "{model}", "{img}", "--output", "o.jpg", "--process-size", "64"],
+            "--process-size: only for videos and --webcam (for still images, --max-size",
+        ),
+        (["stylize", "--model", "{model}", "{img}", "--output", "o.jpg", "--target-fps", "10"], "--target-fps: only for --webcam"),
+        (
+            ["stylize", "--style-image", "{img}", "{img}", "--output", "o.jpg", "--process-size", "64"],
+            "--process-size: only for trained models",
+        ),
     ],
 )
 def test_user_errors_are_one_line(args, message, tmp_path, photo_dir, vgg_file, capsys, monkeypatch) -> None:
@@ -130,6 +139,8 @@ def test_user_errors_are_one_line(args, message, tmp_path, photo_dir, vgg_file, 
         (["train", "--batch-size", "0"], "--batch-size: expected a whole number >= 1 and <= 4096, got '0'"),
         (["train", "--lr", "-1"], "--lr: expected a number > 0 and <= 100, got '-1'"),
         (["stylize", "--strength", "2"], "--strength: expected a number >= 0 and <= 1, got '2'"),
+        (["stylize", "--process-size", "8"], "--process-size: expected a whole number >= 16 and <= 65536, got '8'"),
+        (["stylize", "--target-fps", "0"], "--target-fps: expected a number > 0 and <= 1000, got '0'"),
     ],
 )
 def test_bad_flag_values_are_rejected_by_the_parser(args, message, capsys) -> None:
@@ -150,6 +161,15 @@ def test_every_flag_is_explained() -> None:
                  "--content-layers", "--style-layers", "--checkpoint-dir", "--checkpoint-interval", "--resume", "--device",
                  "--seed", "--amp", "--no-amp"):  # fmt: skip
         assert flag in train_flags, flag
+
+
+def test_stylize_help_explains_the_cpu_real_time_flags(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["stylize", "--help"])
+    out = " ".join(capsys.readouterr().out.split())  # argparse wraps the help text
+    assert "--process-size PX videos and --webcam: the network sees each frame with its longer side at PX" in out
+    assert "--target-fps F with --webcam: pick the processing size by itself" in out
+    assert "--webcam --target-fps 10" in out and "--process-size 360" in out  # the examples
 
 
 @pytest.mark.parametrize("script", ["train.py", "stylize.py"])

@@ -201,6 +201,7 @@ def test_damaged_video_leaves_no_output(clip: Path, models: list[Path], tmp_path
         (lambda p: p.write_bytes(b"x"), ["--model", "{model}"], "give one --model"),
         (lambda p: p.write_bytes(b"x"), ["--stabilize-strength", "0.5"], "--stabilize-strength needs --stabilize"),
         (lambda p: p.write_bytes(b"x"), ["{tmp}/photo.jpg"], "images and videos cannot be mixed"),
+        (lambda p: p.write_bytes(b"x"), ["--target-fps", "10"], "--target-fps: only for --webcam"),
     ],
 )
 def test_video_user_errors(make, args, message, models: list[Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -220,6 +221,7 @@ def test_video_user_errors(make, args, message, models: list[Path], tmp_path: Pa
     [
         ("av", ["{clip}", "--output", "{tmp}/o.mp4"]),
         ("cv2", ["{clip}", "--output", "{tmp}/o.mp4", "--stabilize"]),
+        ("cv2", ["{clip}", "--output", "{tmp}/o.mp4", "--process-size", "32"]),
         ("cv2", ["--webcam", "0"]),
     ],
 )
@@ -240,6 +242,20 @@ def test_opencv_is_loaded_before_pyav() -> None:
 
 
 # ---------------------------------------------------------------- --stabilize
+
+
+def test_video_process_size_keeps_the_frame_size_with_other_strokes(clip: Path, models: list[Path], tmp_path: Path, capsys) -> None:
+    full, small = tmp_path / "full.mp4", tmp_path / "small.mp4"
+    assert stylize("--model", models[0], clip, "--output", full) == 0
+    assert "stylized at" not in capsys.readouterr().err
+    assert stylize("--model", models[0], clip, "--output", small, "--process-size", "32", "--stabilize") == 0
+    assert "frames/s, stylized at 32x24)" in capsys.readouterr().err
+    info = probe(small)
+    assert (info.width, info.height) == (W, H) and count_frames(small) == N and streams(small)["audio"] == "aac"
+    a, b = (np.stack(list(read_frames(p))).astype(np.float32) for p in (full, small))
+    assert np.abs(a - b).mean() > 3  # the network saw a quarter of the pixels: another picture, not the same one re-encoded
+    assert stylize("--model", models[0], clip, "--output", tmp_path / "big.mp4", "--process-size", "1000") == 0
+    assert "stylized at" not in capsys.readouterr().err  # never upscaled: the frame's own size
 
 
 def test_stabilize_lowers_flicker(clip: Path, models: list[Path], tmp_path: Path) -> None:
@@ -301,6 +317,22 @@ def test_webcam_progress_reads_as_frames_and_waits_for_a_real_fps(clip: Path, ca
     run_webcam(models, FileSource(clip, realtime=False), keep_all=True, max_frames=None, progress=True)
     err = capsys.readouterr().err
     assert " frames [" in err and "frame [" not in err.replace(" frames [", "") and "0.0 fps" not in err
+
+
+def test_webcam_process_size_and_target_fps_on_the_command_line(clip: Path, models: list[Path], tmp_path: Path, capsys) -> None:
+    rec = tmp_path / "live.mp4"
+    args = ["--model", models[0], "--webcam", clip, "--no-display", "--all-frames", "--max-frames", "4"]
+    assert stylize(*args, "--process-size", "32", "--record", rec) == 0
+    err = capsys.readouterr().err
+    assert "4 frames in" in err and "frames/s, stylized at 32x24, mean latency" in err
+    info = probe(rec)
+    assert (info.width, info.height) == (W, H) and count_frames(rec) == 4  # recorded at the frame's size
+    assert stylize(*args, "--target-fps", "1000") == 0  # the frame (64 px) is under the floor (96): its size is the only one
+    assert "frames/s (target 1000), stylized at 64x48, mean latency" in capsys.readouterr().err
+    assert stylize(*args, "--target-fps", "1000", "--process-size", "40") == 0  # --process-size is the ceiling
+    assert "stylized at 40x30," in capsys.readouterr().err
+    assert stylize(*args) == 0
+    assert "stylized at" not in capsys.readouterr().err  # the summary of a full-size session is unchanged
 
 
 def test_webcam_onnx_backend(clip: Path, onnx_model: Path) -> None:

@@ -32,6 +32,8 @@ examples:
   fastnst stylize --model models/candy.pth photos/ 'more/*.png' --output out/ --max-size 1024
   fastnst stylize --model models/candy.pth clip.mp4 --output clip_candy.mp4 --stabilize
   fastnst stylize --model models/candy.pth --model models/mosaic.pth --webcam --record live.mp4
+  fastnst stylize --model models/candy.onnx --webcam --target-fps 10   (real time on a CPU: see docs/stylizing.md)
+  fastnst stylize --model models/candy.pth clip.mp4 --output clip_candy.mp4 --process-size 360
   fastnst stylize --model models/candy.onnx panorama.jpg --output out.jpg --max-memory 4G
 
   Images of any size: those that would not fit --max-memory are stylized in overlapping tiles that
@@ -74,7 +76,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 # Flags that make no sense outside their mode are refused rather than ignored.
 VIDEO_ONLY = ("stabilize", "stabilize_strength", "no_audio")
-WEBCAM_ONLY = ("record", "no_display", "side_by_side", "max_frames", "all_frames")
+WEBCAM_ONLY = ("record", "no_display", "side_by_side", "max_frames", "all_frames", "target_fps")
+FRAMES_ONLY = ("process_size",)  # videos and the webcam: still images have --max-size
 TRAINED_ONLY = ("providers", "tile_size", "max_memory", "batch_size")
 
 
@@ -115,6 +118,7 @@ def resolve(cfg: StylizeConfig, gatys: dict[str, Any]) -> StylizeJob:
     if any(videos):
         raise FastNSTError("images and videos cannot be mixed in one command; stylize them separately")
     reject(values, VIDEO_ONLY, "videos (and --stabilize for --webcam)")
+    reject(values, FRAMES_ONLY, "videos and --webcam (for still images, --max-size sets the size they are stylized at)")
     return StylizeJob(cfg, "images")
 
 
@@ -172,7 +176,7 @@ def _gatys_job(cfg: StylizeConfig, gatys: dict[str, Any]) -> StylizeJob:
 
     if cfg.webcam is not None or cfg.video or any(is_video(i) for i in cfg.inputs):
         raise FastNSTError("videos and --webcam need a trained --model: the Gatys optimizer takes minutes per picture")
-    reject(vars(cfg), (*WEBCAM_ONLY, *VIDEO_ONLY, *TRAINED_ONLY), "trained models (--model)")
+    reject(vars(cfg), (*WEBCAM_ONLY, *VIDEO_ONLY, *FRAMES_ONLY, *TRAINED_ONLY), "trained models (--model)")
     _require_inputs_and_output(cfg)
     settings = GatysConfig(
         **gatys, preserve_color=cfg.preserve_color, strength=cfg.strength, max_size=cfg.max_size, device=cfg.device, progress=cfg.progress

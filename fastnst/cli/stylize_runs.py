@@ -127,9 +127,10 @@ def _videos(job: StylizeJob) -> int:
         post = Stabilizer(job.stabilize) if job.stabilize is not None else None  # fresh per video: no flow across files
         stats = stylize_video(
             stylizer, src, dst, post=post, progress=cfg.progress, keep_audio=not cfg.no_audio, overwrite=cfg.overwrite,
-            max_pixels=cfg.max_pixels,
+            max_pixels=cfg.max_pixels, process_size=cfg.process_size,
         )  # fmt: skip
-        print(f"wrote {dst}: {stats.frames} frames in {stats.seconds:.1f} s ({stats.fps:.1f} frames/s)", file=sys.stderr)
+        scaled = f", stylized at {stats.processed[0]}x{stats.processed[1]}" if stats.processed != stats.size else ""
+        print(f"wrote {dst}: {stats.frames} frames in {stats.seconds:.1f} s ({stats.fps:.1f} frames/s{scaled})", file=sys.stderr)
         if stats.missing:
             short += 1
             print(
@@ -170,10 +171,13 @@ def _webcam(job: StylizeJob) -> int:
     stats = run_webcam(
         models, source, display=display, record=cfg.record, max_frames=cfg.max_frames, stabilize=job.stabilize,
         keep_all=cfg.all_frames, side_by_side_view=cfg.side_by_side, progress=cfg.progress, overwrite=cfg.overwrite,
+        process_size=cfg.process_size, target_fps=cfg.target_fps,
     )  # fmt: skip
+    sizes = f" (target {cfg.target_fps:g})" if cfg.target_fps is not None else ""
+    sizes += f", {stats.processed_text}" if cfg.process_size is not None or cfg.target_fps is not None else ""
     print(
-        f"{stats.frames} frames in {stats.seconds:.1f} s: {stats.fps:.1f} frames/s, mean latency {stats.mean_latency_s * 1000:.0f} ms, "
-        f"{stats.dropped} dropped{f'; recorded {cfg.record}' if cfg.record and stats.frames else ''}",
+        f"{stats.frames} frames in {stats.seconds:.1f} s: {stats.fps:.1f} frames/s{sizes}, mean latency "
+        f"{stats.mean_latency_s * 1000:.0f} ms, {stats.dropped} dropped{f'; recorded {cfg.record}' if cfg.record and stats.frames else ''}",
         file=sys.stderr,
     )
     if stats.missing:  # as for stylizing the file: a partial success
