@@ -21,6 +21,7 @@ __all__ = [
     "GATYS_LR",
     "GATYS_MIN_IMPROVEMENT",
     "GATYS_STALL_WINDOW",
+    "INT8_MIN_PSNR",
     "PILLOW_MAX_PIXELS",
     "STABILIZE_STRENGTH",
     "STYLIZE_BATCH",
@@ -87,6 +88,9 @@ GATYS_DEFAULT_WEIGHTS = {
 
 # ---------------------------------------------------------------- training
 
+# fastnst export --int8: the worst PSNR (dB) against float32 that is written without --force.
+# About 30 dB is hard to tell apart from the float32 picture by eye; 40 dB is identical.
+INT8_MIN_PSNR = 30.0
 TRAIN_ITERATIONS = 40_000  # Johnson et al.: 40k steps of batch 4, about 2 epochs of COCO
 
 # How long a rank waits in a collective for the others. Longer than anything

@@ -33,7 +33,7 @@ from .onnx_format import INPUT_NAME, IO_CONVENTION, OPSET, OUTPUT_NAME, build_me
 from .paths import check_not_inputs, check_writable
 from .providers import CPU, make_session
 
-__all__ = ["TOLERANCE", "VERIFY_SHAPES", "ExportResult", "export_graph", "export_onnx", "verify_graph"]
+__all__ = ["TOLERANCE", "VERIFY_SHAPES", "ExportResult", "export_graph", "export_onnx", "load_for_export", "verify_graph", "write_export"]
 
 # Largest allowed difference from PyTorch float32 eager, on outputs in [0, 1]
 # (max over pixels, mean over pixels). float32: half an 8-bit step (1/510),
@@ -150,16 +150,26 @@ def _check_finite_output(model: TransformerNet, src: Path) -> None:
         raise FastNSTError(f"{src}: the network computes NaN or infinite values (weights damaged or far too large); nothing was written")
 
 
-def export_onnx(model_path: str | os.PathLike, output: str | os.PathLike, fp16: bool = False, overwrite: bool = False) -> ExportResult:
-    """Export, check, verify, then write ``output`` atomically."""
+def load_for_export(model_path: str | os.PathLike, output: str | os.PathLike, overwrite: bool) -> tuple[TransformerNet, dict[str, Any]]:
+    """The model and its info, after every check on the paths and the weights that can fail before exporting."""
     src, out = Path(model_path), Path(output)
     _check_paths(src, out, overwrite)
     model, info = load_model(src)
     _check_finite_output(model, src)
-    precision = "float16" if fp16 else "float32"
-    proto = export_graph(model, fp16)
-    verification = verify_graph(proto, model, precision)
-    for key, value in build_metadata(info, precision, verification).items():
+    return model, info
+
+
+def write_export(
+    proto: onnx.ModelProto,
+    info: dict[str, Any],
+    precision: str,
+    verification: list[dict[str, Any]],
+    out: Path,
+    overwrite: bool,
+    quantization: dict[str, Any] | None = None,
+) -> int:
+    """Add the metadata, check the graph, write ``out`` atomically; the number of bytes written."""
+    for key, value in build_metadata(info, precision, verification, quantization).items():
         proto.metadata_props.add(key=key, value=value)
     proto.doc_string = text_for_onnx(f"fastnst style network '{info.get('style')}' ({precision}). {IO_CONVENTION}")
     onnx.checker.check_model(proto, full_check=True)
@@ -169,4 +179,14 @@ def export_onnx(model_path: str | os.PathLike, output: str | os.PathLike, fp16: 
             f.write(data)
     except OSError as e:
         raise FastNSTError(f"{out}: cannot write the ONNX model ({e.strerror or e}); check free space and permissions") from None
-    return ExportResult(out, precision, len(data), verification=verification)
+    return len(data)
+
+
+def export_onnx(model_path: str | os.PathLike, output: str | os.PathLike, fp16: bool = False, overwrite: bool = False) -> ExportResult:
+    """Export, check, verify, then write ``output`` atomically."""
+    model, info = load_for_export(model_path, output, overwrite)
+    precision = "float16" if fp16 else "float32"
+    proto = export_graph(model, fp16)
+    verification = verify_graph(proto, model, precision)
+    size = write_export(proto, info, precision, verification, Path(output), overwrite)
+    return ExportResult(Path(output), precision, size, verification=verification)

@@ -7,6 +7,8 @@ read the same facts from the file's ``metadata_props``:
 * one input ``image`` and one output ``stylized``, both float32 NCHW RGB in
   [0, 1], batch, height and width dynamic (height and width at least 16;
   padding to a multiple of 4 happens inside the graph, so any size works);
+* ``precision``: float32, float16 (``--fp16``) or int8 (``--int8``: 8-bit
+  convolutions as QuantizeLinear/DequantizeLinear pairs; same float32 I/O);
 * ``fastnst_format`` marks the file as ours: a model from elsewhere may
   expect 0-255 or BGR, which nothing in an ONNX graph says, so the runtime
   refuses to guess.
@@ -28,6 +30,7 @@ __all__ = [
     "IO_CONVENTION",
     "OPSET",
     "OUTPUT_NAME",
+    "PRECISIONS",
     "build_metadata",
     "parse_metadata",
     "text_for_onnx",
@@ -47,12 +50,20 @@ IO_CONVENTION = (
     "and cropped back inside the graph); the output is clamped to [0, 1]"
 )
 
-_JSON_KEYS = ("model_config", "train_config", "verification")
+_JSON_KEYS = ("model_config", "train_config", "verification", "quantization")
+# float32 and float16 (--fp16) come from the exporter; int8 (--int8) from fastnst.quantize:
+# 8-bit convolutions in QDQ form, the float32 input/output convention unchanged.
+PRECISIONS = ("float32", "float16", "int8")
 _REEXPORT = "re-export the model with 'fastnst export --model M.pth --output M.onnx'"
 
 
-def build_metadata(info: dict[str, Any], precision: str, verification: list[dict[str, Any]]) -> dict[str, str]:
-    """``metadata_props`` for an export: strings only, JSON for structures."""
+def build_metadata(
+    info: dict[str, Any], precision: str, verification: list[dict[str, Any]], quantization: dict[str, Any] | None = None
+) -> dict[str, str]:
+    """``metadata_props`` for an export: strings only, JSON for structures. ``precision`` is one of
+    :data:`PRECISIONS`; ``quantization`` (int8 files) says how the file was quantized and checked."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision {precision!r}: not one of {', '.join(PRECISIONS)}")
     meta = {
         "fastnst_format": FORMAT,
         "fastnst_format_version": str(FORMAT_VERSION),
@@ -66,6 +77,8 @@ def build_metadata(info: dict[str, Any], precision: str, verification: list[dict
         "train_config": info.get("train_config") or {},
         "verification": verification,
     }
+    if quantization is not None:
+        meta["quantization"] = quantization
     if info.get("imported_from"):
         meta["imported_from"] = str(info["imported_from"])
     return {k: text_for_onnx(v) if isinstance(v, str) else json.dumps(v, sort_keys=True, default=str) for k, v in meta.items()}
