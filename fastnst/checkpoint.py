@@ -203,7 +203,8 @@ def _check_fits(config: ModelConfig, sd: dict[str, torch.Tensor], source: str) -
     missing, unexpected = sorted(expected.keys() - sd.keys()), sorted(sd.keys() - expected.keys())
     if missing or unexpected:
         raise FastNSTError(
-            f"{source}: weights do not fit a TransformerNet(width={config.width:g}, n_residual={config.n_residual}) "
+            f"{source}: weights do not fit a TransformerNet(width={config.width:g}, n_residual={config.n_residual}, "
+            f"block={config.block}) "
             f"({len(missing)} missing, {len(unexpected)} unexpected, e.g. {shown((missing + unexpected)[0])})"
         )
     wrong = next((k for k in expected if tuple(sd[k].shape) != expected[k]), None)
@@ -222,6 +223,14 @@ def _build(config: ModelConfig, sd: dict[str, torch.Tensor], source: str) -> Tra
     return model.eval()
 
 
+def _style_name(record: dict[str, Any], source: str) -> str:
+    """The painting's name: its file's, or the recorded name (a distilled model has its teacher's), or the model file's."""
+    style, name = record.get("style_image"), record.get("style_name")
+    if isinstance(style, str) and style:
+        return Path(style).stem
+    return name if isinstance(name, str) and name else Path(source).stem
+
+
 def load_model(path: str | os.PathLike) -> tuple[TransformerNet, dict[str, Any]]:
     """A TransformerNet in eval mode and its info (train_config, version, style).
 
@@ -236,7 +245,6 @@ def load_model(path: str | os.PathLike) -> tuple[TransformerNet, dict[str, Any]]
         config, state = from_examples_state_dict(ckpt, source)
         info = {"train_config": {"style_image": Path(source).stem}, "fastnst_version": None, "imported_from": "pytorch/examples"}
     model = _build(config, state, source)
-    style = info["train_config"].get("style_image")  # a dict either way: check_payload makes a missing one {}
-    info["style"] = Path(style if isinstance(style, str) and style else os.fsdecode(path)).stem
+    info["style"] = _style_name(info["train_config"], source)  # a dict either way: check_payload makes a missing one {}
     info["model_config"] = config.to_dict()
     return model, info

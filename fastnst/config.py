@@ -19,10 +19,13 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from .defaults import (
+    ARCHITECTURES,
+    BLOCKS,
     DEFAULT_CONTENT_LAYERS,
     DEFAULT_STYLE_LAYERS,
     DEFAULT_WEIGHTS,
     DIST_TIMEOUT_S,
+    DISTILL_PIXEL_WEIGHT,
     GATYS_CONTENT_LAYERS,
     GATYS_DEFAULT_WEIGHTS,
     GATYS_ITERATIONS,
@@ -124,7 +127,7 @@ def _quiet(group: str = "") -> Any:
 
 # ---------------------------------------------------------------- training
 
-_DATA, _VGG, _OPT, _HW = "data and outputs", "VGG19 loss network", "optimisation", "hardware"
+_DATA, _VGG, _OPT, _NET, _HW = "data and outputs", "VGG19 loss network", "optimisation", "network", "hardware"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -179,10 +182,29 @@ class TrainConfig:
         None, metavar="E", group=_OPT, exclusive="length", help="train for E passes over the dataset instead of --iterations"
     )
     lr: float = setting(1e-3, metavar="LR", group=_OPT, help="Adam learning rate")
-    width: float = setting(
-        1.0, metavar="X", group=_OPT,
+    arch: str = setting(
+        "full", choices=tuple(ARCHITECTURES), group=_NET,
+        help="the network: full (Johnson's, 154k multiply-adds per pixel), slim (22k) or tiny (7k) for real time on a CPU; "
+        "--width, --n-residual and --block change one part of it (docs/training.md, 'Architectures')",
+    )  # fmt: skip
+    width: float | None = setting(
+        None, metavar="X", group=_NET, default_text="the --arch's: 1, 0.5, 0.25",
         help="channel multiplier of the network: 0.5 has ~4x fewer operations and stylizes ~4x faster on a CPU, but trains only "
         "~1.4x faster (VGG's losses are most of a training step; benchmarks/results/train_cpu.md)",
+    )  # fmt: skip
+    n_residual: int | None = setting(None, metavar="N", group=_NET, default_text="the --arch's: 5, 5, 3", help="number of residual blocks")
+    block: str | None = setting(
+        None, choices=BLOCKS, group=_NET, default_text="the --arch's: conv, separable, separable",
+        help="residual blocks of two 3x3 convolutions (conv) or of depthwise-separable ones (separable, ~8x cheaper)",
+    )  # fmt: skip
+    teacher: str | None = setting(
+        None, metavar="PATH", group=_NET,
+        help="distillation: train this network to reproduce a trained model's pictures (its .pth) instead of learning a painting; "
+        "its style is the teacher's, --style-image is not needed (docs/training.md, 'Distillation')",
+    )  # fmt: skip
+    pixel_weight: float | None = setting(
+        None, metavar="W", group=_NET, default_text=f"{DISTILL_PIXEL_WEIGHT:g} with --teacher",
+        help="with --teacher: weight of the pixel term (mean squared difference from the teacher's picture, RGB in [0, 1])",
     )  # fmt: skip
     seed: int = setting(42, metavar="N", group=_OPT, help="seed for initialisation and data order")
 

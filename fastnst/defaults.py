@@ -11,9 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 __all__ = [
+    "ARCHITECTURES",
+    "BLOCKS",
     "DEFAULT_CONTENT_LAYERS",
     "DEFAULT_STYLE_LAYERS",
     "DEFAULT_WEIGHTS",
+    "DISTILL_PIXEL_WEIGHT",
     "DIST_TIMEOUT_S",
     "GATYS_CONTENT_LAYERS",
     "GATYS_DEFAULT_WEIGHTS",
@@ -30,6 +33,25 @@ __all__ = [
     "WEBCAM_KEY_HELP",
     "LossWeights",
 ]
+
+# ---------------------------------------------------------------- the network
+
+# Residual block types of ModelConfig.block.
+BLOCKS = ("conv", "separable")
+# Named architectures (train --arch): ModelConfig fields. full is Johnson's network; slim and
+# tiny are for real time on a CPU (docs/training.md, "Architectures": MACs and CPU speed of each).
+ARCHITECTURES: dict[str, dict] = {
+    "full": {"width": 1.0, "n_residual": 5, "block": "conv"},
+    "slim": {"width": 0.5, "n_residual": 5, "block": "separable"},
+    "tiny": {"width": 0.25, "n_residual": 3, "block": "separable"},
+}
+
+# Distillation (train --teacher): the pixel term's weight beside the perceptual terms, which
+# keep their usual weights. Measured with the Caffe VGG19 on photos at 128 px, the candy model of
+# pytorch/examples as teacher: a student whose picture is the teacher's blurred by a 3x3 box has
+# content loss 2.3e4 and mean squared pixel error 4.8e-3, so 5e6 makes the two terms equal there
+# (docs/training.md, "Distillation"). The losses of both preprocessings are of the same order.
+DISTILL_PIXEL_WEIGHT = 5e6
 
 # ---------------------------------------------------------------- losses
 

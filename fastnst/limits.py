@@ -59,6 +59,7 @@ LIMITS: dict[str, Limit] = {
     "content_weight": _WEIGHT,
     "style_weight": _WEIGHT,
     "tv_weight": _WEIGHT,
+    "pixel_weight": _WEIGHT,
     "layer_weight": Limit(float, 0, 1e6),  # NAME:WEIGHT in --content-layers / --style-layers
     "checkpoint_interval": _COUNT,
     "sample_interval": _COUNT,

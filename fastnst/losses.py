@@ -71,9 +71,10 @@ class LossTerms:
     tv: torch.Tensor
     total: torch.Tensor
     range: torch.Tensor | None = None
+    pixel: torch.Tensor | None = None  # distillation only
 
     def items(self) -> dict[str, float]:
-        keys = ("content", "style", "tv", "total") + (("range",) if self.range is not None else ())
+        keys = ("content", "style", "tv", "total") + tuple(k for k in ("range", "pixel") if getattr(self, k) is not None)
         return {k: float(getattr(self, k).detach()) for k in keys}
 
 
@@ -218,3 +219,26 @@ class PerceptualLoss(nn.Module):
         terms = self(y.clamp(0.0, 1.0), content_targets)
         r = RANGE_PENALTY * range_penalty(y)
         return LossTerms(content=terms.content, style=terms.style, tv=terms.tv, total=terms.total + r, range=r)
+
+    def distill_terms(self, y: torch.Tensor, teacher: torch.Tensor, pixel_weight: float) -> LossTerms:
+        """The distillation loss: the student's picture ``y`` against the teacher's picture of the same photo.
+
+        Three terms, each for what the others miss. Pixels (mean squared difference, weighted by
+        ``pixel_weight``) fix colours and layout. The content term (the content layers' features
+        of the teacher's picture) keeps edges sharp, where pixels alone reward a blur. The style
+        term compares Gram matrices with the teacher's picture's own, per image: a small student
+        cannot place every stroke where the teacher does, and Grams reward the same texture
+        rather than the average of the strokes it cannot place. Plus TV and the range penalty,
+        as in :meth:`picture_terms`.
+        """
+        with torch.no_grad():
+            target = self.vgg(teacher, list({*self.content_layers, *self.style_layers}))
+            grams = {n: gram_matrix(target[n]) for n in self.style_layers}
+        shown = y.clamp(0.0, 1.0)
+        feats = self.vgg(shown)
+        c = self.weights.content * content_loss(feats, target, self.content_layers)
+        s = self.weights.style * style_loss(feats, grams, self.style_layers)
+        t = self.weights.tv * tv_loss(shown) if self.weights.tv else y.new_zeros(())
+        p = pixel_weight * F.mse_loss(shown.float(), teacher.float())
+        r = RANGE_PENALTY * range_penalty(y)
+        return LossTerms(content=c, style=s, tv=t, total=c + s + t + p + r, range=r, pixel=p)

@@ -25,9 +25,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .defaults import ARCHITECTURES, BLOCKS
+from .errors import shown
 from .limits import problem
 
-__all__ = ["InstanceNorm", "ModelConfig", "NormStats", "TransformerNet", "receptive_radius"]
+__all__ = ["ARCHITECTURES", "BLOCKS", "InstanceNorm", "ModelConfig", "NormStats", "TransformerNet", "macs_per_pixel", "receptive_radius"]
 
 # Channel widths of the examples network at width 1.0.
 BASE_CHANNELS = (32, 64, 128)
@@ -44,9 +46,17 @@ class ModelConfig:
     width: float = 1.0  # channel multiplier; 0.5 gives a ~4x cheaper net for CPU
     n_residual: int = 5
     pixel_range: float = 1.0  # 255 for pytorch/examples weights
+    block: str = "conv"  # residual blocks: "conv" (two 3x3) or "separable" (two depthwise 3x3 + pointwise 1x1)
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    @classmethod
+    def preset(cls, name: str) -> ModelConfig:
+        """A named architecture (``full``, ``slim``, ``tiny``; see :data:`fastnst.defaults.ARCHITECTURES`)."""
+        if name not in ARCHITECTURES:
+            raise ValueError(f"unknown architecture {name!r}; choose one of {', '.join(ARCHITECTURES)}")
+        return cls(**ARCHITECTURES[name])
 
     @classmethod
     def from_dict(cls, d: dict) -> ModelConfig:
@@ -62,7 +72,9 @@ class ModelConfig:
             wrong = problem(key, d.get(key, getattr(cls, key)))
             if wrong:
                 raise ValueError(f"model_config.{key}: {wrong}")
-        return cls(**{k: d[k] for k in names if k in d})
+        if d.get("block", cls.block) not in BLOCKS:
+            raise ValueError(f"model_config.block: {shown(d.get('block'), 40)!r} is not one of {', '.join(BLOCKS)}")
+        return cls(**{k: d[k] for k in (*names, "block") if k in d})
 
     def channels(self) -> tuple[int, int, int]:
         return tuple(max(4, round(c * self.width)) for c in BASE_CHANNELS)  # type: ignore[return-value]
@@ -78,6 +90,25 @@ def receptive_radius(config: ModelConfig) -> int:
     """
     radius = 4 + 1 + 2 + 8 * config.n_residual + 2 + 1 + 4
     return -(-radius // 4) * 4
+
+
+def macs_per_pixel(config: ModelConfig) -> int:
+    """Multiply-adds per input pixel (convolutions only; norms, pads and ReLUs are a few more
+    per element). The full network: about 154k, so 47 G for a 640x480 frame."""
+    c1, c2, c3 = config.channels()
+    if config.block == "separable":
+        residual = 2 * (9 * c3 + c3 * c3)
+    else:
+        residual = 2 * 9 * c3 * c3
+    return round(
+        81 * 3 * c1  # conv1, 9x9 at full size
+        + 9 * c1 * c2 / 4  # conv2, stride 2
+        + 9 * c2 * c3 / 16  # conv3, stride 2
+        + config.n_residual * residual / 16  # residual blocks at 1/4 size
+        + 9 * c3 * c2 / 4  # deconv1 at 1/2 size
+        + 9 * c2 * c1  # deconv2 at full size
+        + 81 * c1 * 3  # deconv3, 9x9 at full size
+    )
 
 
 class InstanceNorm(nn.InstanceNorm2d):
@@ -142,12 +173,30 @@ class UpsampleConvLayer(nn.Module):
         return self.conv2d(self.reflection_pad(x))
 
 
-class ResidualBlock(nn.Module):
-    def __init__(self, channels: int) -> None:
+class SeparableConvLayer(nn.Module):
+    """Depthwise 3x3 then pointwise 1x1 (MobileNet, Howard et al. 2017): the 3x3 convolution's
+    receptive field for about 1/8 of its multiply-adds at 64 channels (9c + c^2 against 9c^2)."""
+
+    def __init__(self, channels: int, kernel_size: int = 3) -> None:
         super().__init__()
-        self.conv1 = ConvLayer(channels, channels, 3)
+        self.reflection_pad = nn.ReflectionPad2d(kernel_size // 2)
+        self.depthwise = nn.Conv2d(channels, channels, kernel_size, groups=channels)
+        self.pointwise = nn.Conv2d(channels, channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pointwise(self.depthwise(self.reflection_pad(x)))
+
+
+class ResidualBlock(nn.Module):
+    """Two 3x3 convolutions with instance norm, plus the input (He et al. 2016). ``separable``
+    replaces each by a depthwise-separable one; the norms and the shortcut stay."""
+
+    def __init__(self, channels: int, separable: bool = False) -> None:
+        super().__init__()
+        conv = (lambda: SeparableConvLayer(channels)) if separable else (lambda: ConvLayer(channels, channels, 3))
+        self.conv1 = conv()
         self.in1 = InstanceNorm(channels)
-        self.conv2 = ConvLayer(channels, channels, 3)
+        self.conv2 = conv()
         self.in2 = InstanceNorm(channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -169,7 +218,7 @@ class TransformerNet(nn.Module):
         self.conv3 = ConvLayer(c2, c3, 3, stride=2)
         self.in3 = InstanceNorm(c3)
         for i in range(1, self.config.n_residual + 1):
-            self.add_module(f"res{i}", ResidualBlock(c3))
+            self.add_module(f"res{i}", ResidualBlock(c3, separable=self.config.block == "separable"))
         self.deconv1 = UpsampleConvLayer(c3, c2, 3, upsample=2)
         self.in4 = InstanceNorm(c2)
         self.deconv2 = UpsampleConvLayer(c2, c1, 3, upsample=2)

@@ -54,7 +54,12 @@ def check_outputs(cfg: TrainConfig, created: list[Path] | None = None, ckpt: dic
         raise FastNSTError(f"{save}: --save-model writes a PyTorch model, not a '{save.suffix}' file; give it the .pth suffix")
     if save.is_dir() or cfg.save_model.endswith(("/", os.sep)):  # Path() drops a trailing slash: "f.pth/" names a folder
         raise FastNSTError(f"{cfg.save_model}: a folder; --save-model is the model file to write, e.g. {save / 'model.pth'}")
-    inputs = [(cfg.style_image, "the --style-image"), (cfg.sample_image, "the --sample-image"), (cfg.vgg_weights, "the --vgg-weights file")]
+    inputs = [
+        (cfg.style_image, "the --style-image"),
+        (cfg.teacher, "the --teacher model"),
+        (cfg.sample_image, "the --sample-image"),
+        (cfg.vgg_weights, "the --vgg-weights file"),
+    ]
     check_not_inputs([(save, "--save-model"), (last, "the run's checkpoint")], inputs)
     check_not_inputs([(save, "--save-model")], [(cfg.resume, "the checkpoint being resumed")])
     _check_run_files(ckpt_dir, save)

@@ -20,7 +20,7 @@ from typing import Any, NamedTuple, get_args, get_type_hints
 
 from .checkpoint import check_payload, read_checkpoint
 from .config import TrainConfig
-from .defaults import DEFAULT_WEIGHTS
+from .defaults import ARCHITECTURES, BLOCKS, DEFAULT_WEIGHTS, DISTILL_PIXEL_WEIGHT
 from .errors import FastNSTError, shown
 from .limits import LIMITS, problem
 from .losses import format_layers, parse_layers
@@ -35,7 +35,11 @@ FIXED_ON_RESUME = (
     "image_size",
     "style_size",
     "lr",
+    "arch",
     "width",
+    "n_residual",
+    "block",
+    "pixel_weight",
     "seed",
     "vgg_preprocess",
     "content_weight",
@@ -91,12 +95,11 @@ def resolve(request: Mapping[str, Any], checkpoint: Resumed | None = None, world
     cfg = TrainConfig.from_dict(values)
     if checkpoint is not None:
         _check_global_batch(cfg, checkpoint.ckpt.get("train_config") or {}, world_size)
-    for key in ("dataset", "style_image", "save_model"):
-        if not getattr(cfg, key):
-            raise FastNSTError(f"--{key.replace('_', '-')} is required (or --resume a checkpoint that records it)")
+    _check_required(cfg)
     _validate_numbers(cfg)
     if checkpoint is not None:
         _check_same_style(cfg, checkpoint.ckpt.get("train_config") or {}, set(request))
+        _check_same_teacher(cfg, checkpoint.ckpt.get("train_config") or {})
     preprocess = resolve_preprocess(cfg.vgg_preprocess, cfg.vgg_weights)
     defaults = DEFAULT_WEIGHTS[preprocess]
     pick = lambda given, default: default if given is None else given
@@ -110,7 +113,38 @@ def resolve(request: Mapping[str, Any], checkpoint: Resumed | None = None, world
         style_layers=format_layers(parse_layers(cfg.style_layers, "style-layers")),
         checkpoint_dir=pick(cfg.checkpoint_dir, default_checkpoint_dir(cfg.save_model)),
         sample_interval=pick(cfg.sample_interval, cfg.checkpoint_interval),
+        width=pick(cfg.width, ARCHITECTURES[cfg.arch]["width"]),
+        n_residual=pick(cfg.n_residual, ARCHITECTURES[cfg.arch]["n_residual"]),
+        block=pick(cfg.block, ARCHITECTURES[cfg.arch]["block"]),
+        pixel_weight=pick(cfg.pixel_weight, DISTILL_PIXEL_WEIGHT) if cfg.teacher else None,
     )
+
+
+def _check_required(cfg: TrainConfig) -> None:
+    """The settings a run cannot do without; a painting or a teacher to learn from, not both."""
+    for key in ("dataset", "save_model"):
+        if not getattr(cfg, key):
+            raise FastNSTError(f"--{key.replace('_', '-')} is required (or --resume a checkpoint that records it)")
+    if cfg.teacher and cfg.style_image:
+        raise FastNSTError("--teacher brings its own style: give --style-image or --teacher, not both")
+    if not cfg.teacher and not cfg.style_image:
+        raise FastNSTError("--style-image is required (or --teacher a trained model to distil, or --resume a checkpoint that records it)")
+    if cfg.pixel_weight is not None and not cfg.teacher:
+        raise FastNSTError("--pixel-weight weighs the distillation's pixel term: it needs --teacher")
+    if cfg.arch not in ARCHITECTURES:
+        raise FastNSTError(f"--arch: {shown(cfg.arch, 40)!r} is not one of {', '.join(ARCHITECTURES)}")
+    if cfg.block is not None and cfg.block not in BLOCKS:
+        raise FastNSTError(f"--block: {shown(cfg.block, 40)!r} is not one of {', '.join(BLOCKS)}")
+
+
+def _check_same_teacher(cfg: TrainConfig, old: dict[str, Any]) -> None:
+    """A resumed distillation keeps its teacher: the same file content, wherever it now lies."""
+    recorded = old.get("teacher_sha256")
+    if cfg.teacher and isinstance(recorded, str) and file_digest(require_file(cfg.teacher)) != recorded:
+        raise FastNSTError(
+            f"{cfg.teacher}: its content differs from the teacher this run was learning from; a resumed run keeps its teacher. "
+            "Start a new run (without --resume), or give the original teacher back"
+        )
 
 
 def _merge_recorded(request: Mapping[str, Any], checkpoint: Resumed) -> dict[str, Any]:
@@ -211,6 +245,8 @@ def file_digest(path: str | os.PathLike) -> str:
 
 def _check_same_style(cfg: TrainConfig, old: dict[str, Any], chosen: set[str]) -> None:
     """A resumed run keeps learning its own painting, even if a file of that name was replaced."""
+    if not cfg.style_image:  # a distillation: _check_same_teacher
+        return
     recorded = old.get("style_sha256")
     style = require_file(cfg.style_image)
     if isinstance(recorded, str):

@@ -37,7 +37,7 @@ from tqdm import tqdm
 
 from . import distributed
 from .atomic import atomic_write, folder_lock
-from .checkpoint import is_dense, model_payload, read_checkpoint, save_model, write_checkpoint
+from .checkpoint import is_dense, load_model, model_payload, read_checkpoint, save_model, write_checkpoint
 from .config import TrainConfig
 from .cost import StepTimer, estimate_lines, setup_warnings, undertrained_note
 from .data import PhotoDataset, TrainBatchSampler, collate, find_images
@@ -165,6 +165,15 @@ def load_style(path: str | os.PathLike, size: int | None) -> torch.Tensor:
 
 def _style_tensor(cfg: TrainConfig) -> torch.Tensor:
     return load_style(cfg.style_image, cfg.style_size)
+
+
+def _teacher(cfg: TrainConfig, device: torch.device) -> tuple[TransformerNet | None, str | None]:
+    """--teacher: the trained network whose pictures a distillation learns (frozen, eval mode, so its
+    output is clamped as a user sees it), and its style's name, which the student inherits."""
+    if not cfg.teacher:
+        return None, None
+    teacher, info = load_model(cfg.teacher)
+    return teacher.to(device).requires_grad_(False), info["style"]
 
 
 def _sample_tensor(cfg: TrainConfig, files: list[Path]) -> torch.Tensor | None:
@@ -361,7 +370,7 @@ class _Window:
 
     def add(self, terms: dict[str, float], images: int) -> None:
         for k, v in terms.items():
-            self.sums[k] += v
+            self.sums[k] = self.sums.get(k, 0.0) + v  # "pixel" in a distillation
         self.steps += 1
         self.images += images
 
@@ -388,13 +397,15 @@ class _Run:
         self.unreported: list[tuple[str, str]] = []  # skipped photos rank 0 has not been told about yet
         self._note_skipped(plan.empty)
         self.total = cfg.iterations
-        self.style = _style_tensor(cfg)  # cheap checks first: a typo must not wait for VGG to load
-        self.style_sha256 = file_digest(cfg.style_image)
+        # cheap checks first: a typo must not wait for VGG to load
+        self.style = _style_tensor(cfg) if cfg.style_image else None
+        self.teacher, self.teacher_style = _teacher(cfg, device)
+        self.source_sha256 = file_digest(cfg.style_image or cfg.teacher)
         recorded = (plan.ckpt or {}).get("train_config") or {}
         # which run a file belongs to: a resumed run may replace its own files only (_check_resume_targets)
         self.run_id = recorded["run_id"] if isinstance(recorded.get("run_id"), str) else uuid.uuid4().hex
         torch.manual_seed(cfg.seed)
-        self.model = TransformerNet(ModelConfig(width=cfg.width)).to(device)
+        self.model = TransformerNet(ModelConfig(width=cfg.width, n_residual=cfg.n_residual, block=cfg.block)).to(device)
         self.loss = self._build_loss()
         # fused: one kernel for all parameters on a GPU (else ~10 launches per tensor); a resumed
         # run gets this device's choice back in _set_layout
@@ -427,8 +438,9 @@ class _Run:
         content, style = parse_layers(cfg.content_layers), parse_layers(cfg.style_layers)
         vgg = build_vgg(list(content) + list(style), cfg.vgg_weights, cfg.vgg_preprocess).to(self.device)
         loss = PerceptualLoss(vgg, content, style, LossWeights(cfg.content_weight, cfg.style_weight, cfg.tv_weight))
-        with self._autocast():
-            loss.set_style([self.style.to(self.device)])
+        if self.style is not None:  # a distillation's targets are the teacher's pictures
+            with self._autocast():
+                loss.set_style([self.style.to(self.device)])
         return loss
 
     def _compile(self) -> None:
@@ -465,8 +477,12 @@ class _Run:
         d = asdict(self.cfg)
         for k in NOT_RECORDED:
             d.pop(k, None)
-        d["style_name"] = Path(self.cfg.style_image).stem
-        d["style_sha256"] = self.style_sha256
+        if self.teacher is None:
+            d["style_name"] = Path(self.cfg.style_image).stem
+            d["style_sha256"] = self.source_sha256
+        else:
+            d["style_name"] = self.teacher_style
+            d["teacher_sha256"] = self.source_sha256
         d["run_id"] = self.run_id
         d["vgg_source"] = self.cfg.vgg_weights or "torchvision:VGG19_Weights.IMAGENET1K_V1"
         d["world_size"] = self.dist.world_size  # batch_size is per process; the global batch is the product
@@ -539,7 +555,12 @@ class _Run:
         self.opt.zero_grad(set_to_none=True)
         with self._autocast():
             y = self.net(x)
-            terms = self.loss.picture_terms(y, self.loss.content_targets(x))  # what the user will see
+            if self.teacher is None:
+                terms = self.loss.picture_terms(y, self.loss.content_targets(x))  # what the user will see
+            else:
+                with torch.no_grad():
+                    target = self.teacher(x)
+                terms = self.loss.distill_terms(y, target, self.cfg.pixel_weight)
         agreed = self._agree(terms)
         if agreed is None:
             return None
@@ -723,7 +744,8 @@ class _Run:
             batch = f"batch {cfg.batch_size} per process (global {cfg.batch_size * dist.world_size})"
         tqdm.write(
             f"{verb} on {where}{' (bf16 autocast)' if self.amp else ''}: {len(self.files)} images from {cfg.dataset}, "
-            f"style {cfg.style_image}, {self.total} iterations of {batch} at {cfg.image_size} px; "
+            f"{f'style {cfg.style_image}' if self.teacher is None else f'distilling {cfg.teacher}'}, "
+            f"{self.total} iterations of {batch} at {cfg.image_size} px; "
             f"checkpoints in {self.ckpt_dir}",
             file=sys.stderr,
         )

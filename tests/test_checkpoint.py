@@ -135,7 +135,7 @@ def test_state_dicts_of_ddp_and_compiled_models_load(tmp_path: Path, prefix: str
     plain = _saved(tmp_path, net.state_dict(), "plain.pth")
     wrapped = _saved(tmp_path, {prefix + k: v for k, v in net.state_dict().items()}, "wrapped.pth")
     (a, info_a), (b, info_b) = load_model(plain), load_model(wrapped)
-    assert info_a["model_config"] == info_b["model_config"] == {"width": 0.125, "n_residual": 1, "pixel_range": 255.0}
+    assert info_a["model_config"] == info_b["model_config"] == {"width": 0.125, "n_residual": 1, "pixel_range": 255.0, "block": "conv"}
     x = torch.rand(1, 3, 16, 16)
     with torch.no_grad():
         torch.testing.assert_close(a(x), b(x), rtol=0, atol=0)

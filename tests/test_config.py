@@ -38,7 +38,7 @@ def test_every_setting_with_a_flag_is_on_its_command(command: str, classes: list
 
 
 @pytest.mark.parametrize(
-    "name", ["image_size", "style_size", "batch_size", "checkpoint_interval", "log_interval", "lr", "width", "seed", "dist_timeout"]
+    "name", ["image_size", "style_size", "batch_size", "checkpoint_interval", "log_interval", "lr", "seed", "dist_timeout"]
 )
 def test_train_help_prints_the_dataclass_defaults(name: str) -> None:
     default = next(f.default for f in dataclasses.fields(TrainConfig) if f.name == name)

@@ -9,7 +9,7 @@ from torch import nn
 
 from fastnst.checkpoint import load_model, save_model
 from fastnst.errors import FastNSTError
-from fastnst.model import ModelConfig, TransformerNet
+from fastnst.model import ModelConfig, TransformerNet, macs_per_pixel
 
 
 @pytest.mark.parametrize("h,w", [(16, 16), (17, 23), (33, 50), (64, 64), (21, 100)])
@@ -219,3 +219,51 @@ def test_pickled_code_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[s
     with pytest.raises(FastNSTError, match="refused to load"):
         load_model(tmp_path / "evil.pth")
     assert "must never run" not in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("name", ["full", "slim", "tiny"])
+def test_macs_per_pixel_counts_the_convolutions(name: str) -> None:
+    """The documented cost of each architecture, checked against PyTorch's own FLOP counter."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    config = ModelConfig.preset(name)
+    net = TransformerNet(config).eval()
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        net(torch.rand(1, 3, 64, 64))
+    assert counter.get_total_flops() / 2 / (64 * 64) == pytest.approx(macs_per_pixel(config), rel=0.01)
+
+
+def test_the_presets_get_cheaper_and_the_full_one_is_johnsons() -> None:
+    full, slim, tiny = (macs_per_pixel(ModelConfig.preset(n)) for n in ("full", "slim", "tiny"))
+    assert ModelConfig.preset("full") == ModelConfig() and full == 153_792
+    assert full > 5 * slim and slim > 2 * tiny
+    with pytest.raises(ValueError, match="unknown architecture 'huge'"):
+        ModelConfig.preset("huge")
+
+
+@pytest.mark.parametrize("h,w", [(16, 16), (33, 50)])
+def test_separable_blocks_are_depthwise_then_pointwise_at_any_size(h: int, w: int) -> None:
+    net = TransformerNet(ModelConfig(width=0.25, n_residual=2, block="separable")).eval()
+    block = net.res1.conv1
+    assert block.depthwise.groups == block.depthwise.in_channels == 32 and block.pointwise.kernel_size == (1, 1)
+    x = torch.rand(2, 3, h, w)
+    with torch.no_grad():
+        assert net(x).shape == x.shape
+
+
+def test_the_block_type_is_recorded_and_rebuilt(tmp_path: Path) -> None:
+    net = TransformerNet(ModelConfig.preset("tiny")).eval()
+    save_model(net, tmp_path / "tiny.pth")
+    loaded, info = load_model(tmp_path / "tiny.pth")
+    assert loaded.config == ModelConfig.preset("tiny") and info["model_config"]["block"] == "separable"
+    x = torch.rand(1, 3, 40, 36)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), net(x))
+    assert ModelConfig.from_dict({"width": 0.5}).block == "conv", "files written before block types are standard networks"
+    with pytest.raises(ValueError, match="model_config.block: 'wavelet' is not one of conv, separable"):
+        ModelConfig.from_dict({"block": "wavelet"})
+    raw = torch.load(tmp_path / "tiny.pth", weights_only=True)
+    raw["model_config"]["block"] = "conv"
+    torch.save(raw, tmp_path / "wrong.pth")
+    with pytest.raises(FastNSTError, match="weights do not fit a TransformerNet.*block=conv"):
+        load_model(tmp_path / "wrong.pth")

@@ -65,3 +65,37 @@ def test_train_refuses_what_is_not_a_setting() -> None:
 
     with pytest.raises(FastNSTError, match="not settings of a training run: 'learning_rate'"):
         train({"dataset": "d", "learning_rate": 1e-4})
+
+
+def test_an_architecture_preset_fills_the_network_and_parts_of_it_can_be_changed(style_file: Path) -> None:
+    full = resolve(_request(style_file))
+    assert (full.arch, full.width, full.n_residual, full.block) == ("full", 1.0, 5, "conv")
+    tiny = resolve(_request(style_file, arch="tiny"))
+    assert (tiny.width, tiny.n_residual, tiny.block) == (0.25, 3, "separable")
+    mixed = resolve(_request(style_file, arch="slim", n_residual=2, block="conv"))
+    assert (mixed.width, mixed.n_residual, mixed.block) == (0.5, 2, "conv")
+    with pytest.raises(FastNSTError, match="--arch: 'huge' is not one of full, slim, tiny"):
+        resolve(_request(style_file, arch="huge"))
+
+
+def test_a_run_recorded_before_architectures_resumes_as_the_full_network(style_file: Path, tmp_path: Path) -> None:
+    recorded = {"dataset": "photos", "style_image": str(style_file), "save_model": "m.pth", "width": 0.5}  # no arch, n_residual, block
+    resumed = Resumed(tmp_path / "last.pth", {"train_config": recorded})
+    cfg = resolve({"resume": "last.pth"}, resumed)
+    assert (cfg.arch, cfg.width, cfg.n_residual, cfg.block) == ("full", 0.5, 5, "conv")
+    with pytest.raises(FastNSTError, match="--width cannot change when resuming"):
+        resolve({"resume": "last.pth", "width": 1.0}, resumed)
+
+
+def test_a_distillation_has_a_teacher_instead_of_a_painting(style_file: Path) -> None:
+    request = {"dataset": "photos", "save_model": "s.pth", "teacher": "big.pth"}
+    cfg = resolve(request)
+    assert cfg.style_image is None and cfg.pixel_weight == 5e6
+    assert resolve({**request, "pixel_weight": 1.0}).pixel_weight == 1.0
+    assert resolve(_request(style_file)).pixel_weight is None
+    with pytest.raises(FastNSTError, match="give --style-image or --teacher, not both"):
+        resolve({**request, "style_image": str(style_file)})
+    with pytest.raises(FastNSTError, match="--style-image is required .*--teacher"):
+        resolve({"dataset": "photos", "save_model": "s.pth"})
+    with pytest.raises(FastNSTError, match="--pixel-weight .* needs --teacher"):
+        resolve(_request(style_file, pixel_weight=1.0))

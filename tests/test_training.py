@@ -378,3 +378,48 @@ def test_a_save_model_ending_in_a_slash_names_a_folder(tmp_path: Path, photo_dir
     assert main(["train", *tiny_train_args(photo_dir, style_file, vgg_file, f"{tmp_path / 'm.pth'}/")]) == 2
     assert "m.pth/: a folder; --save-model is the model file to write" in capsys.readouterr().err
     assert not (tmp_path / "m.pth").exists()
+
+
+def _distill_args(photo_dir: Path, vgg_file: Path, teacher: Path, out: Path, iterations: int) -> list[str]:
+    args = tiny_train_args(photo_dir, Path("unused"), vgg_file, out, iterations=iterations)
+    i = args.index("--style-image")
+    del args[i : i + 2]
+    i = args.index("--width")
+    del args[i : i + 2]
+    return [*args, "--teacher", str(teacher), "--arch", "tiny"]
+
+
+def test_a_distilled_student_learns_to_draw_the_teachers_pictures(tmp_path: Path, photo_dir: Path, vgg_file: Path) -> None:
+    from fastnst.checkpoint import load_model, save_model
+    from fastnst.images import load_rgb, pil_to_tensor
+    from fastnst.testing import styled_net
+
+    teacher = tmp_path / "teacher.pth"
+    save_model(styled_net(seed=3), teacher, {"style_image": "stars.png"})
+    out = tmp_path / "student.pth"
+    assert main(["train", *_distill_args(photo_dir, vgg_file, teacher, out, iterations=30), "--lr", "1e-2"]) == 0
+    student, info = load_model(out)
+    assert info["style"] == "stars", "a student inherits its teacher's style"
+    assert student.config == ModelConfig.preset("tiny") and info["train_config"]["arch"] == "tiny"
+    assert info["train_config"]["teacher_sha256"] and info["train_config"]["style_image"] is None
+    records = _metrics(tmp_path / "student_run")
+    assert all("pixel" in r for r in records)
+    x = torch.stack([pil_to_tensor(load_rgb(p)).squeeze(0)[:, :32, :32] for p in sorted(photo_dir.iterdir())[:4]])
+    untrained = TransformerNet(ModelConfig.preset("tiny")).eval()
+    with torch.no_grad():
+        want = load_model(teacher)[0](x)
+        before, after = (float(((net(x) - want) ** 2).mean()) for net in (untrained, student))
+    assert after < 0.5 * before, (before, after)
+
+
+def test_a_resumed_distillation_keeps_its_teacher(tmp_path: Path, photo_dir: Path, vgg_file: Path, capsys) -> None:
+    from fastnst.checkpoint import save_model
+    from fastnst.testing import styled_net
+
+    teacher = tmp_path / "teacher.pth"
+    save_model(styled_net(seed=3), teacher, {"style_image": "stars.png"})
+    out = tmp_path / "student.pth"
+    assert main(["train", *_distill_args(photo_dir, vgg_file, teacher, out, iterations=2)]) == 0
+    save_model(styled_net(seed=4), teacher, {"style_image": "stars.png"}, replace=True)
+    assert main(["train", "--resume", str(tmp_path / "student_run"), "--iterations", "3", "--quiet"]) == 2
+    assert "differs from the teacher this run was learning from" in capsys.readouterr().err
