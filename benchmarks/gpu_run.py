@@ -63,7 +63,7 @@ import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]  # no install needed on the GPU machine
@@ -482,15 +482,36 @@ def style_budget(run: Run, left_s: float, index: int) -> tuple[float, int]:
     return min(left_s / k, seconds_for(p.target_images, math.inf)), k
 
 
-def split_spec(spec: str) -> tuple[str, float | None, str]:
-    """``"candy@1"`` -> (painting "candy", style weight 1.0, run name "candy_sw1"); ``"candy"`` -> ("candy", None, "candy")."""
-    painting, _, weight = spec.partition("@")
-    return (painting, float(weight), f"{painting}_sw{weight}") if weight else (painting, None, painting)
+class Spec(NamedTuple):
+    painting: str
+    weight: float | None
+    name: str  # the run's folder and model file
+    arch: str | None = None  # a student of this architecture, distilled from the painting's full model
+    teacher: str | None = None  # the run name of that full model
+
+
+def split_spec(spec: str) -> Spec:
+    """``"candy@1"`` -> (painting "candy", style weight 1.0, run name "candy_sw1"); ``"candy"`` -> ("candy", None, "candy");
+    ``"candy:slim"`` -> a slim student of candy's model, run "candy_slim" (``fastnst train --teacher``)."""
+    body, _, arch = spec.partition(":")
+    painting, _, weight = body.partition("@")
+    name = f"{painting}_sw{weight}" if weight else painting
+    if arch:
+        return Spec(painting, float(weight) if weight else None, f"{name}_{arch}", arch, name)
+    return Spec(painting, float(weight) if weight else None, name)
+
+
+def teacher_model(run: Run, spec: Spec) -> Path:
+    """A student's teacher: the model this command (or an earlier one, fetched into the work folder) trained,
+    else the shipped model of that name in checkpoints/."""
+    trained = run.work / spec.teacher / f"{spec.teacher}.pth"
+    return trained if trained.exists() else ROOT / "checkpoints" / f"{spec.teacher}.pth"
 
 
 def _train_command(run: Run, spec: str, seconds: float) -> list[str]:
     p, batch = run.profile, run.batch or 16
-    painting, weight, name = split_spec(spec)
+    parsed = split_spec(spec)
+    painting, weight, name = parsed.painting, parsed.weight, parsed.name
     iterations = math.ceil(p.target_images / batch)
     every = max(1, p.checkpoint_every_images // batch)
     cmd = [
@@ -535,6 +556,11 @@ def _train_command(run: Run, spec: str, seconds: float) -> list[str]:
         "--overwrite",
         "--quiet",
     ]
+    if parsed.arch:  # a student: the teacher's pictures instead of the painting, and its own network
+        at = cmd.index("--style-image")
+        cmd[at : at + 2] = ["--teacher", str(teacher_model(run, parsed)), "--arch", parsed.arch]
+        at = cmd.index("--width")
+        del cmd[at : at + 2]
     for key, value in p.layers.items():
         cmd += [f"--{key.replace('_', '-')}", value]
     if weight is not None:

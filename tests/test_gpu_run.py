@@ -51,7 +51,7 @@ def test_dry_run_measures_trains_and_packs(device_data: Path, tmp_path: Path) ->
         "--budget",
         "240",
         "--styles",
-        "candy,candy@1,udnie",
+        "candy,candy@1,candy:tiny,udnie",
         "--compile",
     ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
@@ -79,6 +79,9 @@ def test_dry_run_measures_trains_and_packs(device_data: Path, tmp_path: Path) ->
         "candy@1: the same painting at another weight"
     )
     assert "--compile" in (out / "train.log").read_text() and "--max-time" in (out / "train.log").read_text()
+    assert trained["candy_tiny"]["images_seen"] > 0, "candy:tiny, a student of the candy model this run trained"
+    log = (out / "train.log").read_text()
+    assert "--teacher " in log and "candy/candy.pth --arch tiny" in log, "taught by the model trained just before"
 
     files = sorted(p.name for p in out.iterdir())
     assert files == ["models_1.tar", "results.jsonl", "results.md", "train.log"], "what the device tool brings back: few plain files"
@@ -191,9 +194,11 @@ def test_prepare_copies_what_the_run_reads(tmp_path: Path) -> None:
 
 
 def test_style_specs_name_the_painting_and_the_weight() -> None:
-    assert gpu_run.split_spec("candy@1") == ("candy", 1.0, "candy_sw1")
-    assert gpu_run.split_spec("candy@0.15") == ("candy", 0.15, "candy_sw0.15")
-    assert gpu_run.split_spec("mosaic") == ("mosaic", None, "mosaic")
+    assert gpu_run.split_spec("candy@1")[:3] == ("candy", 1.0, "candy_sw1")
+    assert gpu_run.split_spec("candy@0.15")[:3] == ("candy", 0.15, "candy_sw0.15")
+    assert gpu_run.split_spec("mosaic") == ("mosaic", None, "mosaic", None, None)
+    assert gpu_run.split_spec("mosaic:slim") == ("mosaic", None, "mosaic_slim", "slim", "mosaic"), "a slim student of mosaic"
+    assert gpu_run.split_spec("candy@1:tiny") == ("candy", 1.0, "candy_sw1_tiny", "tiny", "candy_sw1")
 
 
 def _fake_run_output(folder: Path) -> None:
