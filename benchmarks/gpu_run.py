@@ -71,6 +71,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]  # no install needed on the
 import gpu_speed as speed
 import torch
 
+from fastnst.defaults import ARCHITECTURES
 from fastnst.training import TrainConfig
 
 # Priority order: candy at the default style weight and again at 0.15 ("candy@0.15", run name
@@ -494,6 +495,8 @@ def split_spec(spec: str) -> Spec:
     """``"candy@1"`` -> (painting "candy", style weight 1.0, run name "candy_sw1"); ``"candy"`` -> ("candy", None, "candy");
     ``"candy:slim"`` -> a slim student of candy's model, run "candy_slim" (``fastnst train --teacher``)."""
     body, _, arch = spec.partition(":")
+    if arch and arch not in ARCHITECTURES:
+        raise ValueError(f"style {spec!r}: {arch!r} is not an architecture ({', '.join(ARCHITECTURES)})")
     painting, _, weight = body.partition("@")
     name = f"{painting}_sw{weight}" if weight else painting
     if arch:
@@ -563,7 +566,7 @@ def _train_command(run: Run, spec: str, seconds: float) -> list[str]:
         del cmd[at : at + 2]
     for key, value in p.layers.items():
         cmd += [f"--{key.replace('_', '-')}", value]
-    if weight is not None:
+    if weight is not None and not parsed.arch:  # a student's weights are the distillation's
         cmd += ["--style-weight", f"{weight:g}"]
     cmd += ["--channels-last" if run.channels_last else "--no-channels-last"]
     return cmd + (["--compile"] if run.compile else [])
@@ -625,12 +628,20 @@ def stage_train(run: Run) -> None:
         run.results.add("train", "all", skipped="this Pillow cannot read WebP, and every training photo is WebP")
         return
 
-    def found(spec: str) -> bool:
-        return run.data.style(split_spec(spec)[0]).exists()
+    def needs(spec: str) -> Path | None:
+        """What a style lacks: its painting, or a student's teacher (neither trained earlier in the list nor shipped)."""
+        parsed = split_spec(spec)
+        if not parsed.arch:
+            return None if run.data.style(parsed.painting).exists() else run.data.style(parsed.painting)
+        earlier = {split_spec(s).name for s in run.styles[: run.styles.index(spec)] if needs(s) is None}
+        teacher = teacher_model(run, parsed)
+        return None if parsed.teacher in earlier or teacher.exists() else teacher
 
-    for spec in [s for s in run.styles if not found(s)]:
-        run.results.add("train", split_spec(spec)[2], skipped=f"no {run.data.style(split_spec(spec)[0])}")
-    run.styles = [s for s in run.styles if found(s)]
+    missing = {spec: needs(spec) for spec in run.styles}
+    for spec, lack in missing.items():
+        if lack is not None:
+            run.results.add("train", split_spec(spec).name, skipped=f"no {lack}")
+    run.styles = [s for s in run.styles if missing[s] is None]
     for i, style in enumerate(run.styles):
         seconds, fit = style_budget(run, run.clock.left() - PACK_RESERVE_S, i)
         if fit == 0:
@@ -715,7 +726,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--data", type=Path, default=ROOT / ".device", help="folder written by --prepare (default: .device)")
     ap.add_argument("--stages", default="env,speed,train", help="comma-separated, in order: env, speed, train (default: all)")
     ap.add_argument(
-        "--styles", default=",".join(STYLES), help="styles to train, in priority order; NAME@W trains at --style-weight W (default: STYLES)"
+        "--styles", default=",".join(STYLES),
+        help="styles to train, in priority order; NAME@W trains at --style-weight W; NAME:ARCH (slim, tiny) distils a student of "
+        "NAME's model, trained earlier in the list or shipped in checkpoints/ (default: STYLES)",
     )
     ap.add_argument("--budget", type=float, default=530.0, help="seconds for the whole command; each stage takes its share (default: 530)")
     ap.add_argument("--batch-size", type=int, help="training batch (default: chosen by the speed stage, else 16)")
@@ -770,6 +783,10 @@ def main(argv: list[str] | None = None) -> int:
         compile=args.compile,
         train_rate=args.images_per_s,
     )
+    try:  # a typo in --styles must not wait for the stages before training
+        [split_spec(s) for s in run.styles]
+    except ValueError as e:
+        raise SystemExit(f"--styles: {e}") from None
     stages = {"env": stage_env, "speed": stage_speed, "train": stage_train}
     unknown = [s for s in args.stages.split(",") if s not in stages]
     if unknown:

@@ -54,7 +54,10 @@ __all__ = [
 ]
 
 FORMAT = "fastnst"
-FORMAT_VERSION = 1
+# 2: networks of separable residual blocks (model_config.block). Standard networks are still written
+# as 1, so that every fastnst can read them; a version-1 reader says "upgrade" to a separable one,
+# rather than "weights do not fit".
+FORMAT_VERSION = 2
 
 
 def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
@@ -93,7 +96,7 @@ def model_payload(model: TransformerNet, train_config: dict[str, Any] | None = N
         state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
     return {
         "format": FORMAT,
-        "format_version": FORMAT_VERSION,
+        "format_version": 1 if model.config.block == "conv" else FORMAT_VERSION,
         "fastnst_version": __version__,
         "model_config": model.config.to_dict(),
         "train_config": dict(train_config or {}),

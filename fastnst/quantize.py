@@ -37,6 +37,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import sys
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -50,6 +51,7 @@ from .defaults import INT8_MIN_PSNR
 from .errors import FastNSTError
 from .export import ExportResult, export_graph, load_for_export, verify_graph, write_export
 from .images import IMAGE_SUFFIXES, load_rgb, pil_to_tensor, resize_long_side
+from .model import MIN_SIZE
 from .onnx_format import INPUT_NAME, OUTPUT_NAME
 from .paths import describe, walk_files
 from .providers import CPU, make_session
@@ -84,31 +86,65 @@ class Photos:
 
 
 def _as_input(path: Path, size: int) -> np.ndarray:
-    return pil_to_tensor(resize_long_side(load_rgb(path), size)).numpy()
+    """A photo scaled to ``size`` px on its longer side, as the network's input (1, 3, H, W)."""
+    img = resize_long_side(load_rgb(path, draft=(size, size)), size)  # draft: a large JPEG is decoded small
+    if min(img.size) < MIN_SIZE:
+        raise FastNSTError(f"{path}: {img.width}x{img.height} at {size} px, under the network's {MIN_SIZE} px a side")
+    return pil_to_tensor(img).numpy()
+
+
+def _usable(files: list[Path], size: int, want: int) -> tuple[list[tuple[Path, np.ndarray]], list[str]]:
+    """Up to ``want`` of ``files`` as inputs, in order, and why the others read failed (unreadable, too large, too thin)."""
+    got, skipped = [], []
+    for path in files:
+        if len(got) == want:
+            break
+        try:
+            got.append((path, _as_input(path, size)))
+        except FastNSTError as e:
+            skipped.append(str(e).splitlines()[0])
+    return got, skipped
+
+
+def _spread(files: list[Path], n: int) -> list[Path]:
+    """``files`` reordered so that any first ``n`` are spread evenly over the sorted folder, the rest after them."""
+    if len(files) <= n:
+        return files
+    picked = sorted({round(i * len(files) / n) for i in range(n)})
+    chosen = set(picked)
+    return [files[i] for i in picked] + [f for i, f in enumerate(files) if i not in chosen]
 
 
 def calibration_photos(folder: str | os.PathLike, limit: int = CALIBRATION_IMAGES, size: int = CALIBRATION_SIZE) -> Photos:
-    """Photos for calibration and, apart from them when the folder has enough, for the check."""
+    """Photos for calibration and, apart from them when the folder has enough, for the check.
+
+    Photos that cannot be read or are too thin for the network are skipped with one warning, as training does."""
     root = Path(folder)
     if not root.is_dir():
         what = describe(root)
         raise FastNSTError(f"{root}: {'no such folder' if what == 'no such file' else what}; --calibration takes a folder of photos")
-    files = list(walk_files(root, IMAGE_SUFFIXES))
-    if not files:
+    files = _spread(list(walk_files(root, IMAGE_SUFFIXES)), limit)
+    calibration, skipped = _usable(files, size, limit)
+    if not calibration:
+        why = f" ({len(skipped)} unusable, e.g. {skipped[0]})" if skipped else ""
         raise FastNSTError(
-            f"{root}: no photos to calibrate on ({', '.join(IMAGE_SUFFIXES)}, searched recursively); "
-            f"--calibration takes a folder of a few dozen photos like those the model will stylize"
+            f"{root}: no photos to calibrate on{why} ({', '.join(IMAGE_SUFFIXES)}, searched recursively); "
+            "--calibration takes a folder of a few dozen photos like those the model will stylize"
         )
-    step = max(1, len(files) // limit)
-    chosen = files[::step][:limit]
-    rest = [f for f in files if f not in set(chosen)]
+    used = {p for p, _ in calibration}
+    rest = [f for f in files[files.index(calibration[-1][0]) + 1 :] if f not in used]
     # Held-out photos when there are any: a check on the calibration photos themselves would flatter the ranges.
-    check = (rest or chosen)[:: max(1, len(rest or chosen) // VERIFY_IMAGES)][:VERIFY_IMAGES]
-    return Photos([_as_input(f, size) for f in chosen], [(f.name, _as_input(f, VERIFY_SIZE)) for f in check])
+    check, more = _usable(rest[:: max(1, len(rest) // VERIFY_IMAGES)], VERIFY_SIZE, VERIFY_IMAGES)
+    if not check:
+        check, more = _usable([p for p, _ in calibration], VERIFY_SIZE, VERIFY_IMAGES)
+    skipped += more
+    if skipped:
+        print(f"warning: --calibration: skipped {len(skipped)} photo(s), e.g. {skipped[0]}", file=sys.stderr)
+    return Photos([x for _, x in calibration], [(p.name, x) for p, x in check])
 
 
 def float_convs(proto: onnx.ModelProto) -> list[str]:
-    """Names of the Conv nodes kept float32: the encoder's (:data:`FLOAT_CONVS`)."""
+    """Names of the Conv nodes kept float32 (:data:`FLOAT_CONVS`: the encoder, res1.conv1 and the output layer)."""
     return [n.name for n in proto.graph.node if n.op_type == "Conv" and len(n.input) > 1 and n.input[1].startswith(FLOAT_CONVS)]
 
 

@@ -54,6 +54,15 @@ def shipped_model(name: str) -> Path:
     raise FastNSTError(f"--style {shown_name}: no such shipped style (shipped: {known}); for your own model use --model PATH")
 
 
+def _painting(record: dict[str, Any], path: Path) -> str:
+    """The painting's file name; a distilled model's (no painting of its own) is its teacher's style name."""
+    style = record.get("style_image")
+    if isinstance(style, str) and style:
+        return Path(style).name
+    name = record.get("style_name")
+    return name if isinstance(name, str) and name else path.stem
+
+
 def style_summary(path: Path) -> dict[str, Any]:
     """What ``fastnst styles`` prints about one model: its painting and how long it trained."""
     from .checkpoint import read_checkpoint
@@ -61,7 +70,7 @@ def style_summary(path: Path) -> dict[str, Any]:
     record = read_checkpoint(path).get("train_config") or {}
     return {
         "name": path.stem,
-        "painting": Path(str(record.get("style_image", path.stem))).name,
+        "painting": _painting(record, path),
         "images_seen": record.get("images_seen"),
         "style_weight": record.get("style_weight"),
         "path": path,

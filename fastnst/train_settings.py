@@ -50,6 +50,9 @@ FIXED_ON_RESUME = (
 )
 
 
+# What runs recorded before --arch, --n-residual and --block existed used: Johnson's network at their --width.
+RECORDED_BEFORE_ARCH = {"arch": "full", "n_residual": 5, "block": "conv"}
+
 # Per-invocation choices, not part of a run's record.
 NOT_RECORDED = (
     "resume", "overwrite", "progress", "device", "workers", "amp", "checkpoint_dir", "dist_timeout", "max_time", "compile", "channels_last",
@@ -150,7 +153,8 @@ def _check_same_teacher(cfg: TrainConfig, old: dict[str, Any]) -> None:
 def _merge_recorded(request: Mapping[str, Any], checkpoint: Resumed) -> dict[str, Any]:
     """The request over the settings a resumed run recorded; those that define the run cannot change."""
     path, ckpt = checkpoint
-    old = _check_recorded(ckpt.get("train_config") or {}, path)
+    old = {**RECORDED_BEFORE_ARCH, **_check_recorded(ckpt.get("train_config") or {}, path)}
+    _check_same_source(request, old)
     for key in FIXED_ON_RESUME:
         if key in request and old.get(key) is not None and request[key] != old[key]:
             raise FastNSTError(f"--{key.replace('_', '-')} cannot change when resuming (the run used {old[key]}); start a new run instead")
@@ -163,6 +167,18 @@ def _merge_recorded(request: Mapping[str, Any], checkpoint: Resumed) -> dict[str
     values.setdefault("checkpoint_dir", str(path.parent))
     values["resume"] = str(path)
     return values
+
+
+def _check_same_source(request: Mapping[str, Any], old: dict[str, Any]) -> None:
+    """A resumed run keeps learning what it learnt: a painting, or a teacher's pictures."""
+    if request.get("teacher") and old.get("style_image"):
+        raise FastNSTError(
+            f"this run learns the painting {shown(old['style_image'], 200)}: --teacher starts a distillation, as a new run (without --resume)"
+        )
+    if request.get("style_image") and old.get("teacher"):
+        raise FastNSTError(
+            f"this run distils {shown(old['teacher'], 200)}: --style-image starts a training on a painting, as a new run (without --resume)"
+        )
 
 
 def default_checkpoint_dir(save_model: str) -> str:

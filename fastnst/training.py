@@ -553,13 +553,14 @@ class _Run:
         """One optimizer step and its loss terms (averaged over ranks); None, and
         no update, when the loss is not finite (on any rank)."""
         self.opt.zero_grad(set_to_none=True)
+        if self.teacher is not None:  # in float32, outside autocast: the picture a user of the teacher gets
+            with torch.no_grad():
+                target = self.teacher(x)
         with self._autocast():
             y = self.net(x)
             if self.teacher is None:
                 terms = self.loss.picture_terms(y, self.loss.content_targets(x))  # what the user will see
             else:
-                with torch.no_grad():
-                    target = self.teacher(x)
                 terms = self.loss.distill_terms(y, target, self.cfg.pixel_weight)
         agreed = self._agree(terms)
         if agreed is None:

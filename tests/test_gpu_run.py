@@ -199,6 +199,8 @@ def test_style_specs_name_the_painting_and_the_weight() -> None:
     assert gpu_run.split_spec("mosaic") == ("mosaic", None, "mosaic", None, None)
     assert gpu_run.split_spec("mosaic:slim") == ("mosaic", None, "mosaic_slim", "slim", "mosaic"), "a slim student of mosaic"
     assert gpu_run.split_spec("candy@1:tiny") == ("candy", 1.0, "candy_sw1_tiny", "tiny", "candy_sw1")
+    with pytest.raises(ValueError, match="'slim@1' is not an architecture"):
+        gpu_run.split_spec("candy:slim@1")
 
 
 def _fake_run_output(folder: Path) -> None:

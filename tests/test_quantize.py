@@ -17,6 +17,7 @@ from PIL import Image
 
 from fastnst.checkpoint import save_model
 from fastnst.cli import main
+from fastnst.errors import FastNSTError
 from fastnst.quantize import FLOAT_CONVS, psnr
 from fastnst.runtime import OnnxBackend
 from fastnst.testing import styled_net
@@ -148,3 +149,24 @@ def test_help_explains_int8_flags(capsys) -> None:
     out = capsys.readouterr().out
     for flag in ("--int8", "--calibration DIR", "--min-psnr DB", "--force", "--int8 --calibration photos/"):
         assert flag in out
+
+
+def test_calibration_skips_what_it_cannot_use_and_says_so(tmp_path: Path, capsys) -> None:
+    from fastnst.quantize import calibration_photos
+
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    for i in range(5):
+        synthetic_photo(64, 48, seed=i).save(folder / f"ok{i}.png")
+    synthetic_photo(2000, 20, seed=9).save(folder / "panorama.png")  # 256 x 3 at the calibration size
+    (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff not really a jpeg")
+    photos = calibration_photos(folder, limit=3)
+    assert len(photos.calibration) == 3 and 1 <= len(photos.verification) <= 4
+    assert all(min(x.shape[-2:]) >= 16 for x in photos.calibration)
+    err = capsys.readouterr().err
+    assert "skipped 2 photo(s)" in err or "skipped 1 photo(s)" in err, err
+    only_bad = tmp_path / "bad"
+    only_bad.mkdir()
+    (only_bad / "broken.jpg").write_bytes(b"\xff\xd8\xff nope")
+    with pytest.raises(FastNSTError, match=r"no photos to calibrate on \(1 unusable, e.g. .*broken.jpg"):
+        calibration_photos(only_bad)

@@ -155,3 +155,13 @@ def test_a_style_name_cannot_forge_lines(capsys) -> None:
     """--style's text is the user's, shown escaped: a newline or a terminal escape stays on one line."""
     with pytest.raises(Exception, match=r"--style candy\\nfastnst: fake\\x1b\[31m: no such shipped style"):
         styles.shipped_model("candy\nfastnst: fake\x1b[31m")
+
+
+def test_a_distilled_model_is_listed_with_its_teachers_style(tmp_path: Path) -> None:
+    path = tmp_path / "candy_slim.pth"
+    save_model(TransformerNet(ModelConfig.preset("slim")), path, {"style_image": None, "style_name": "candy", "teacher": "candy.pth"})
+    assert styles.style_summary(path)["painting"] == "candy"
+    assert read_checkpoint(path)["format_version"] == 2, "a separable network: older fastnst says 'upgrade', not 'weights do not fit'"
+    assert load_model(path)[1]["style"] == "candy"
+    save_model(TransformerNet(ModelConfig(width=0.25)), tmp_path / "plain.pth")
+    assert read_checkpoint(tmp_path / "plain.pth")["format_version"] == 1, "standard networks stay readable by every fastnst"

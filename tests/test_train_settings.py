@@ -99,3 +99,20 @@ def test_a_distillation_has_a_teacher_instead_of_a_painting(style_file: Path) ->
         resolve({"dataset": "photos", "save_model": "s.pth"})
     with pytest.raises(FastNSTError, match="--pixel-weight .* needs --teacher"):
         resolve(_request(style_file, pixel_weight=1.0))
+
+
+@pytest.mark.parametrize("flag,value", [("arch", "tiny"), ("block", "separable"), ("n_residual", 3)])
+def test_a_run_recorded_before_architectures_keeps_its_network(style_file: Path, tmp_path: Path, flag: str, value) -> None:
+    recorded = {"dataset": "photos", "style_image": str(style_file), "save_model": "m.pth", "width": 0.25}
+    resumed = Resumed(tmp_path / "last.pth", {"train_config": recorded})
+    with pytest.raises(FastNSTError, match=f"--{flag.replace('_', '-')} cannot change when resuming"):
+        resolve({"resume": "last.pth", flag: value}, resumed)
+
+
+def test_a_resumed_run_keeps_learning_from_the_same_kind_of_source(style_file: Path, tmp_path: Path) -> None:
+    painting = Resumed(tmp_path / "last.pth", {"train_config": {"dataset": "d", "style_image": str(style_file), "save_model": "m.pth"}})
+    with pytest.raises(FastNSTError, match="this run learns the painting .*--teacher starts a distillation, as a new run"):
+        resolve({"resume": "last.pth", "teacher": "big.pth"}, painting)
+    student = Resumed(tmp_path / "last.pth", {"train_config": {"dataset": "d", "teacher": "big.pth", "save_model": "s.pth"}})
+    with pytest.raises(FastNSTError, match="this run distils big.pth: --style-image starts"):
+        resolve({"resume": "last.pth", "style_image": str(style_file)}, student)

@@ -113,7 +113,8 @@ def _export_int8(model: str, args: argparse.Namespace) -> int:
     worst = min(e["psnr_db"] for e in v)
     note = f"; below --min-psnr {min_psnr:g}, written because of --force" if worst < min_psnr else f" (--min-psnr {min_psnr:g})"
     print(
-        f"wrote {result.path} (int8, opset {result.opset}, {result.bytes / 1e6:.1f} MB); against float32 on {len(v)} photos: "
+        f"wrote {result.path} (int8, opset {result.opset}, {result.bytes / 1e6:.1f} MB); "
+        f"against float32 on {len(v)} photo{'s' if len(v) > 1 else ''}: "
         f"PSNR {worst:.1f} dB (worst), max error {max(e['max_abs_diff'] for e in v):.3f}{note}",
         file=sys.stderr,
     )

@@ -173,10 +173,10 @@ def _webcam(job: StylizeJob) -> int:
         keep_all=cfg.all_frames, side_by_side_view=cfg.side_by_side, progress=cfg.progress, overwrite=cfg.overwrite,
         process_size=cfg.process_size, target_fps=cfg.target_fps,
     )  # fmt: skip
-    sizes = f" (target {cfg.target_fps:g})" if cfg.target_fps is not None else ""
-    sizes += f", {stats.processed_text}" if cfg.process_size is not None or cfg.target_fps is not None else ""
+    sizing = f" (target {cfg.target_fps:g})" if cfg.target_fps is not None else ""
+    sizing += f", {stats.processed_text}" if cfg.process_size is not None or cfg.target_fps is not None else ""
     print(
-        f"{stats.frames} frames in {stats.seconds:.1f} s: {stats.fps:.1f} frames/s{sizes}, mean latency "
+        f"{stats.frames} frames in {stats.seconds:.1f} s: {stats.fps:.1f} frames/s{sizing}, mean latency "
         f"{stats.mean_latency_s * 1000:.0f} ms, {stats.dropped} dropped{f'; recorded {cfg.record}' if cfg.record and stats.frames else ''}",
         file=sys.stderr,
     )

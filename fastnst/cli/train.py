@@ -54,7 +54,8 @@ def _request(args: argparse.Namespace) -> dict[str, Any]:
     if folder is None:
         return request
     if "style_image" not in request:
-        raise FastNSTError("--save-model-dir names the model after --style-image: give --style-image too (or --save-model PATH)")
+        fix = "with --teacher, give --save-model PATH" if request.get("teacher") else "give --style-image too (or --save-model PATH)"
+        raise FastNSTError(f"--save-model-dir names the model after --style-image: {fix}")
     request["save_model"] = str(Path(folder) / f"{Path(request['style_image']).stem}.pth")
     if request.get("progress", True):
         print(f"fastnst: --save-model-dir {folder}: the model will be {request['save_model']}", file=sys.stderr)
