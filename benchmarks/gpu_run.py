@@ -15,7 +15,9 @@ it was in):
    of the Gatys optimizer at 512². Picks the training batch and compile choice.
 3. train: ``fastnst train`` itself for each style in priority order, each
    with a ``--max-time`` share of what is left (fewer styles rather than
-   styles under --min-images), aiming at 160k images per style.
+   styles under --min-images), aiming at 160k images per style. A spec
+   ``NAME@W`` trains at style weight W; ``NAME:slim`` / ``NAME:tiny`` distils
+   a student of NAME's model (``train --teacher``).
 4. pack: after each style, its fp16 model, metrics and samples go into
    ``models_<k>.tar`` (three styles a tar), so ``$OUT`` never holds more than
    the device tool brings back (8 files of at most 16 MiB).
