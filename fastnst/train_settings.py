@@ -173,7 +173,8 @@ def _check_same_source(request: Mapping[str, Any], old: dict[str, Any]) -> None:
     """A resumed run keeps learning what it learnt: a painting, or a teacher's pictures."""
     if request.get("teacher") and old.get("style_image"):
         raise FastNSTError(
-            f"this run learns the painting {shown(old['style_image'], 200)}: --teacher starts a distillation, as a new run (without --resume)"
+            f"this run learns the painting {shown(old['style_image'], 200)}: "
+            "--teacher starts a distillation, as a new run (without --resume)"
         )
     if request.get("style_image") and old.get("teacher"):
         raise FastNSTError(
