@@ -56,8 +56,24 @@ def train_command(folders: list[Path], name: str) -> str | None:
         for line in lines:
             if line.startswith("$ ") and f"/{name}/{name}.pth " in line:
                 args = line.split(" -m fastnst ", 1)[-1]
-                return "fastnst " + re.sub(r"\S*/fastnst_gpu_run_\d+/|\S*/\.device/", "", args)
+                args = re.sub(r"\S*/fastnst_gpu_run_\d+/|\S*/\.device/", "", args)
+                return "fastnst " + re.sub(r"(?<=--teacher )\S*/(checkpoints/)", r"\1", args)  # a shipped teacher, from the checkout
     return None
+
+
+def _source(record: dict[str, Any]) -> str:
+    """What the model learnt from: a painting, or (a distilled student) a trained model's pictures."""
+    if record.get("teacher"):
+        digest = str(record.get("teacher_sha256") or "")[:12]
+        return f"distilled from `{Path(str(record['teacher'])).name}` (sha256 {digest}…), style {record.get('style_name')}"
+    return f"painting: `{Path(str(record.get('style_image'))).name}`"
+
+
+def _network(record: dict[str, Any]) -> str:
+    """The architecture as ``train`` records it (runs from before ``--arch`` were Johnson's network)."""
+    arch = record.get("arch", "full")
+    parts = (f"width {record.get('width', 1.0)}", f"{record.get('n_residual', 5)} residual blocks", f"{record.get('block', 'conv')} block")
+    return f"{arch} ({', '.join(parts)})"
 
 
 def card(
@@ -82,7 +98,9 @@ def card(
             "content_layers",
             "style_layers",
             "style_size",
+            "pixel_weight",
         )
+        if record.get(k) is not None
     )
     return "\n".join(
         [
@@ -92,7 +110,8 @@ def card(
             f"(torch {machine.get('torch', '?')}), {record.get('images_seen')} images seen ({record.get('steps_done')} steps), "
             f"{row.get('seconds', 0):.0f} s wall, {row.get('images_per_s') or 0:.0f} images/s.",
             "",
-            f"- painting: `{Path(str(record.get('style_image'))).name}`; VGG19: Oxford/Caffe weights ({record.get('vgg_preprocess')})",
+            f"- {_source(record)}; VGG19: Oxford/Caffe weights ({record.get('vgg_preprocess')})",
+            f"- network: {_network(record)}",
             f"- photos: `{Path(str(record.get('dataset'))).name}` (2,285 photos, ImageNet samples and BSDS500, 256² crops)",
             f"- settings: {settings}, seed {record.get('seed')}",
             f"- last logged losses (weighted): content {last.get('content', float('nan')):.4g}, "

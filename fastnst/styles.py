@@ -54,23 +54,28 @@ def shipped_model(name: str) -> Path:
     raise FastNSTError(f"--style {shown_name}: no such shipped style (shipped: {known}); for your own model use --model PATH")
 
 
-def _painting(record: dict[str, Any], path: Path) -> str:
-    """The painting's file name; a distilled model's (no painting of its own) is its teacher's style name."""
+def _source(record: dict[str, Any], path: Path) -> str:
+    """What a model learnt from: its painting's file name, or, for a distilled model (no painting of
+    its own), its architecture and its teacher's style, so a user can tell a fast student apart."""
     style = record.get("style_image")
     if isinstance(style, str) and style:
-        return Path(style).name
+        return f"painting {Path(style).name}"
     name = record.get("style_name")
-    return name if isinstance(name, str) and name else path.stem
+    teacher_style = name if isinstance(name, str) and name else path.stem
+    arch = record.get("arch")
+    return (
+        f"{arch if isinstance(arch, str) else 'small'} student of {teacher_style}" if record.get("teacher") else f"painting {teacher_style}"
+    )
 
 
 def style_summary(path: Path) -> dict[str, Any]:
-    """What ``fastnst styles`` prints about one model: its painting and how long it trained."""
+    """What ``fastnst styles`` prints about one model: what it learnt from and how long it trained."""
     from .checkpoint import read_checkpoint
 
     record = read_checkpoint(path).get("train_config") or {}
     return {
         "name": path.stem,
-        "painting": _painting(record, path),
+        "source": _source(record, path),
         "images_seen": record.get("images_seen"),
         "style_weight": record.get("style_weight"),
         "path": path,

@@ -248,6 +248,20 @@ def test_ship_puts_trained_models_and_cards_in_checkpoints(tmp_path: Path) -> No
     assert (tmp_path / "chosen" / "candy.pth").exists() and (tmp_path / "chosen" / "candy.md").read_text().startswith("# candy\n")
 
 
+def test_a_students_card_names_its_teacher_and_architecture(tmp_path: Path) -> None:
+    import gpu_ship
+
+    record = {"teacher": "/work/x/checkpoints/candy.pth", "teacher_sha256": "9066d4bc41bc" + "0" * 52, "style_name": "candy"}
+    record |= {"arch": "slim", "width": 0.5, "n_residual": 5, "block": "separable", "pixel_weight": 5e6, "style_image": None}
+    text = gpu_ship.card("candy_slim", record, {}, {"gpu": "NVIDIA H200"}, [])
+    assert "distilled from `candy.pth` (sha256 9066d4bc41bc…), style candy" in text and "painting" not in text
+    assert "network: slim (width 0.5, 5 residual blocks, separable block)" in text and "pixel_weight 5000000.0" in text
+    assert "network: full (width 1.0, 5 residual blocks, conv block)" in gpu_ship.card("candy", {"style_image": "a/candy.jpg"}, {}, {}, [])
+    log = tmp_path / "train.log"
+    log.write_text("$ /v/bin/python3 -m fastnst train --teacher /work/main/checkpoints/candy.pth --save-model /tmp/fastnst_gpu_run_3/s/s.pth x\n")
+    assert gpu_ship.train_command([tmp_path], "s") == "fastnst train --teacher checkpoints/candy.pth --save-model s/s.pth x"
+
+
 def test_a_killed_training_keeps_its_last_checkpoint(tmp_path: Path, photo_dir: Path, style_file: Path, vgg_file: Path) -> None:
     from fastnst.cli import main
 

@@ -159,8 +159,9 @@ def test_a_style_name_cannot_forge_lines(capsys) -> None:
 
 def test_a_distilled_model_is_listed_with_its_teachers_style(tmp_path: Path) -> None:
     path = tmp_path / "candy_slim.pth"
-    save_model(TransformerNet(ModelConfig.preset("slim")), path, {"style_image": None, "style_name": "candy", "teacher": "candy.pth"})
-    assert styles.style_summary(path)["painting"] == "candy"
+    record = {"style_image": None, "style_name": "candy", "teacher": "candy.pth", "arch": "slim"}
+    save_model(TransformerNet(ModelConfig.preset("slim")), path, record)
+    assert styles.style_summary(path)["source"] == "slim student of candy"
     assert read_checkpoint(path)["format_version"] == 2, "a separable network: older fastnst says 'upgrade', not 'weights do not fit'"
     assert load_model(path)[1]["style"] == "candy"
     save_model(TransformerNet(ModelConfig(width=0.25)), tmp_path / "plain.pth")

@@ -37,6 +37,6 @@ def cmd_styles(args: argparse.Namespace) -> int:
             print(f"{name:<16} unreadable: {e}{default}")
             continue
         seen = f"{s['images_seen']:,} training images" if isinstance(s["images_seen"], int) else "training length not recorded"
-        print(f"{name:<16} painting {s['painting']}, {seen}{default}")
+        print(f"{name:<16} {s['source']}, {seen}{default}")
     print(f"models and their cards (how each was trained): {models_dir()}")
     return 0
