@@ -42,6 +42,13 @@ the choices the first printed ("train choice") instead of a new speed stage::
     PYTHONUNBUFFERED=1 python3 benchmarks/gpu_run.py --out $OUT --stages train --styles starry_night,the_great_wave \
         --batch-size 16 --no-compile --images-per-s 1500 --budget 200 2>&1 | tee $OUT/run2.log
 
+A speed stage alone measures what an earlier one ran out of time for
+(``--speed-parts``, in its fixed order; with no train stage it may use the
+whole budget)::
+
+    PYTHONUNBUFFERED=1 python3 benchmarks/gpu_run.py --out $OUT --stages speed --speed-parts inference,compile \
+        --batch-size 16 --images-per-s 413 --budget 285 2>&1 | tee $OUT/run2.log
+
 Back on the CPU, with DIR... the folders the fetched files of each command lie
 in, in order (a later command's rows replace the styles an earlier one skipped):
 ``python benchmarks/gpu_run.py --report DIR...`` writes
@@ -83,6 +90,7 @@ from fastnst.training import TrainConfig
 STYLES = ("candy", "candy@0.15", "mosaic", "udnie", "rain_princess", "starry_night", "the_great_wave", "composition_vii", "la_muse")
 SAMPLE_PHOTO, GATYS_PHOTO = "chicago", "tubingen"
 STYLES_PER_TAR = 3
+SPEED_PARTS = ("training", "gatys", "inference", "loader", "compile")  # the speed stage's measurements, in run order
 CORE_STYLES = 4  # the first four of the list share the training time; later ones get what is left
 PACK_RESERVE_S = 15.0  # kept free at the end for the last tar
 
@@ -238,6 +246,8 @@ class Run:
     compile_s: float = 0.0  # compilation time measured by the speed stage
     can_train: bool = True
     channels_last: bool = False  # the training layout: channels_last only where the speed stage measured it 5% faster
+    speed_parts: tuple[str, ...] = SPEED_PARTS  # what the speed stage measures
+    train_follows: bool = True  # the speed stage leaves at least half the clock to training
     classic_rows: list[dict[str, Any]] = field(default_factory=list)
     fast_rows: list[dict[str, Any]] = field(default_factory=list)
 
@@ -453,9 +463,15 @@ def speed_gatys(run: Run) -> None:
 
 
 def stage_speed(run: Run) -> None:
-    run.speed_deadline = time.monotonic() + min(run.profile.speed_budget_s, 0.5 * run.clock.left())  # at least half for training
-    for part in (speed_training, speed_gatys, speed_inference, speed_loader, speed_compile):
-        part(run)
+    """The measurements of ``run.speed_parts``, in their fixed order. With training to follow,
+    the stage keeps to its two minutes (and half the clock); alone, it may use the whole clock,
+    so a later command can measure what an earlier one ran out of time for."""
+    share = min(run.profile.speed_budget_s, 0.5 * run.clock.left()) if run.train_follows else run.clock.left()
+    run.speed_deadline = time.monotonic() + share
+    parts = dict(zip(SPEED_PARTS, (speed_training, speed_gatys, speed_inference, speed_loader, speed_compile), strict=True))
+    for name in SPEED_PARTS:
+        if name in run.speed_parts:
+            parts[name](run)
     if run.device.type == "cuda":
         torch.cuda.empty_cache()  # the training processes get the whole GPU
 
@@ -732,6 +748,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="styles to train, in priority order; NAME@W trains at --style-weight W; NAME:ARCH (slim, tiny) distils a student of "
         "NAME's model, trained earlier in the list or shipped in checkpoints/ (default: STYLES)",
     )
+    ap.add_argument(
+        "--speed-parts",
+        default=",".join(SPEED_PARTS),
+        help="comma-separated measurements of the speed stage (run in this order whatever the order given): "
+        f"{', '.join(SPEED_PARTS)} (default: all). compile needs --batch-size and --images-per-s when training is not measured",
+    )
     ap.add_argument("--budget", type=float, default=530.0, help="seconds for the whole command; each stage takes its share (default: 530)")
     ap.add_argument("--batch-size", type=int, help="training batch (default: chosen by the speed stage, else 16)")
     ap.add_argument(
@@ -765,6 +787,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.report:
         report(args.report)
         return 0
+    speed_parts = tuple(p for p in args.speed_parts.split(",") if p)
+    wrong = sorted(set(speed_parts) - set(SPEED_PARTS))
+    if wrong:  # before anything is created or measured
+        raise SystemExit(f"--speed-parts: unknown {', '.join(wrong)} (choose from {', '.join(SPEED_PARTS)})")
     profile = DRY if args.dry_run else GPU
     if profile.device == "cuda" and not torch.cuda.is_available():
         raise SystemExit("no CUDA GPU here: use --dry-run to rehearse on the CPU")
@@ -793,6 +819,8 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [s for s in args.stages.split(",") if s not in stages]
     if unknown:
         raise SystemExit(f"--stages: unknown {', '.join(unknown)} (choose from {', '.join(stages)})")
+    run.speed_parts = speed_parts
+    run.train_follows = "train" in args.stages.split(",")
     for name in args.stages.split(","):
         t0 = time.monotonic()
         try:

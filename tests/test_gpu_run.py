@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 import tarfile
+import time
 from pathlib import Path
 
 import pytest
@@ -168,6 +169,26 @@ def test_style_budgets_prefer_fewer_good_models() -> None:
     assert k == 1 and seconds == pytest.approx(secs(p.target_images)), "past the core, one style at a time"
     assert gpu_run.style_budget(run, 0.9 * secs(p.min_images), 0) == (0.0, 0), "nothing starts that cannot reach min_images"
     assert gpu_run.style_budget(_run(None), 200.0, 0)[1] == 1, "without a measured rate: one style at a time, given all the time"
+
+
+def test_the_speed_stage_measures_only_the_parts_asked_for(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A later command measures what an earlier one ran out of time for, and may then use the whole clock."""
+    called: list[tuple[str, float]] = []
+    for name in gpu_run.SPEED_PARTS:
+        monkeypatch.setattr(gpu_run, f"speed_{name}", lambda run, name=name: called.append((name, run.speed_deadline)))
+    run = _run(400.0)
+    run.clock = gpu_run.Clock(300.0)
+    run.speed_parts, run.train_follows = ("compile", "inference"), False
+    gpu_run.stage_speed(run)
+    assert [n for n, _ in called] == ["inference", "compile"], "in the stage's own order"
+    assert called[0][1] - time.monotonic() > 250, "no training follows: the whole clock"
+    called.clear()
+    run.speed_parts, run.train_follows = gpu_run.SPEED_PARTS, True
+    gpu_run.stage_speed(run)
+    assert [n for n, _ in called] == list(gpu_run.SPEED_PARTS) and called[0][1] - time.monotonic() < 151, "half the clock at most"
+    with pytest.raises(SystemExit, match="--speed-parts: unknown comp"):
+        gpu_run.main(["--dry-run", "--out", str(tmp_path / "out"), "--speed-parts", "comp"])
+    assert not (tmp_path / "out").exists(), "refused before anything is written"
 
 
 def test_prepare_copies_what_the_run_reads(tmp_path: Path) -> None:
