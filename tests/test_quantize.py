@@ -18,7 +18,7 @@ from PIL import Image
 from fastnst.checkpoint import save_model
 from fastnst.cli import main
 from fastnst.errors import FastNSTError
-from fastnst.quantize import FLOAT_CONVS, psnr
+from fastnst.quantize import FLOAT_CONV_STEPS, FLOAT_CONVS, psnr
 from fastnst.runtime import OnnxBackend
 from fastnst.testing import styled_net
 
@@ -82,6 +82,7 @@ def test_int8_metadata_and_backend(int8_file: Path, float_file: Path) -> None:
     info = backend.info
     assert info["precision"] == "int8" and info["style"] == "stripes"
     assert info["quantization"]["format"] == "QDQ" and info["quantization"]["min_psnr"] == 30
+    assert info["quantization"]["attempts"][-1]["worst_psnr_db"] >= 30, "the step written is the first that clears the threshold"
     assert all(v["psnr_db"] >= 30 and 0 <= v["max_abs_diff"] <= 1 for v in info["verification"])
     props = {p.key: p.value for p in onnx.load(str(int8_file)).metadata_props}
     assert json.loads(props["verification"])[0]["image"].endswith(".png")
@@ -106,13 +107,19 @@ def test_threshold_refuses_and_force_writes(tiny_pth: Path, calibration: Path, t
     out = tmp_path / "strict.onnx"
     args = ["export", "--model", str(tiny_pth), "--output", str(out), "--int8", "--calibration", str(calibration), "--min-psnr", "99"]
     assert main(args) == 2
-    err = capsys.readouterr().err
-    assert err.startswith("fastnst: error: int8 model reaches") and "below --min-psnr 99" in err and "--force" in err
-    assert err.count("\n") == 1 and not list(tmp_path.iterdir())
+    *retries, error = capsys.readouterr().err.splitlines()
+    assert error.startswith("fastnst: error: int8 model reaches") and "below --min-psnr 99" in error and "--force" in error
+    assert [r.split(";")[1] for r in retries] == [" trying again with deconv2 in float32", " trying again with deconv1 in float32"]
+    assert not list(tmp_path.iterdir())
     assert main([*args, "--force"]) == 0
     err = capsys.readouterr().err
     assert "(int8," in err and "PSNR" in err and "max error" in err and "written because of --force" in err
-    assert OnnxBackend(out, device="cpu").info["quantization"]["forced"] is True
+    quantization = OnnxBackend(out, device="cpu").info["quantization"]
+    assert quantization["forced"] is True
+    counts = [a["float_convs"] for a in quantization["attempts"]]
+    assert len(counts) == len(FLOAT_CONV_STEPS) and counts == sorted(set(counts)), "each step keeps more convolutions float"
+    kept = quantization["float_convs"]
+    assert len(kept) == counts[-1] == counts[0] + 2, "--force writes the last step: both upsampling convs float as well"
 
 
 @pytest.mark.parametrize(
