@@ -212,6 +212,12 @@ def test_prepare_copies_what_the_run_reads(tmp_path: Path) -> None:
         f"content/{gpu_run.SAMPLE_PHOTO}.jpg",
         f"content/{gpu_run.GATYS_PHOTO}.jpg",
     }
+    gpu_run.prepare(assets, tmp_path / "device", ["udnie@0.6", "udnie@1.2", "mosaic:slim"])
+    styles = sorted(p.name for p in (tmp_path / "device" / "styles").iterdir())
+    assert styles == ["udnie.jpg"], "only the paintings the run trains: a student learns from its teacher; the rest is removed"
+    run = _run(400.0)
+    run.data, run.styles = gpu_run.Data(tmp_path / "device"), ["udnie@0.6", "mosaic:slim"]
+    assert gpu_run.speed_painting(run, "candy").name == "udnie.jpg", "the speed stage measures with a painting that was carried"
 
 
 def test_style_specs_name_the_painting_and_the_weight() -> None:
