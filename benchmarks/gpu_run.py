@@ -29,7 +29,7 @@ and its shipped models they fill nearly all of the 64 MiB a device call
 carries), and rehearse the whole run at tiny sizes (about a minute)::
 
     python benchmarks/gpu_run.py --prepare --styles udnie@0.6,udnie@1.2
-    python benchmarks/gpu_run.py --dry-run --out /tmp/gpu_dry
+    python benchmarks/gpu_run.py --dry-run --out /tmp/gpu_dry --styles udnie@0.6,udnie@1.2
 
 On the GPU machine (device tool: ``carry: [".device"]``, ``timeout_s: 600``;
 the image's own torch is used, nothing is installed), one command::
@@ -395,6 +395,9 @@ def speed_compile(run: Run) -> None:
             run.compile = r["images_per_s"] * (t - r["first_step_s"]) > run.train_rate * t
         if run.compile and r and "images_per_s" in r:
             run.train_rate, run.compile_s = r["images_per_s"], r["first_step_s"]
+    elif "compile" in run.speed_parts:
+        why = "--no-compile" if run.compile is False else "no training rate to compare with"
+        run.results.add("speed", f"train bf16 b{run.batch} compiled", skipped=why)
     if run.classic_rows and run.train_rate:
         run.results.add(
             "speed",
@@ -720,26 +723,32 @@ CARRY_LIMIT_MIB = 64.0  # what one device call carries: the tracked tree, untrac
 CARRY_SPARE_MIB = 0.5
 
 
+def _carried_bytes(dest: Path) -> int:
+    """What a device call carries: the tracked and the untracked, not ignored files of the checkout, and ``dest``."""
+    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT, capture_output=True, check=True)
+    files = {ROOT / f.decode() for f in listed.stdout.split(b"\0") if f}
+    return sum(f.stat().st_size for f in files if f.is_file()) + sum(f.stat().st_size for f in dest.rglob("*") if f.is_file())
+
+
 def prepare(assets: Path, dest: Path, styles: list[str] | None = None) -> None:
     """Copy what the GPU run reads into the git-ignored ``.device/`` and check it travels.
 
-    Only the paintings of ``styles`` (default: every style of :data:`STYLES`) are copied, and
-    others left from an earlier prepare are removed: the tracked tree (the shipped models)
-    and the data leave little room under the carry limit."""
+    Only the paintings of ``styles`` (default: every style of :data:`STYLES`) are copied; copies
+    of other paintings of ``assets`` left by an earlier prepare are removed (nothing else is):
+    the tracked tree (the shipped models) and the data leave little room under the carry limit."""
     dest.mkdir(exist_ok=True)
     shutil.copytree(assets / "photos256", dest / "photos256", dirs_exist_ok=True)
     shutil.copytree(assets / "vgg19", dest / "vgg19", dirs_exist_ok=True)
-    paintings = sorted({split_spec(s)[0] for s in styles or STYLES if not split_spec(s)[3]})  # a student needs no painting
+    paintings = sorted({split_spec(s).painting for s in styles or STYLES if not split_spec(s).arch})  # a student needs no painting
+    (dest / "styles").mkdir(exist_ok=True)
+    for stale in (dest / "styles" / f.name for f in (assets / "styles").glob("*.jpg") if f.stem not in paintings):
+        stale.unlink(missing_ok=True)
     for sub, names in (("styles", paintings), ("content", (SAMPLE_PHOTO, GATYS_PHOTO))):
         (dest / sub).mkdir(exist_ok=True)
-        for stale in (f for f in (dest / sub).iterdir() if f.stem not in names):
-            stale.unlink()
         for n in names:
             shutil.copy2(assets / sub / f"{n}.jpg", dest / sub / f"{n}.jpg")
-    tracked = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True).stdout.split(b"\0")
-    size = sum((ROOT / f.decode()).stat().st_size for f in tracked if f and (ROOT / f.decode()).is_file())
-    size += sum(f.stat().st_size for f in dest.rglob("*") if f.is_file())
-    print(f"{dest}: ready for {', '.join(paintings) or 'students only'}; with the tracked tree {size / 2**20:.1f} MiB travel "
+    size = _carried_bytes(dest)
+    print(f"{dest}: ready for {', '.join(paintings) or 'students only'}; with the checkout {size / 2**20:.1f} MiB travel "
           f"(the limit is {CARRY_LIMIT_MIB:g} MiB)")
     if size > (CARRY_LIMIT_MIB - CARRY_SPARE_MIB) * 2**20:
         raise SystemExit("too large to carry: remove untracked files from the checkout, or prepare for fewer --styles")
@@ -804,8 +813,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    styles = [s for s in args.styles.split(",") if s]
+    try:  # a typo in --styles must not wait for the stages before training
+        [split_spec(s) for s in styles]
+    except ValueError as e:
+        raise SystemExit(f"--styles: {e}") from None
     if args.prepare:
-        prepare(args.assets, args.data, [s for s in args.styles.split(",") if s])
+        prepare(args.assets, args.data, styles)
         return 0
     if args.report:
         report(args.report)
@@ -814,6 +828,9 @@ def main(argv: list[str] | None = None) -> int:
     wrong = sorted(set(speed_parts) - set(SPEED_PARTS))
     if wrong:  # before anything is created or measured
         raise SystemExit(f"--speed-parts: unknown {', '.join(wrong)} (choose from {', '.join(SPEED_PARTS)})")
+    measured_alone = "compile" in speed_parts and "training" not in speed_parts and "speed" in args.stages.split(",")
+    if measured_alone and (args.batch_size is None or args.images_per_s is None or args.compile is False):
+        raise SystemExit("--speed-parts compile without training needs --batch-size and --images-per-s (what to compare with), not --no-compile")
     profile = DRY if args.dry_run else GPU
     if profile.device == "cuda" and not torch.cuda.is_available():
         raise SystemExit("no CUDA GPU here: use --dry-run to rehearse on the CPU")
@@ -834,16 +851,13 @@ def main(argv: list[str] | None = None) -> int:
         compile=args.compile,
         train_rate=args.images_per_s,
     )
-    try:  # a typo in --styles must not wait for the stages before training
-        [split_spec(s) for s in run.styles]
-    except ValueError as e:
-        raise SystemExit(f"--styles: {e}") from None
     stages = {"env": stage_env, "speed": stage_speed, "train": stage_train}
     unknown = [s for s in args.stages.split(",") if s not in stages]
     if unknown:
         raise SystemExit(f"--stages: unknown {', '.join(unknown)} (choose from {', '.join(stages)})")
     run.speed_parts = speed_parts
-    run.train_follows = "train" in args.stages.split(",")
+    order = args.stages.split(",")
+    run.train_follows = "train" in order and "speed" in order and order.index("train") > order.index("speed")
     for name in args.stages.split(","):
         t0 = time.monotonic()
         try:

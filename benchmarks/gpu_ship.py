@@ -65,15 +65,20 @@ def _source(record: dict[str, Any]) -> str:
     """What the model learnt from: a painting, or (a distilled student) a trained model's pictures."""
     if record.get("teacher"):
         digest = str(record.get("teacher_sha256") or "")[:12]
-        return f"distilled from `{Path(str(record['teacher'])).name}` (sha256 {digest}…), style {record.get('style_name')}"
+        where = f" (sha256 {digest}…)" if digest else ""
+        return f"distilled from `{Path(str(record['teacher'])).name}`{where}, style {record.get('style_name') or Path(str(record['teacher'])).stem}"
     return f"painting: `{Path(str(record.get('style_image'))).name}`"
 
 
 def _network(record: dict[str, Any]) -> str:
     """The architecture as ``train`` records it (runs from before ``--arch`` were Johnson's network)."""
-    arch = record.get("arch", "full")
-    parts = (f"width {record.get('width', 1.0)}", f"{record.get('n_residual', 5)} residual blocks", f"{record.get('block', 'conv')} block")
+    arch = record.get("arch") or "full"
+    parts = (f"width {record.get('width') or 1.0}", f"{record.get('n_residual') or 5} residual blocks", f"{record.get('block') or 'conv'} block")
     return f"{arch} ({', '.join(parts)})"
+
+
+def _teacher_note(command: str) -> str:
+    return "; the teacher's, to the checkout" if "--teacher checkpoints/" in command else ""
 
 
 def card(
@@ -117,7 +122,7 @@ def card(
             f"- last logged losses (weighted): content {last.get('content', float('nan')):.4g}, "
             f"style {last.get('style', float('nan')):.4g}, tv {last.get('tv', float('nan')):.4g}",
             "",
-            *(["Command (paths relative to the prepared data folder):", "", "```", command, "```", ""] if command else []),
+            *([f"Command (paths relative to the prepared data folder{_teacher_note(command)}):", "", "```", command, "```", ""] if command else []),
         ]
     )
 

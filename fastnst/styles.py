@@ -60,12 +60,12 @@ def _source(record: dict[str, Any], path: Path) -> str:
     style = record.get("style_image")
     if isinstance(style, str) and style:
         return f"painting {Path(style).name}"
-    name = record.get("style_name")
-    teacher_style = name if isinstance(name, str) and name else path.stem
+    name, teacher = record.get("style_name"), record.get("teacher")
+    if not isinstance(teacher, str) or not teacher:
+        return f"painting {name if isinstance(name, str) and name else path.stem}"
     arch = record.get("arch")
-    return (
-        f"{arch if isinstance(arch, str) else 'small'} student of {teacher_style}" if record.get("teacher") else f"painting {teacher_style}"
-    )
+    teacher_style = name if isinstance(name, str) and name else Path(teacher).stem
+    return f"{arch if isinstance(arch, str) and arch else 'full'} student of {teacher_style}"  # no arch recorded: Johnson's network
 
 
 def style_summary(path: Path) -> dict[str, Any]:

@@ -189,6 +189,9 @@ def test_the_speed_stage_measures_only_the_parts_asked_for(monkeypatch: pytest.M
     with pytest.raises(SystemExit, match="--speed-parts: unknown comp"):
         gpu_run.main(["--dry-run", "--out", str(tmp_path / "out"), "--speed-parts", "comp"])
     assert not (tmp_path / "out").exists(), "refused before anything is written"
+    with pytest.raises(SystemExit, match="compile without training needs --batch-size and --images-per-s"):
+        gpu_run.main(["--dry-run", "--out", str(tmp_path / "out"), "--stages", "speed", "--speed-parts", "inference,compile"])
+    assert not (tmp_path / "out").exists()
 
 
 def test_prepare_copies_what_the_run_reads(tmp_path: Path) -> None:
@@ -212,9 +215,12 @@ def test_prepare_copies_what_the_run_reads(tmp_path: Path) -> None:
         f"content/{gpu_run.SAMPLE_PHOTO}.jpg",
         f"content/{gpu_run.GATYS_PHOTO}.jpg",
     }
+    synthetic_photo(20, 20).save(tmp_path / "device" / "styles" / "mine.jpg")
     gpu_run.prepare(assets, tmp_path / "device", ["udnie@0.6", "udnie@1.2", "mosaic:slim"])
     styles = sorted(p.name for p in (tmp_path / "device" / "styles").iterdir())
-    assert styles == ["udnie.jpg"], "only the paintings the run trains: a student learns from its teacher; the rest is removed"
+    assert styles == ["mine.jpg", "udnie.jpg"], "only the paintings the run trains (a student learns from its teacher); copies removed"
+    with pytest.raises(SystemExit, match="--styles: style 'candy:big'"):
+        gpu_run.main(["--prepare", "--assets", str(assets), "--data", str(tmp_path / "device"), "--styles", "candy:big"])
     run = _run(400.0)
     run.data, run.styles = gpu_run.Data(tmp_path / "device"), ["udnie@0.6", "mosaic:slim"]
     assert gpu_run.speed_painting(run, "candy").name == "udnie.jpg", "the speed stage measures with a painting that was carried"

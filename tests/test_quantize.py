@@ -82,7 +82,8 @@ def test_int8_metadata_and_backend(int8_file: Path, float_file: Path) -> None:
     info = backend.info
     assert info["precision"] == "int8" and info["style"] == "stripes"
     assert info["quantization"]["format"] == "QDQ" and info["quantization"]["min_psnr"] == 30
-    assert info["quantization"]["attempts"][-1]["worst_psnr_db"] >= 30, "the step written is the first that clears the threshold"
+    attempts = info["quantization"]["attempts"]
+    assert attempts[-1]["worst_psnr_db"] >= 30 and all(a["worst_psnr_db"] < 30 for a in attempts[:-1]), "the first step that clears it"
     assert all(v["psnr_db"] >= 30 and 0 <= v["max_abs_diff"] <= 1 for v in info["verification"])
     props = {p.key: p.value for p in onnx.load(str(int8_file)).metadata_props}
     assert json.loads(props["verification"])[0]["image"].endswith(".png")
@@ -120,6 +121,8 @@ def test_threshold_refuses_and_force_writes(tiny_pth: Path, calibration: Path, t
     assert len(counts) == len(FLOAT_CONV_STEPS) and counts == sorted(set(counts)), "each step keeps more convolutions float"
     kept = quantization["float_convs"]
     assert len(kept) == counts[-1] == counts[0] + 2, "--force writes the last step: both upsampling convs float as well"
+    assert main([*args[:-2], "--min-psnr", "0", "--overwrite"]) == 0 and "trying again" not in capsys.readouterr().err
+    assert len(OnnxBackend(out, device="cpu").info["quantization"]["attempts"]) == 1, "a threshold the first step clears: one try"
 
 
 @pytest.mark.parametrize(

@@ -162,6 +162,9 @@ def test_a_distilled_model_is_listed_with_its_teachers_style(tmp_path: Path) -> 
     record = {"style_image": None, "style_name": "candy", "teacher": "candy.pth", "arch": "slim"}
     save_model(TransformerNet(ModelConfig.preset("slim")), path, record)
     assert styles.style_summary(path)["source"] == "slim student of candy"
+    old = tmp_path / "old_student.pth"
+    save_model(TransformerNet(ModelConfig(width=0.25)), old, {"teacher": "models/candy.pth"})
+    assert styles.style_summary(old)["source"] == "full student of candy", "without arch or style name: Johnson's net, the teacher's name"
     assert read_checkpoint(path)["format_version"] == 2, "a separable network: older fastnst says 'upgrade', not 'weights do not fit'"
     assert load_model(path)[1]["style"] == "candy"
     save_model(TransformerNet(ModelConfig(width=0.25)), tmp_path / "plain.pth")
