@@ -395,7 +395,7 @@ def speed_compile(run: Run) -> None:
             run.compile = r["images_per_s"] * (t - r["first_step_s"]) > run.train_rate * t
         if run.compile and r and "images_per_s" in r:
             run.train_rate, run.compile_s = r["images_per_s"], r["first_step_s"]
-    elif "compile" in run.speed_parts:
+    else:  # only called when --speed-parts has compile
         why = "--no-compile" if run.compile is False else "no training rate to compare with"
         run.results.add("speed", f"train bf16 b{run.batch} compiled", skipped=why)
     if run.classic_rows and run.train_rate:
