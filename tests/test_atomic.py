@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import stat
 from pathlib import Path
 
@@ -109,15 +111,32 @@ def test_a_forked_child_does_not_keep_a_dead_runs_folder_locked(tmp_path: Path) 
     import subprocess
     import sys
 
+    # The parent waits until the child has run its fork hooks (the pipe), as every real loader worker
+    # has long before a run is killed; without the wait the test raced the child's first instructions.
     script = (
         "import os, sys, time\n"
         "from fastnst.atomic import folder_lock\n"
+        "r, w = os.pipe()\n"
         "with folder_lock(sys.argv[1], 'busy'):\n"
-        "    if os.fork() == 0:\n"
+        "    pid = os.fork()\n"
+        "    if pid == 0:\n"
+        "        os.write(w, b'x')\n"
         "        time.sleep(30)\n"
         "        os._exit(0)\n"
+        "    os.read(r, 1)\n"
+        "    open(sys.argv[2], 'w').write(str(pid))\n"
         "    os._exit(0)\n"  # the parent dies holding the lock, as after kill -9
     )
-    subprocess.run([sys.executable, "-c", script, str(tmp_path)], check=True, timeout=60, cwd=Path(__file__).resolve().parents[1])
-    with folder_lock(tmp_path, "still held by the orphan"):
-        pass
+    subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path), str(tmp_path / "orphan.pid")],
+        check=True,
+        timeout=60,
+        cwd=Path(__file__).resolve().parents[1],
+    )
+    orphan = int((tmp_path / "orphan.pid").read_text())
+    try:
+        with folder_lock(tmp_path, "still held by the orphan"):
+            pass
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(orphan, signal.SIGKILL)
