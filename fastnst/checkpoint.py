@@ -50,14 +50,22 @@ __all__ = [
     "model_payload",
     "read_checkpoint",
     "save_model",
+    "style_names",
     "write_checkpoint",
 ]
 
 FORMAT = "fastnst"
-# 2: networks of separable residual blocks (model_config.block). Standard networks are still written
-# as 1, so that every fastnst can read them; a version-1 reader says "upgrade" to a separable one,
+# 2: networks of separable residual blocks (model_config.block); 3: multi-style networks
+# (model_config.n_styles > 1). Each file is written with the lowest version that can hold it, so
+# that every fastnst reads standard networks, and an older reader says "upgrade" to a newer kind
 # rather than "weights do not fit".
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
+
+
+def _format_version(config: ModelConfig) -> int:
+    if config.n_styles > 1:
+        return 3
+    return 1 if config.block == "conv" else 2
 
 
 def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
@@ -96,7 +104,7 @@ def model_payload(model: TransformerNet, train_config: dict[str, Any] | None = N
         state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
     return {
         "format": FORMAT,
-        "format_version": 1 if model.config.block == "conv" else FORMAT_VERSION,
+        "format_version": _format_version(model.config),
         "fastnst_version": __version__,
         "model_config": model.config.to_dict(),
         "train_config": dict(train_config or {}),
@@ -234,6 +242,17 @@ def _style_name(record: dict[str, Any], source: str) -> str:
     return name if isinstance(name, str) and name else Path(source).stem
 
 
+def style_names(record: dict[str, Any], config: ModelConfig, source: str) -> list[str]:
+    """The names of a model's styles, in index order: a multi-style model's recorded ``style_names``
+    (``style0``, ``style1`` ... where the record lacks them), or the one style of a plain model."""
+    if config.n_styles == 1:
+        return [_style_name(record, source)]
+    names = record.get("style_names")
+    if isinstance(names, list) and len(names) == config.n_styles and all(isinstance(n, str) and n for n in names):
+        return [str(n) for n in names]
+    return [f"style{i}" for i in range(config.n_styles)]
+
+
 def load_model(path: str | os.PathLike) -> tuple[TransformerNet, dict[str, Any]]:
     """A TransformerNet in eval mode and its info (train_config, version, style).
 
@@ -248,6 +267,7 @@ def load_model(path: str | os.PathLike) -> tuple[TransformerNet, dict[str, Any]]
         config, state = from_examples_state_dict(ckpt, source)
         info = {"train_config": {"style_image": Path(source).stem}, "fastnst_version": None, "imported_from": "pytorch/examples"}
     model = _build(config, state, source)
-    info["style"] = _style_name(info["train_config"], source)  # a dict either way: check_payload makes a missing one {}
+    info["styles"] = style_names(info["train_config"], config, source)  # a dict either way: check_payload makes a missing one {}
+    info["style"] = "+".join(info["styles"])
     info["model_config"] = config.to_dict()
     return model, info

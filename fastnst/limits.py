@@ -49,6 +49,7 @@ LIMITS: dict[str, Limit] = {
     "width": Limit(float, 0.01, 8.0),  # 8: 256-512-1024 channels, 64x the standard network's work
     "n_residual": Limit(int, 0, 32),
     "pixel_range": Limit(float, 1e-3, 1e3),
+    "n_styles": Limit(int, 1, 1024),  # styles of one conditional-instance-norm network
     # training
     "image_size": Limit(int, 16, 4096),
     "style_size": Limit(int, 16, 8192),
@@ -71,6 +72,7 @@ LIMITS: dict[str, Limit] = {
     "max_pixels": Limit(int, 1, 10**12),
     # stylizing
     "max_size": Limit(int, 1, 65536),
+    "style_index": Limit(int, 0, 1023),  # a style of a multi-style model (fastnst.model's n_styles: 1024 at most)
     "strength": Limit(float, 0, 1),
     "tile_size": Limit(int, 1, 65536),
     "stabilize_strength": Limit(float, 0, 1, open_high=True),

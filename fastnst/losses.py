@@ -194,19 +194,35 @@ class PerceptualLoss(nn.Module):
         self.target_grams = grams
 
     @torch.no_grad()
+    def set_styles(self, images: list[torch.Tensor]) -> None:
+        """Target Grams of several styles, stacked (styles, C, C): a multi-style network's, each
+        image scored against its own style's (``styles`` of :meth:`forward`)."""
+        per_style = []
+        for img in images:
+            self.set_style([img])
+            per_style.append(self.target_grams)
+        self.target_grams = {n: torch.cat([g[n] for g in per_style]) for n in self.style_layers}
+
+    @torch.no_grad()
     def content_targets(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         return self.vgg(x, list(self.content_layers))
 
-    def forward(self, y: torch.Tensor, content_targets: dict[str, torch.Tensor]) -> LossTerms:
+    def forward(self, y: torch.Tensor, content_targets: dict[str, torch.Tensor], styles: torch.Tensor | None = None) -> LossTerms:
+        """The terms of the pictures ``y``; ``styles`` (B,) picks each picture's target among several styles' (set_styles)."""
         if not self.target_grams:
             raise RuntimeError("call set_style() before computing losses")
+        grams = self.target_grams
+        if styles is not None:
+            grams = {n: g[styles] for n, g in grams.items()}
+        elif next(iter(grams.values())).shape[0] > 1:
+            raise ValueError("several styles' targets: pass each picture's style index")
         feats = self.vgg(y)
         c = self.weights.content * content_loss(feats, content_targets, self.content_layers)
-        s = self.weights.style * style_loss(feats, self.target_grams, self.style_layers)
+        s = self.weights.style * style_loss(feats, grams, self.style_layers)
         t = self.weights.tv * tv_loss(y) if self.weights.tv else y.new_zeros(())
         return LossTerms(content=c, style=s, tv=t, total=c + s + t)
 
-    def picture_terms(self, y: torch.Tensor, content_targets: dict[str, torch.Tensor]) -> LossTerms:
+    def picture_terms(self, y: torch.Tensor, content_targets: dict[str, torch.Tensor], styles: torch.Tensor | None = None) -> LossTerms:
         """The training loss: the terms of the picture a user gets (a model in use clamps its
         output to [0, 1]) plus ``RANGE_PENALTY`` on the raw output's excursions out of range.
 
@@ -216,7 +232,7 @@ class PerceptualLoss(nn.Module):
         network's drift out of range until its pictures are black and red. The penalty is
         their only gradient, and pulls them back (docs/training.md, "Losses and defaults").
         """
-        terms = self(y.clamp(0.0, 1.0), content_targets)
+        terms = self(y.clamp(0.0, 1.0), content_targets, styles)
         r = RANGE_PENALTY * range_penalty(y)
         return LossTerms(content=terms.content, style=terms.style, tv=terms.tv, total=terms.total + r, range=r)
 

@@ -29,7 +29,17 @@ from .defaults import ARCHITECTURES, BLOCKS
 from .errors import shown
 from .limits import problem
 
-__all__ = ["ARCHITECTURES", "BLOCKS", "InstanceNorm", "ModelConfig", "NormStats", "TransformerNet", "macs_per_pixel", "receptive_radius"]
+__all__ = [
+    "ARCHITECTURES",
+    "BLOCKS",
+    "InstanceNorm",
+    "ModelConfig",
+    "NormStats",
+    "TransformerNet",
+    "macs_per_pixel",
+    "one_hot",
+    "receptive_radius",
+]
 
 # Channel widths of the examples network at width 1.0.
 BASE_CHANNELS = (32, 64, 128)
@@ -47,9 +57,15 @@ class ModelConfig:
     n_residual: int = 5
     pixel_range: float = 1.0  # 255 for pytorch/examples weights
     block: str = "conv"  # residual blocks: "conv" (two 3x3) or "separable" (two depthwise 3x3 + pointwise 1x1)
+    n_styles: int = 1  # > 1: conditional instance norm, a (scale, shift) pair per style (Dumoulin et al. 2017)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """The config as a file records it; ``n_styles`` only for a multi-style network, so that a
+        single-style file reads exactly as before multi-style networks existed."""
+        d = asdict(self)
+        if d["n_styles"] == 1:
+            del d["n_styles"]
+        return d
 
     @classmethod
     def preset(cls, name: str) -> ModelConfig:
@@ -67,7 +83,7 @@ class ModelConfig:
         """
         if not isinstance(d, dict):
             raise TypeError(f"model_config is a {type(d).__name__}, not a dict")
-        names = ("width", "n_residual", "pixel_range")
+        names = ("width", "n_residual", "pixel_range", "n_styles")
         for key in names:
             wrong = problem(key, d.get(key, getattr(cls, key)))
             if wrong:
@@ -112,7 +128,7 @@ def macs_per_pixel(config: ModelConfig) -> int:
 
 
 class InstanceNorm(nn.InstanceNorm2d):
-    """``nn.InstanceNorm2d(affine=True)`` that can also share statistics.
+    """``nn.InstanceNorm2d(affine=True)`` that can also share statistics, and hold several styles.
 
     Tiled inference needs every tile normalised with the statistics of the
     whole image, not its own (which would give each tile its own contrast and
@@ -124,25 +140,48 @@ class InstanceNorm(nn.InstanceNorm2d):
       (N, H, W), e.g. a set of crops from one image, and keep them;
     * ``shared``: normalise with given statistics.
 
-    The parameters and state_dict keys are those of ``nn.InstanceNorm2d``, so
-    pytorch/examples checkpoints load unchanged.
+    With ``n_styles > 1`` this is Dumoulin et al.'s conditional instance norm:
+    ``weight`` and ``bias`` are (n_styles, C), one (scale, shift) per style, and
+    the forward pass takes ``style``, weights over the styles ((S,) for the whole
+    batch or (B, S) per image); the scale and shift used are that combination of
+    the styles' own, so a one-hot ``style`` is one style and a mix blends them.
+    With one style the parameters and state_dict keys are those of
+    ``nn.InstanceNorm2d``, so pytorch/examples checkpoints load unchanged.
     """
 
-    def __init__(self, channels: int) -> None:
+    def __init__(self, channels: int, n_styles: int = 1) -> None:
         super().__init__(channels, affine=True)
+        if n_styles > 1:
+            self.weight = nn.Parameter(torch.ones(n_styles, channels))
+            self.bias = nn.Parameter(torch.zeros(n_styles, channels))
         self.record = False
         self.shared: tuple[torch.Tensor, torch.Tensor] | None = None
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, style: torch.Tensor | None = None) -> torch.Tensor:
         if self.record:
             var, mean = torch.var_mean(x, dim=(0, 2, 3), correction=0)
             self.shared = (mean.float(), var.float())
-        if self.shared is None:
-            return super().forward(x)
+        if self.weight.dim() == 1:
+            if self.shared is None:
+                return super().forward(x)
+            weight, bias = self.weight.float().view(1, -1), self.bias.float().view(1, -1)
+        else:
+            if style is None:
+                raise ValueError("a multi-style network needs style weights")
+            mix = style.float().view(-1, self.weight.shape[0])
+            weight, bias = mix @ self.weight.float(), mix @ self.bias.float()  # (1 or B, C)
+            if self.shared is None:
+                y = F.instance_norm(x, eps=self.eps)
+                return torch.addcmul(bias.to(y.dtype)[..., None, None], y, weight.to(y.dtype)[..., None, None])
         mean, var = (s.to(x.device) for s in self.shared)
-        scale = self.weight.float() * torch.rsqrt(var + self.eps)
-        shift = self.bias.float() - mean * scale
-        return torch.addcmul(shift.to(x.dtype).view(1, -1, 1, 1), x, scale.to(x.dtype).view(1, -1, 1, 1))
+        scale = weight * torch.rsqrt(var + self.eps)
+        shift = bias - mean * scale
+        return torch.addcmul(shift.to(x.dtype)[..., None, None], x, scale.to(x.dtype)[..., None, None])
+
+
+def one_hot(index: int | torch.Tensor, n_styles: int) -> torch.Tensor:
+    """Style weights that select one style: (S,) for an int, (B, S) for a (B,) tensor of indices."""
+    return F.one_hot(torch.as_tensor(index), n_styles).float()
 
 
 class ConvLayer(nn.Module):
@@ -191,38 +230,44 @@ class ResidualBlock(nn.Module):
     """Two 3x3 convolutions with instance norm, plus the input (He et al. 2016). ``separable``
     replaces each by a depthwise-separable one; the norms and the shortcut stay."""
 
-    def __init__(self, channels: int, separable: bool = False) -> None:
+    def __init__(self, channels: int, separable: bool = False, n_styles: int = 1) -> None:
         super().__init__()
         conv = (lambda: SeparableConvLayer(channels)) if separable else (lambda: ConvLayer(channels, channels, 3))
         self.conv1 = conv()
-        self.in1 = InstanceNorm(channels)
+        self.in1 = InstanceNorm(channels, n_styles)
         self.conv2 = conv()
-        self.in2 = InstanceNorm(channels)
+        self.in2 = InstanceNorm(channels, n_styles)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = F.relu(self.in1(self.conv1(x)))
-        return self.in2(self.conv2(y)) + x
+    def forward(self, x: torch.Tensor, style: torch.Tensor | None = None) -> torch.Tensor:
+        y = F.relu(self.in1(self.conv1(x), style))
+        return self.in2(self.conv2(y), style) + x
 
 
 class TransformerNet(nn.Module):
-    """Image -> stylized image, RGB in [0, 1] at both ends, any H x W >= 16."""
+    """Image -> stylized image, RGB in [0, 1] at both ends, any H x W >= 16.
+
+    A multi-style network (``config.n_styles > 1``) also takes ``style``: weights over
+    its styles, (S,) for the whole batch or (B, S) per image (:func:`one_hot` picks one);
+    left out, it paints style 0.
+    """
 
     def __init__(self, config: ModelConfig | None = None) -> None:
         super().__init__()
         self.config = config or ModelConfig()
         c1, c2, c3 = self.config.channels()
+        n = self.config.n_styles
         self.conv1 = ConvLayer(3, c1, 9)
-        self.in1 = InstanceNorm(c1)
+        self.in1 = InstanceNorm(c1, n)
         self.conv2 = ConvLayer(c1, c2, 3, stride=2)
-        self.in2 = InstanceNorm(c2)
+        self.in2 = InstanceNorm(c2, n)
         self.conv3 = ConvLayer(c2, c3, 3, stride=2)
-        self.in3 = InstanceNorm(c3)
+        self.in3 = InstanceNorm(c3, n)
         for i in range(1, self.config.n_residual + 1):
-            self.add_module(f"res{i}", ResidualBlock(c3, separable=self.config.block == "separable"))
+            self.add_module(f"res{i}", ResidualBlock(c3, separable=self.config.block == "separable", n_styles=n))
         self.deconv1 = UpsampleConvLayer(c3, c2, 3, upsample=2)
-        self.in4 = InstanceNorm(c2)
+        self.in4 = InstanceNorm(c2, n)
         self.deconv2 = UpsampleConvLayer(c2, c1, 3, upsample=2)
-        self.in5 = InstanceNorm(c1)
+        self.in5 = InstanceNorm(c1, n)
         self.deconv3 = ConvLayer(c1, 3, 9)
 
     def norm_layers(self) -> list[InstanceNorm]:
@@ -232,19 +277,23 @@ class TransformerNet(nn.Module):
     def residual_blocks(self) -> list[ResidualBlock]:
         return [getattr(self, f"res{i}") for i in range(1, self.config.n_residual + 1)]
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, style: torch.Tensor | None = None) -> torch.Tensor:
         h, w = x.shape[-2], x.shape[-1]
+        if self.config.n_styles == 1:
+            style = None  # one style: nothing to choose
+        elif style is None:
+            style = one_hot(0, self.config.n_styles).to(x.device)
         # Always pad (possibly by 0) so the exported graph has no shape branch.
         x = F.pad(x, (0, (4 - w % 4) % 4, 0, (4 - h % 4) % 4), mode="reflect")
         if self.config.pixel_range != 1.0:
             x = x * self.config.pixel_range
-        y = F.relu(self.in1(self.conv1(x)))
-        y = F.relu(self.in2(self.conv2(y)))
-        y = F.relu(self.in3(self.conv3(y)))
+        y = F.relu(self.in1(self.conv1(x), style))
+        y = F.relu(self.in2(self.conv2(y), style))
+        y = F.relu(self.in3(self.conv3(y), style))
         for block in self.residual_blocks():
-            y = block(y)
-        y = F.relu(self.in4(self.deconv1(y)))
-        y = F.relu(self.in5(self.deconv2(y)))
+            y = block(y, style)
+        y = F.relu(self.in4(self.deconv1(y), style))
+        y = F.relu(self.in5(self.deconv2(y), style))
         y = self.deconv3(y)
         if self.config.pixel_range != 1.0:
             y = y / self.config.pixel_range

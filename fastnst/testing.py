@@ -14,11 +14,12 @@ from .model import ModelConfig, TransformerNet
 __all__ = ["styled_net"]
 
 
-def styled_net(seed: int = 0, width: float = 0.25) -> TransformerNet:
-    """A random network that draws something: non-trivial instance-norm affines and an
-    output kept inside (0, 1), so clamping cannot hide differences (e.g. seams between tiles)."""
+def styled_net(seed: int = 0, width: float = 0.25, n_styles: int = 1) -> TransformerNet:
+    """A random network that draws something: non-trivial instance-norm affines (one set per style of a
+    multi-style network) and an output kept inside (0, 1), so clamping cannot hide differences (e.g. seams
+    between tiles, or two styles)."""
     torch.manual_seed(seed)
-    net = TransformerNet(ModelConfig(width=width))
+    net = TransformerNet(ModelConfig(width=width, n_styles=n_styles))
     with torch.no_grad():
         for layer in net.norm_layers():
             layer.weight.uniform_(0.5, 1.5)

@@ -267,3 +267,73 @@ def test_the_block_type_is_recorded_and_rebuilt(tmp_path: Path) -> None:
     torch.save(raw, tmp_path / "wrong.pth")
     with pytest.raises(FastNSTError, match="weights do not fit a TransformerNet.*block=conv"):
         load_model(tmp_path / "wrong.pth")
+
+
+# ---------------------------------------------------------------- many styles in one network
+
+
+def _multi(n_styles: int = 3, seed: int = 0) -> TransformerNet:
+    from fastnst.testing import styled_net
+
+    return styled_net(seed, width=0.25, n_styles=n_styles)
+
+
+def _single_from(multi: TransformerNet, weights: list[float]) -> TransformerNet:
+    """A plain network whose norms hold the given mix of the multi-style network's scales and shifts."""
+    single = TransformerNet(ModelConfig(width=multi.config.width)).eval()
+    mix = torch.tensor(weights)
+    state = {
+        k: mix @ v if v.dim() == 2 and k.endswith((".weight", ".bias")) and v.shape[0] == len(weights) else v
+        for k, v in multi.state_dict().items()
+    }
+    single.load_state_dict(state)
+    return single
+
+
+def test_each_style_of_a_multi_style_network_is_a_plain_network_with_its_norms() -> None:
+    from fastnst.model import one_hot
+
+    multi, x = _multi(), torch.rand(2, 3, 37, 45)
+    outputs = []
+    with torch.inference_mode():
+        for i in range(3):
+            y = multi(x, one_hot(i, 3))
+            torch.testing.assert_close(y, _single_from(multi, one_hot(i, 3).tolist())(x), atol=2e-5, rtol=0)
+            outputs.append(y)
+        assert torch.equal(multi(x), outputs[0])  # no style given: style 0
+        assert torch.equal(multi(x, torch.tensor([1.0, 0, 0])), outputs[0])  # a mix (1, 0, 0) is style 0 exactly
+    assert all((outputs[i] - outputs[j]).abs().max() > 0.05 for i in range(3) for j in range(i))
+
+
+def test_a_mix_is_the_network_with_mixed_norms_and_lies_between_the_styles() -> None:
+    multi, x = _multi(2), torch.rand(1, 3, 40, 40)
+    with torch.inference_mode():
+        a, b = multi(x, torch.tensor([1.0, 0])), multi(x, torch.tensor([0, 1.0]))
+        mixed = multi(x, torch.tensor([0.5, 0.5]))
+        torch.testing.assert_close(mixed, _single_from(multi, [0.5, 0.5])(x), atol=2e-5, rtol=0)
+        # a path from a to b: each step further from a
+        distances = [float((multi(x, torch.tensor([1 - t, t])) - a).abs().mean()) for t in (0.0, 0.25, 0.5, 0.75, 1.0)]
+    assert distances == sorted(distances) and distances[0] == 0 and 0 < distances[2] < distances[4]
+    assert 0 < float((mixed - b).abs().mean()) < float((a - b).abs().mean())
+
+
+def test_per_image_styles_in_one_batch() -> None:
+    from fastnst.model import one_hot
+
+    multi, x = _multi(), torch.rand(3, 3, 32, 32)
+    with torch.inference_mode():
+        together = multi(x, one_hot(torch.tensor([2, 0, 1]), 3))
+        for k, style in enumerate((2, 0, 1)):
+            torch.testing.assert_close(together[k : k + 1], multi(x[k : k + 1], one_hot(style, 3)))
+
+
+def test_a_multi_style_file_records_its_styles_and_a_single_style_file_is_unchanged(tmp_path: Path) -> None:
+    save_model(_multi(), tmp_path / "multi.pth", {"style_names": ["a", "b", "c"]})
+    model, info = load_model(tmp_path / "multi.pth")
+    assert info["styles"] == ["a", "b", "c"] and info["model_config"]["n_styles"] == 3
+    assert torch.load(tmp_path / "multi.pth", weights_only=True)["format_version"] == 3
+    assert model.state_dict()["in1.weight"].shape == (3, 8)
+    save_model(TransformerNet(ModelConfig(width=0.25)), tmp_path / "one.pth", {"style_image": "x/candy.jpg"})
+    payload = torch.load(tmp_path / "one.pth", weights_only=True)
+    assert payload["format_version"] == 1 and "n_styles" not in payload["model_config"]  # as every fastnst wrote it
+    assert load_model(tmp_path / "one.pth")[1]["styles"] == ["candy"]
