@@ -19,6 +19,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from .defaults import (
+    ADD_STYLE_ITERATIONS,
     ARCHITECTURES,
     BLOCKS,
     DEFAULT_CONTENT_LAYERS,
@@ -137,7 +138,25 @@ class TrainConfig:
     dataset: str | None = setting(
         None, metavar="DIR", group=_DATA, help="folder of training photos, searched recursively (e.g. COCO train2014; see data/README.md)"
     )
-    style_image: str | None = setting(None, metavar="PATH", group=_DATA, help="the painting to learn")
+    style_image: str | list[str] | None = setting(
+        None, metavar="PATH", nargs="+", group=_DATA,
+        help="the painting to learn; several paintings train one multi-style network (conditional instance norm: "
+        "'fastnst stylize --style NAME' or --mix picks or blends them; docs/training.md, 'Many styles in one network')",
+    )  # fmt: skip
+    style_dir: str | None = setting(
+        None, metavar="DIR", group=_DATA,
+        help="a folder of paintings (sorted by name) for one multi-style network, instead of listing them in --style-image",
+    )  # fmt: skip
+    add_style: str | None = setting(
+        None, metavar="PATH", group=_DATA,
+        help="teach a multi-style model (the one given to --resume, a model file or checkpoint) one more painting, training "
+        f"only that style's normalisation parameters: quick (default {ADD_STYLE_ITERATIONS} iterations), the other styles "
+        "unchanged, written as a new model (--save-model)",
+    )  # fmt: skip
+    # Set by the run, recorded by its checkpoints: the names of a multi-style network's styles, in index order,
+    # and the model an --add-style run extends.
+    style_names: list[str] | None = None
+    base_model: str | None = None
     save_model: str | None = setting(None, metavar="PATH", group=_DATA, exclusive="save", help="where to write the trained model (.pth)")
     checkpoint_dir: str | None = setting(
         None, flags=("--checkpoint-dir", "--checkpoint-model-dir"), metavar="DIR", group=_DATA,
@@ -395,7 +414,17 @@ class StylizeConfig:
     style: list[str] | None = setting(
         None, action="append", metavar="NAME", default_text="",
         help="a style that ships with fastnst ('fastnst styles' lists them), instead of --model; with neither --model nor "
-        f"--style-image: {DEFAULT_STYLE}. With --webcam, repeat it to switch styles live",
+        f"--style-image: {DEFAULT_STYLE}. With --webcam, repeat it to switch styles live. With one --model, a style of that "
+        "multi-style model, by name ('fastnst info MODEL' lists them)",
+    )  # fmt: skip
+    style_index: int | None = setting(
+        None, metavar="N", default_text="0, the first",
+        help="a style of a multi-style model by number (with --webcam and no choice of style, the m key cycles through them)",
+    )  # fmt: skip
+    mix: str | None = setting(
+        None, metavar="NAME=W,...",
+        help="blend the styles of a multi-style model, e.g. --mix candy=0.7,mosaic=0.3 (names or numbers; weights >= 0, "
+        "scaled to sum to 1; a style left out weighs 0)",
     )  # fmt: skip
     method: str | None = setting(
         None, choices=("fast", "gatys"), default_text="fast with --model, gatys with --style-image",

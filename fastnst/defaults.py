@@ -114,6 +114,9 @@ GATYS_DEFAULT_WEIGHTS = {
 # About 30 dB is hard to tell apart from the float32 picture by eye; 40 dB is identical.
 INT8_MIN_PSNR = 30.0
 TRAIN_ITERATIONS = 40_000  # Johnson et al.: 40k steps of batch 4, about 2 epochs of COCO
+# --add-style trains one style's normalisation parameters only (about 0.1% of the network's weights), with the
+# convolutions that already paint every other style: an eighth of a full run is our default (docs/training.md).
+ADD_STYLE_ITERATIONS = 5_000
 
 # How long a rank waits in a collective for the others. Longer than anything
 # one rank does alone while the rest wait (rank 0 scanning the dataset or
@@ -144,4 +147,4 @@ VIDEO_FORMATS: dict[str, tuple[str, tuple[str, ...], str]] = {
 }
 
 # The window's keys as --help and docs/stylizing.md explain them (webcam.KEYS maps them to actions).
-WEBCAM_KEY_HELP = "q/Esc quit, s side-by-side with the camera, m/Tab next --model, 1-9 pick a --model"
+WEBCAM_KEY_HELP = "q/Esc quit, s side-by-side with the camera, m/Tab next --model (or style of a multi-style model), 1-9 pick one"

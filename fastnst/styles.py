@@ -57,7 +57,9 @@ def shipped_model(name: str) -> Path:
 def _source(record: dict[str, Any], path: Path) -> str:
     """What a model learnt from: its painting's file name, or, for a distilled model (no painting of
     its own), its architecture and its teacher's style, so a user can tell a fast student apart."""
-    style = record.get("style_image")
+    style, names = record.get("style_image"), record.get("style_names")
+    if isinstance(names, list) and len(names) > 1:  # one network for several paintings
+        return f"{len(names)} styles: {', '.join(map(str, names))}"
     if isinstance(style, str) and style:
         return f"painting {Path(style).name}"
     name, teacher = record.get("style_name"), record.get("teacher")

@@ -19,6 +19,7 @@ from .config import TrainConfig
 from .errors import FastNSTError
 from .images import READ_SUFFIXES
 from .paths import check_not_inputs, inside, same_file
+from .train_settings import style_paths
 
 __all__ = ["check_outputs", "quoted", "remove_if_unused"]
 
@@ -55,7 +56,8 @@ def check_outputs(cfg: TrainConfig, created: list[Path] | None = None, ckpt: dic
     if save.is_dir() or cfg.save_model.endswith(("/", os.sep)):  # Path() drops a trailing slash: "f.pth/" names a folder
         raise FastNSTError(f"{cfg.save_model}: a folder; --save-model is the model file to write, e.g. {save / 'model.pth'}")
     inputs = [
-        (cfg.style_image, "the --style-image"),
+        *((path, "the --add-style painting" if cfg.add_style else "the --style-image") for path in style_paths(cfg)),
+        (cfg.base_model, "the model --add-style extends"),
         (cfg.teacher, "the --teacher model"),
         (cfg.sample_image, "the --sample-image"),
         (cfg.vgg_weights, "the --vgg-weights file"),

@@ -16,18 +16,30 @@ import os
 from collections.abc import Mapping
 from dataclasses import fields, replace
 from pathlib import Path
-from typing import Any, NamedTuple, get_args, get_type_hints
+from typing import Any, NamedTuple, get_args, get_origin, get_type_hints
 
 from .checkpoint import check_payload, read_checkpoint
 from .config import TrainConfig
-from .defaults import ARCHITECTURES, BLOCKS, DEFAULT_WEIGHTS, DISTILL_PIXEL_WEIGHT
+from .defaults import ADD_STYLE_ITERATIONS, ARCHITECTURES, BLOCKS, DEFAULT_WEIGHTS, DISTILL_PIXEL_WEIGHT
 from .errors import FastNSTError, shown
 from .limits import LIMITS, problem
 from .losses import format_layers, parse_layers
 from .paths import require_file, same_file
 from .vgg import resolve_preprocess
 
-__all__ = ["FIXED_ON_RESUME", "NOT_RECORDED", "Resumed", "file_digest", "read_resume", "request_of", "resolve", "setting_problem"]
+__all__ = [
+    "FIXED_ON_RESUME",
+    "NOT_RECORDED",
+    "Resumed",
+    "add_style_request",
+    "expand_styles",
+    "file_digest",
+    "read_resume",
+    "request_of",
+    "resolve",
+    "setting_problem",
+    "style_paths",
+]
 
 # Settings that define the optimisation problem: a resumed run must keep them
 # (the batch size too, as batch x processes: see _check_global_batch).
@@ -47,6 +59,7 @@ FIXED_ON_RESUME = (
     "tv_weight",
     "content_layers",
     "style_layers",
+    "add_style",
 )
 
 
@@ -56,7 +69,7 @@ RECORDED_BEFORE_ARCH = {"arch": "full", "n_residual": 5, "block": "conv"}
 # Per-invocation choices, not part of a run's record.
 NOT_RECORDED = (
     "resume", "overwrite", "progress", "device", "workers", "amp", "checkpoint_dir", "dist_timeout", "max_time", "compile", "channels_last",
-    "max_pixels",
+    "max_pixels", "style_dir",
 )  # fmt: skip
 
 
@@ -92,6 +105,7 @@ def resolve(request: Mapping[str, Any], checkpoint: Resumed | None = None, world
     the request's keys are what was chosen, so nothing has to travel beside it."""
     if bool(request.get("resume")) != (checkpoint is not None):
         raise ValueError("resolve: pass the checkpoint that read_resume(request['resume']) returned, and only with a resume")
+    request = expand_styles(request)
     values = dict(request)
     if checkpoint is not None:
         values = _merge_recorded(request, checkpoint)
@@ -130,7 +144,9 @@ def _check_required(cfg: TrainConfig) -> None:
             raise FastNSTError(f"--{key.replace('_', '-')} is required (or --resume a checkpoint that records it)")
     if cfg.teacher and cfg.style_image:
         raise FastNSTError("--teacher brings its own style: give --style-image or --teacher, not both")
-    if not cfg.teacher and not cfg.style_image:
+    if cfg.add_style and (cfg.style_image or cfg.teacher):
+        raise FastNSTError("--add-style learns one painting into the --resume model: give no --style-image or --teacher with it")
+    if not cfg.teacher and not cfg.style_image and not cfg.add_style:
         raise FastNSTError("--style-image is required (or --teacher a trained model to distil, or --resume a checkpoint that records it)")
     if cfg.pixel_weight is not None and not cfg.teacher:
         raise FastNSTError("--pixel-weight weighs the distillation's pixel term: it needs --teacher")
@@ -138,6 +154,118 @@ def _check_required(cfg: TrainConfig) -> None:
         raise FastNSTError(f"--arch: {shown(cfg.arch, 40)!r} is not one of {', '.join(ARCHITECTURES)}")
     if cfg.block is not None and cfg.block not in BLOCKS:
         raise FastNSTError(f"--block: {shown(cfg.block, 40)!r} is not one of {', '.join(BLOCKS)}")
+
+
+def style_paths(cfg: TrainConfig) -> list[str]:
+    """The paintings a run learns: one, several (a multi-style network), the one --add-style adds, or none (a distillation)."""
+    if cfg.add_style:
+        return [cfg.add_style]
+    if isinstance(cfg.style_image, list):
+        return list(cfg.style_image)
+    return [cfg.style_image] if cfg.style_image else []
+
+
+def expand_styles(request: Mapping[str, Any]) -> dict[str, Any]:
+    """--style-dir as the list of its paintings; one painting in a list as a plain path (a single-style run,
+    whose record every fastnst reads); several as a multi-style run, with their names (``style_names``)."""
+    values = dict(request)
+    folder = values.pop("style_dir", None)
+    if folder:
+        if values.get("style_image"):
+            raise FastNSTError("give the paintings as --style-image A B ... or as --style-dir DIR, not both")
+        values["style_image"] = _paintings_in(folder)
+    styles = values.get("style_image")
+    if isinstance(styles, (list, tuple)):
+        if not styles or not all(isinstance(p, str) and p for p in styles):
+            raise FastNSTError("--style-image: give the paintings' paths")
+        if len(set(styles)) < len(styles):
+            raise FastNSTError("--style-image: a painting is given twice; give each once")
+        if problem("n_styles", len(styles)):
+            raise FastNSTError(f"--style-image: {len(styles)} paintings; one network holds at most {int(LIMITS['n_styles'].high)}")
+        values["style_image"] = styles[0] if len(styles) == 1 else list(styles)
+        if len(styles) > 1:
+            values["style_names"] = unique_names([Path(p).stem for p in styles])
+    return values
+
+
+def _paintings_in(folder: str) -> list[str]:
+    from .images import IMAGE_SUFFIXES
+
+    path = Path(folder)
+    if not path.is_dir():
+        raise FastNSTError(f"--style-dir {folder}: not a folder; give the folder that holds the paintings")
+    found = sorted(str(p) for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    if not found:
+        raise FastNSTError(f"--style-dir {folder}: holds no paintings ({', '.join(IMAGE_SUFFIXES)}); put the paintings there")
+    return found
+
+
+def unique_names(stems: list[str]) -> list[str]:
+    """Style names from file names; a name that repeats gets _2, _3 ... (``--style NAME`` must find one)."""
+    out: list[str] = []
+    for stem in stems:
+        name, k = stem, 2
+        while name in out:
+            name, k = f"{stem}_{k}", k + 1
+        out.append(name)
+    return out
+
+
+# What an --add-style run takes from the model it extends, unless given: the same losses, sizes and photos.
+_INHERITED = (
+    "dataset", "vgg_weights", "vgg_preprocess", "content_weight", "style_weight", "tv_weight", "content_layers", "style_layers",
+    "image_size", "style_size", "batch_size", "lr", "seed", "arch",
+)  # fmt: skip
+_NETWORK = ("width", "n_residual", "block")
+
+
+def add_style_request(request: Mapping[str, Any]) -> dict[str, Any]:
+    """--add-style PAINTING --resume MODEL as the request of a new run that extends MODEL by one style.
+
+    The rerun of the same command after an interruption (--resume names this run's own
+    checkpoint, which records the painting) continues that run instead."""
+    from .checkpoint import load_model
+
+    if not request.get("resume"):
+        raise FastNSTError("--add-style needs --resume MODEL: the multi-style model (or checkpoint) to teach the new painting")
+    base = Path(request["resume"])
+    base = base / "last.pth" if base.is_dir() else base
+    painting = require_file(request["add_style"])
+    own = _own_add_style_run(request, base, file_digest(painting))
+    if own is not None:  # the command run again after an interruption: continue that run
+        return {**{k: v for k, v in request.items() if k != "add_style"}, "resume": str(own)}
+    model, info = load_model(base)
+    config = model.config
+    if config.pixel_range != 1.0:
+        raise FastNSTError(f"{base}: a pytorch/examples model; --add-style extends models trained by fastnst")
+    for key in _NETWORK:
+        if key in request and request[key] != getattr(config, key):
+            raise FastNSTError(f"--{key.replace('_', '-')}: the network is {base}'s ({key} {getattr(config, key)}); leave it out")
+    record = info["train_config"]
+    values = {k: record[k] for k in _INHERITED if record.get(k) is not None and k not in request}
+    values.update(request)
+    values.update({k: getattr(config, k) for k in _NETWORK})
+    if "iterations" not in request and "epochs" not in request:
+        values["iterations"] = ADD_STYLE_ITERATIONS
+    values.update(resume=None, base_model=str(base), style_names=unique_names([*info["styles"], painting.stem]))
+    return values
+
+
+def _own_add_style_run(request: Mapping[str, Any], base: Path, digest: str) -> Path | None:
+    """The checkpoint of an --add-style run of this painting on this base, when the command is run again:
+    --resume names that checkpoint, or the run's checkpoint folder already holds it."""
+    candidates = [base]
+    if request.get("save_model"):
+        candidates.append(Path(request.get("checkpoint_dir") or default_checkpoint_dir(request["save_model"])) / "last.pth")
+    for path in candidates:
+        if not path.is_file():
+            continue
+        ckpt = read_checkpoint(path)
+        record = ckpt.get("train_config") if isinstance(ckpt.get("train_config"), dict) else {}
+        ours = "optimizer" in ckpt and record.get("add_style") and record.get("style_sha256") == digest
+        if ours and (path == base or same_file(record.get("base_model") or "", base)):
+            return path
+    return None
 
 
 def _check_same_teacher(cfg: TrainConfig, old: dict[str, Any]) -> None:
@@ -213,7 +341,7 @@ def _kinds() -> dict[str, tuple[tuple[type, ...], bool]]:
     kinds = {}
     for name, hint in get_type_hints(TrainConfig).items():
         args = get_args(hint) or (hint,)
-        kinds[name] = (tuple(a for a in args if a is not type(None)), type(None) in args)
+        kinds[name] = (tuple(get_origin(a) or a for a in args if a is not type(None)), type(None) in args)
     return kinds
 
 
@@ -261,20 +389,30 @@ def file_digest(path: str | os.PathLike) -> str:
 
 
 def _check_same_style(cfg: TrainConfig, old: dict[str, Any], chosen: set[str]) -> None:
-    """A resumed run keeps learning its own painting, even if a file of that name was replaced."""
-    if not cfg.style_image:  # a distillation: _check_same_teacher
+    """A resumed run keeps learning its own paintings, even if files of those names were replaced."""
+    paths = style_paths(cfg)
+    if not paths:  # a distillation: _check_same_teacher
         return
     recorded = old.get("style_sha256")
-    style = require_file(cfg.style_image)
-    if isinstance(recorded, str):
-        if file_digest(style) == recorded:
-            return
-        why = "its content differs from the painting this run was learning"
-    elif "style_image" in chosen and isinstance(old.get("style_image"), str) and not same_file(style, old["style_image"]):
-        why = f"this run was learning {shown(old['style_image'], 200)}"
-    else:
-        return
-    raise FastNSTError(
-        f"{style}: {why}; a resumed run keeps its style. Start a new run for another painting (without --resume), "
-        "or give the original painting back"
-    )
+    recorded = [recorded] if isinstance(recorded, str) else recorded
+    old_paths = old.get("add_style") or old.get("style_image")
+    old_paths = [old_paths] if isinstance(old_paths, str) else old_paths
+    if isinstance(old_paths, list) and len(old_paths) != len(paths):
+        raise FastNSTError(
+            f"--style-image: this run learns {len(old_paths)} painting(s), not {len(paths)}; a resumed run keeps its styles. "
+            "Start a new run for other paintings (without --resume)"
+        )
+    for i, painting in enumerate(paths):
+        style = require_file(painting)
+        if isinstance(recorded, list) and i < len(recorded) and isinstance(recorded[i], str):
+            if file_digest(style) == recorded[i]:
+                continue
+            why = "its content differs from the painting this run was learning"
+        elif "style_image" in chosen and isinstance(old_paths, list) and i < len(old_paths) and not same_file(style, old_paths[i]):
+            why = f"this run was learning {shown(old_paths[i], 200)}"
+        else:
+            continue
+        raise FastNSTError(
+            f"{style}: {why}; a resumed run keeps its style. Start a new run for another painting (without --resume), "
+            "or give the original painting back"
+        )

@@ -51,9 +51,21 @@ from .losses import (
     PerceptualLoss,
     parse_layers,
 )
-from .model import MIN_SIZE, ModelConfig, TransformerNet
+from .model import MIN_SIZE, ModelConfig, TransformerNet, one_hot
+from .multistyle import batch_styles
 from .train_outputs import check_outputs, quoted, remove_if_unused
-from .train_settings import NOT_RECORDED, Resumed, default_checkpoint_dir, file_digest, read_resume, request_of, resolve, setting_problem
+from .train_settings import (
+    NOT_RECORDED,
+    Resumed,
+    add_style_request,
+    default_checkpoint_dir,
+    file_digest,
+    read_resume,
+    request_of,
+    resolve,
+    setting_problem,
+    style_paths,
+)
 from .vgg import build_vgg
 
 __all__ = [
@@ -70,6 +82,7 @@ __all__ = [
 
 
 MAX_BAD_STEPS = 10  # consecutive non-finite losses before giving up
+SAMPLE_STYLES = 8  # a multi-style run's sample picture shows its first styles side by side
 
 
 # Under torchrun, Ctrl-C reaches each worker twice (from the terminal and
@@ -141,6 +154,8 @@ def _prepare(request: dict[str, Any], world_size: int, locks: ExitStack | None =
     locked (until ``locks`` closes; not without it) against a second run writing into it;
     the folders made for the outputs are added to ``created``."""
     request = _resume_after_restart(request)
+    if request.get("add_style"):
+        request = add_style_request(request)
     resumed = read_resume(request["resume"]) if request.get("resume") else None
     cfg = resolve(request, resumed, world_size)
     ckpt = resumed.ckpt if resumed else None
@@ -163,8 +178,41 @@ def load_style(path: str | os.PathLike, size: int | None) -> torch.Tensor:
     return pil_to_tensor(img)
 
 
-def _style_tensor(cfg: TrainConfig) -> torch.Tensor:
-    return load_style(cfg.style_image, cfg.style_size)
+def _style_tensors(cfg: TrainConfig) -> list[torch.Tensor]:
+    """The paintings the run learns, as training sees them (none in a distillation)."""
+    return [load_style(p, cfg.style_size) for p in style_paths(cfg)]
+
+
+def _extend_base(model: TransformerNet, base_path: str) -> None:
+    """--add-style: the base model's weights in ``model``, which holds one style more; the new style's
+    scale and shift start at the mean of the others' (a middle ground the fine-tuning moves from)."""
+    base, _ = load_model(base_path)
+    state = base.state_dict()
+    for name, value in model.state_dict().items():
+        old = state[name]
+        if value.shape == old.shape:
+            value.copy_(old)
+        else:  # a norm's (styles, C) scale or shift; a single-style base's is (C,)
+            rows = old.view(-1, value.shape[-1])
+            value[: rows.shape[0]] = rows
+            value[rows.shape[0] :] = rows.mean(0)
+
+
+def _train_only_new_style(model: TransformerNet) -> list[torch.nn.Parameter]:
+    """--add-style: freeze everything but the norms' scale and shift, whose gradient reaches the new style's
+    row only (the last); the parameters left to the optimizer. Adam moves a parameter whose gradient was
+    always zero by exactly zero, so the other styles stay bit-identical."""
+    for p in model.parameters():
+        p.requires_grad_(False)
+    trainable = []
+    for norm in model.norm_layers():
+        for p in (norm.weight, norm.bias):
+            p.requires_grad_(True)
+            mask = torch.zeros_like(p)
+            mask[-1] = 1
+            p.register_hook(lambda grad, mask=mask: grad * mask.to(grad.device, grad.dtype))
+            trainable.append(p)
+    return trainable
 
 
 def _teacher(cfg: TrainConfig, device: torch.device) -> tuple[TransformerNet | None, str | None]:
@@ -173,6 +221,8 @@ def _teacher(cfg: TrainConfig, device: torch.device) -> tuple[TransformerNet | N
     if not cfg.teacher:
         return None, None
     teacher, info = load_model(cfg.teacher)
+    if teacher.config.n_styles > 1:
+        raise FastNSTError(f"--teacher {cfg.teacher}: a multi-style model; distillation takes a single-style teacher")
     return teacher.to(device).requires_grad_(False), info["style"]
 
 
@@ -398,18 +448,24 @@ class _Run:
         self._note_skipped(plan.empty)
         self.total = cfg.iterations
         # cheap checks first: a typo must not wait for VGG to load
-        self.style = _style_tensor(cfg) if cfg.style_image else None
+        self.styles = _style_tensors(cfg)
         self.teacher, self.teacher_style = _teacher(cfg, device)
-        self.source_sha256 = file_digest(cfg.style_image or cfg.teacher)
+        digests = [file_digest(p) for p in style_paths(cfg) or [cfg.teacher]]
+        self.source_sha256: str | list[str] = digests[0] if len(digests) == 1 else digests
         recorded = (plan.ckpt or {}).get("train_config") or {}
         # which run a file belongs to: a resumed run may replace its own files only (_check_resume_targets)
         self.run_id = recorded["run_id"] if isinstance(recorded.get("run_id"), str) else uuid.uuid4().hex
         torch.manual_seed(cfg.seed)
-        self.model = TransformerNet(ModelConfig(width=cfg.width, n_residual=cfg.n_residual, block=cfg.block)).to(device)
+        self.n_styles = len(cfg.style_names) if cfg.style_names else 1
+        self.model = TransformerNet(ModelConfig(width=cfg.width, n_residual=cfg.n_residual, block=cfg.block, n_styles=self.n_styles))
+        if cfg.add_style and plan.ckpt is None:
+            _extend_base(self.model, cfg.base_model)
+        self.model.to(device)
+        trainable = _train_only_new_style(self.model) if cfg.add_style else list(self.model.parameters())
         self.loss = self._build_loss()
         # fused: one kernel for all parameters on a GPU (else ~10 launches per tensor); a resumed
         # run gets this device's choice back in _set_layout
-        self.opt = torch.optim.Adam(self.model.parameters(), lr=cfg.lr, fused=device.type == "cuda")
+        self.opt = torch.optim.Adam(trainable, lr=cfg.lr, fused=device.type == "cuda")
         self.step = 0
         if plan.ckpt is not None:
             self._restore(plan.ckpt)
@@ -438,9 +494,11 @@ class _Run:
         content, style = parse_layers(cfg.content_layers), parse_layers(cfg.style_layers)
         vgg = build_vgg(list(content) + list(style), cfg.vgg_weights, cfg.vgg_preprocess).to(self.device)
         loss = PerceptualLoss(vgg, content, style, LossWeights(cfg.content_weight, cfg.style_weight, cfg.tv_weight))
-        if self.style is not None:  # a distillation's targets are the teacher's pictures
-            with self._autocast():
-                loss.set_style([self.style.to(self.device)])
+        with self._autocast():  # a distillation has no paintings: its targets are the teacher's pictures
+            if len(self.styles) == 1:
+                loss.set_style([self.styles[0].to(self.device)])
+            elif self.styles:
+                loss.set_styles([s.to(self.device) for s in self.styles])
         return loss
 
     def _compile(self) -> None:
@@ -478,7 +536,8 @@ class _Run:
         for k in NOT_RECORDED:
             d.pop(k, None)
         if self.teacher is None:
-            d["style_name"] = Path(self.cfg.style_image).stem
+            if self.n_styles == 1:
+                d["style_name"] = Path(self.cfg.style_image).stem
             d["style_sha256"] = self.source_sha256
         else:
             d["style_name"] = self.teacher_style
@@ -525,13 +584,19 @@ class _Run:
             return
         self.model.eval()
         try:
-            with torch.no_grad(), self._autocast():
-                out = self.model(self.sample.to(self.device))
+            shown = range(self.n_styles - 1, self.n_styles) if self.cfg.add_style else range(min(self.n_styles, SAMPLE_STYLES))
+            with torch.no_grad(), self._autocast():  # a multi-style network: its styles side by side
+                x = self.sample.to(self.device)
+                out = torch.cat([self.model(x, *self._style_of(i)) for i in shown], -1)
             save_image(tensor_to_pil(out.float()), self.ckpt_dir / "samples" / f"step_{self.step:07d}.jpg")
         except (FastNSTError, RuntimeError, OSError) as e:
             tqdm.write(f"warning: no sample picture at step {self.step}: {str(e).splitlines()[0][:200]}", file=sys.stderr)
         finally:
             self.model.train()
+
+    def _style_of(self, index: int) -> tuple[torch.Tensor, ...]:
+        """The network's extra argument that picks style ``index``: none for a single-style network."""
+        return (one_hot(index, self.n_styles).to(self.device),) if self.n_styles > 1 else ()
 
     def _note_skipped(self, items: list[tuple[str, str]], relay: bool = True) -> None:
         """Warn once per file. Under torchrun rank 0 warns for every rank: the
@@ -556,10 +621,11 @@ class _Run:
         if self.teacher is not None:  # in float32, outside autocast: the picture a user of the teacher gets
             with torch.no_grad():
                 target = self.teacher(x)
+        style, targets = self._batch_styles(x.shape[0])
         with self._autocast():
-            y = self.net(x)
+            y = self.net(x) if style is None else self.net(x, style)
             if self.teacher is None:
-                terms = self.loss.picture_terms(y, self.loss.content_targets(x))  # what the user will see
+                terms = self.loss.picture_terms(y, self.loss.content_targets(x), targets)  # what the user will see
             else:
                 terms = self.loss.distill_terms(y, target, self.cfg.pixel_weight)
         agreed = self._agree(terms)
@@ -571,6 +637,16 @@ class _Run:
             return None
         self.opt.step()
         return agreed
+
+    def _batch_styles(self, batch: int) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """A multi-style network's style weights for this step's images, and the index of each image's
+        painting among the loss's targets (None, None for one style). --add-style: all learn the new style."""
+        if self.n_styles == 1:
+            return None, None
+        if self.cfg.add_style:
+            return one_hot(self.n_styles - 1, self.n_styles).to(self.device), None
+        index = batch_styles(self.step, batch, self.n_styles, self.dist.rank, self.dist.world_size).to(self.device)
+        return one_hot(index, self.n_styles), index
 
     def _agree(self, terms: LossTerms) -> dict[str, float] | None:
         """The loss terms, or None when the step must be skipped.
@@ -745,13 +821,23 @@ class _Run:
             batch = f"batch {cfg.batch_size} per process (global {cfg.batch_size * dist.world_size})"
         tqdm.write(
             f"{verb} on {where}{' (bf16 autocast)' if self.amp else ''}: {len(self.files)} images from {cfg.dataset}, "
-            f"{f'style {cfg.style_image}' if self.teacher is None else f'distilling {cfg.teacher}'}, "
+            f"{self._learning()}, "
             f"{self.total} iterations of {batch} at {cfg.image_size} px; "
             f"checkpoints in {self.ckpt_dir}",
             file=sys.stderr,
         )
         for line in setup_warnings(self.device.type, len(self.files), self.total, cfg.batch_size * dist.world_size):
             tqdm.write(line, file=sys.stderr)
+
+    def _learning(self) -> str:
+        cfg = self.cfg
+        if self.teacher is not None:
+            return f"distilling {cfg.teacher}"
+        if cfg.add_style:
+            return f"adding style {cfg.add_style} to {cfg.base_model} (only its normalisation parameters train)"
+        if self.n_styles > 1:
+            return f"{self.n_styles} styles ({', '.join(cfg.style_names or [])})"
+        return f"style {cfg.style_image}"
 
     def _finish(self, window: _Window | None = None) -> Path:
         """The last checkpoint, sample and the model file. A signal now does not cut a file

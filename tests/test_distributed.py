@@ -155,6 +155,20 @@ def test_two_ranks_train_like_one_process(tmp_path: Path, ddp_data: Path, style_
     assert_same_network(tmp_path / "copy.pth", one, atol=1e-5)
 
 
+@pytest.mark.slow
+def test_two_ranks_train_a_multi_style_network_like_one_process(tmp_path: Path, photo_dir: Path, style_file: Path, vgg_file: Path) -> None:
+    """Each image's style depends on its place in the global batch, not on the rank that draws it."""
+    from .test_training import _multi_args, _paintings
+
+    paintings = _paintings(tmp_path / "paintings", style_file, 3)
+    two, one = tmp_path / "two.pth", tmp_path / "one.pth"
+    extra = ["--checkpoint-interval", "3", "--lr", "1e-4"]
+    done = _run2([*_multi_args(photo_dir, paintings, vgg_file, two, 3), *extra])
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert main(["train", *_multi_args(photo_dir, paintings, vgg_file, one, 3), *extra, "--batch-size", "4"]) == 0
+    assert_same_network(two, one, atol=1e-5)
+
+
 # ---- spawned ranks: faults inside the run ---------------------------------------------------------
 
 
@@ -180,8 +194,8 @@ def _child(rank: int, store: str, data: str, style: str, vgg: str, out: str) -> 
     calls = {"n": 0}
     forward = losses.PerceptualLoss.forward
 
-    def nan_on_rank1(self, y, targets):
-        terms = forward(self, y, targets)
+    def nan_on_rank1(self, y, targets, styles=None):
+        terms = forward(self, y, targets, styles)
         calls["n"] += 1
         if rank == 1 and calls["n"] == 2:
             terms.total = terms.total * float("nan")

@@ -169,3 +169,13 @@ def test_a_distilled_model_is_listed_with_its_teachers_style(tmp_path: Path) -> 
     assert load_model(path)[1]["style"] == "candy"
     save_model(TransformerNet(ModelConfig(width=0.25)), tmp_path / "plain.pth")
     assert read_checkpoint(tmp_path / "plain.pth")["format_version"] == 1, "standard networks stay readable by every fastnst"
+
+
+def test_a_multi_style_model_is_listed_with_its_styles(tmp_path: Path) -> None:
+    path = tmp_path / "multi.pth"
+    save_model(
+        TransformerNet(ModelConfig(width=0.25, n_styles=2)),
+        path,
+        {"style_image": ["a/candy.jpg", "b/mosaic.jpg"], "style_names": ["candy", "mosaic"]},
+    )
+    assert styles.style_summary(path)["source"] == "2 styles: candy, mosaic"

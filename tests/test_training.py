@@ -423,3 +423,117 @@ def test_a_resumed_distillation_keeps_its_teacher(tmp_path: Path, photo_dir: Pat
     save_model(styled_net(seed=4), teacher, {"style_image": "stars.png"}, replace=True)
     assert main(["train", "--resume", str(tmp_path / "student_run"), "--iterations", "3", "--quiet"]) == 2
     assert "differs from the teacher this run was learning from" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- many styles in one network
+
+
+def _paintings(folder: Path, style_file: Path, n: int = 3) -> list[Path]:
+    """``n`` paintings of different colours (the stripes, channel-rotated)."""
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    base = Image.open(style_file).convert("RGB")
+    paths = []
+    for k in range(n):
+        channels = base.split()
+        path = folder / f"paint{k}.png"
+        Image.merge("RGB", channels[k % 3 :] + channels[: k % 3]).save(path)
+        paths.append(path)
+    return paths
+
+
+def _multi_args(photo_dir: Path, paintings: list[Path], vgg_file: Path, out: Path, iterations: int) -> list[str]:
+    args = tiny_train_args(photo_dir, paintings[0], vgg_file, out, iterations)
+    at = args.index("--style-image")
+    return args[: at + 1] + [str(p) for p in paintings] + args[at + 2 :]
+
+
+def test_a_multi_style_network_learns_every_style(tmp_path: Path, photo_dir: Path, style_file: Path, vgg_file: Path) -> None:
+    from PIL import Image
+
+    from fastnst.checkpoint import load_model
+    from fastnst.model import one_hot
+
+    paintings = _paintings(tmp_path / "paintings", style_file)
+    out = tmp_path / "multi.pth"
+    assert main(["train", *_multi_args(photo_dir, paintings, vgg_file, out, 6), "--lr", "1e-2"]) == 0
+    model, info = load_model(out)
+    assert info["styles"] == ["paint0", "paint1", "paint2"] and model.config.n_styles == 3
+    record = info["train_config"]
+    assert record["style_image"] == [str(p) for p in paintings] and len(record["style_sha256"]) == 3
+    x = torch.rand(1, 3, 32, 32)
+    with torch.inference_mode():
+        outputs = [model(x, one_hot(i, 3)) for i in range(3)]
+    assert all((outputs[i] - outputs[j]).abs().max() > 1e-3 for i in range(3) for j in range(i))
+    sample = Image.open(tmp_path / "multi_run" / "samples" / "step_0000006.jpg")
+    assert sample.width % 3 == 0 and sample.width // 3 > sample.height / 2  # three pictures side by side
+
+
+def test_a_multi_style_run_resumes_bit_identically(tmp_path: Path, photo_dir: Path, style_file: Path, vgg_file: Path) -> None:
+    paintings = _paintings(tmp_path / "paintings", style_file)
+    straight, split = tmp_path / "straight.pth", tmp_path / "split.pth"
+    assert main(["train", *_multi_args(photo_dir, paintings, vgg_file, straight, 4)]) == 0
+    assert main(["train", *_multi_args(photo_dir, paintings, vgg_file, split, 2)]) == 0
+    assert main(["train", "--resume", str(tmp_path / "split_run"), "--iterations", "4", "--workers", "0", "--quiet"]) == 0
+    a, b = (torch.load(p, weights_only=True)["state_dict"] for p in (straight, split))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_style_dir_is_its_paintings_sorted(tmp_path: Path, photo_dir: Path, style_file: Path, vgg_file: Path, capsys) -> None:
+    paintings = _paintings(tmp_path / "paintings", style_file)
+    (tmp_path / "paintings" / "notes.txt").write_text("not a painting")
+    args = tiny_train_args(photo_dir, style_file, vgg_file, tmp_path / "m.pth", 1)
+    at = args.index("--style-image")
+    args = args[:at] + ["--style-dir", str(tmp_path / "paintings")] + args[at + 2 :]
+    assert main(["train", *args]) == 0
+    assert torch.load(tmp_path / "m.pth", weights_only=True)["train_config"]["style_image"] == [str(p) for p in paintings]
+    assert main(["train", *args, "--style-image", str(style_file), "--overwrite"]) == 2
+    assert "give the paintings as --style-image A B ... or as --style-dir DIR, not both" in capsys.readouterr().err
+
+
+def test_add_style_trains_only_the_new_styles_norms(tmp_path: Path, photo_dir: Path, style_file: Path, vgg_file: Path, capsys) -> None:
+    paintings = _paintings(tmp_path / "paintings", style_file, 3)
+    base = tmp_path / "base.pth"
+    assert main(["train", *_multi_args(photo_dir, paintings[:2], vgg_file, base, 2)]) == 0
+    plus = tmp_path / "plus.pth"
+    args = ["--add-style", str(paintings[2]), "--resume", str(base), "--save-model", str(plus), "--workers", "0", "--quiet"]
+    assert main(["train", *args, "--iterations", "3", "--checkpoint-interval", "1", "--lr", "1e-2"]) == 0
+    old, new = (torch.load(p, weights_only=True) for p in (base, plus))
+    assert new["train_config"]["style_names"] == ["paint0", "paint1", "paint2"]
+    assert new["train_config"]["image_size"] == 32  # the base run's settings
+    moved = 0
+    for k, v in old["state_dict"].items():
+        w = new["state_dict"][k]
+        if w.shape == v.shape:
+            assert torch.equal(w, v), k  # convolutions untouched
+        else:
+            assert torch.equal(w[:-1], v), k  # the other styles bit-identical
+            moved += not torch.allclose(w[-1], v.mean(0))  # the new style's row started at the mean and learnt
+    assert moved > 0
+    # the same command again continues that run (its checkpoint records the painting) rather than adding a fourth style
+    assert main(["train", *args, "--iterations", "4"]) == 0
+    assert torch.load(plus, weights_only=True)["model_config"]["n_styles"] == 3
+    assert main(["train", "--add-style", str(paintings[2]), "--save-model", str(tmp_path / "x.pth")]) == 2
+    assert "--add-style needs --resume MODEL" in capsys.readouterr().err
+
+
+def test_a_multi_style_teacher_is_refused(tmp_path: Path, photo_dir: Path, vgg_file: Path, capsys) -> None:
+    from fastnst.checkpoint import save_model
+    from fastnst.testing import styled_net
+
+    teacher = tmp_path / "multi.pth"
+    save_model(styled_net(n_styles=2), teacher, {"style_names": ["a", "b"]})
+    assert main(["train", *_distill_args(photo_dir, vgg_file, teacher, tmp_path / "s.pth", 1)]) == 2
+    assert "a multi-style model; distillation takes a single-style teacher" in capsys.readouterr().err
+
+
+def test_a_resumed_multi_style_run_keeps_its_paintings(tmp_path: Path, photo_dir: Path, style_file: Path, vgg_file: Path, capsys) -> None:
+    paintings = _paintings(tmp_path / "paintings", style_file, 3)
+    assert main(["train", *_multi_args(photo_dir, paintings, vgg_file, tmp_path / "m.pth", 1)]) == 0
+    resume = ["train", "--resume", str(tmp_path / "m_run"), "--iterations", "2", "--workers", "0", "--quiet"]
+    assert main([*resume, "--style-image", *map(str, paintings[:2])]) == 2
+    assert "this run learns 3 painting(s), not 2" in capsys.readouterr().err
+    paintings[1].write_bytes(paintings[2].read_bytes())  # same name, another picture
+    assert main(resume) == 2
+    assert "paint1.png: its content differs from the painting this run was learning" in capsys.readouterr().err

@@ -18,6 +18,8 @@ EPILOG = """\
 example:
   fastnst train --dataset data/train2014 --style-image styles/candy.jpg --save-model models/candy.pth \\
       --vgg-weights vgg19_caffe.pth --vgg-preprocess caffe
+  fastnst train --dataset data/train2014 --style-dir styles/ --save-model models/multi.pth --vgg-weights vgg19_caffe.pth
+  fastnst train --add-style styles/la_muse.jpg --resume models/multi.pth --save-model models/multi_plus.pth
 
   Several GPUs or nodes: torchrun --nproc_per_node=4 -m fastnst train ...  (see docs/training.md).
   Interrupt with Ctrl-C at any time: a checkpoint is saved and the command to resume is printed.
@@ -33,7 +35,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "train",
         help="train a style network on a folder of photos",
-        description="Train a feed-forward style network (Johnson et al. 2016) for one style image.",
+        description="Train a feed-forward style network (Johnson et al. 2016) for one style image, or one network for\n"
+        "several (--style-image A B ..., --style-dir; Dumoulin et al. 2017), or teach a multi-style model a new one (--add-style).",
         epilog=EPILOG,
         formatter_class=Formatter,
         argument_default=argparse.SUPPRESS,  # a flag left out is absent: the request holds what the user chose
@@ -50,9 +53,13 @@ def _request(args: argparse.Namespace) -> dict[str, Any]:
     """The settings given, with pytorch/examples' --save-model-dir DIR as --save-model DIR/<style image name>.pth
     (said, unless --quiet)."""
     request = given(args, TrainConfig)
+    if isinstance(request.get("style_image"), list) and len(request["style_image"]) == 1:
+        request["style_image"] = request["style_image"][0]  # one painting: a single-style run
     folder = getattr(args, "save_model_dir", None)
     if folder is None:
         return request
+    if isinstance(request.get("style_image"), list) or "style_dir" in request:
+        raise FastNSTError("--save-model-dir names the model after one --style-image; name a multi-style model with --save-model PATH")
     if "style_image" not in request:
         fix = "with --teacher, give --save-model PATH" if request.get("teacher") else "give --style-image too (or --save-model PATH)"
         raise FastNSTError(f"--save-model-dir names the model after --style-image: {fix}")
