@@ -14,7 +14,9 @@ has, so the Stylizer never asks a backend what it can do.
 
 from __future__ import annotations
 
+import copy
 import os
+from collections.abc import Sequence
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -26,7 +28,7 @@ from .devices import resolve_device
 from .errors import FastNSTError
 from .model import ModelConfig, NormStats, TransformerNet
 
-__all__ = ["Backend", "SimpleBackend", "TorchBackend", "as_backend", "load_backend"]
+__all__ = ["Backend", "SimpleBackend", "TorchBackend", "as_backend", "load_backend", "with_style"]
 
 
 class SimpleBackend(Protocol):
@@ -77,6 +79,11 @@ class TorchBackend:
         self.amp = self.device.type == "cuda" if amp is None else amp
         self.info = dict(info or {})
         self.info.setdefault("backend", "torch")
+        self.style: torch.Tensor | None = None  # a multi-style network's style weights (None: style 0)
+
+    def with_style(self, weights: Sequence[float]) -> TorchBackend:
+        """This backend painting the mix ``weights`` of a multi-style network (the network is shared, not copied)."""
+        return with_style(self, weights)
 
     @property
     def memory_device(self) -> str:
@@ -119,7 +126,24 @@ class TorchBackend:
         half = torch.float16 if self.device.type == "cuda" else torch.bfloat16
         ctx = torch.autocast(self.device.type, dtype=half) if self.amp else nullcontext()
         with ctx:
-            return self.model(x)
+            return self.model(x, None if self.style is None else self.style.to(self.device))
+
+
+def with_style(backend: Any, weights: Sequence[float]) -> Any:
+    """A shallow copy of ``backend`` (its network or session shared) that paints the mix ``weights``
+    of its styles; its info names the choice. Both backends' ``with_style``."""
+    from .multistyle import describe_mix
+
+    names = backend.info.get("styles") or [backend.info.get("style")]
+    if len(weights) != len(names) or len(names) < 2:
+        raise FastNSTError(
+            f"{backend.info.get('path', 'the model')}: holds {len(names)} style(s) ({', '.join(map(str, names))}); "
+            "choosing a style (--style-index, --style, --mix) needs a multi-style model with as many"
+        )
+    chosen = copy.copy(backend)
+    chosen.style = torch.tensor([float(w) for w in weights])
+    chosen.info = {**backend.info, "style": describe_mix(names, weights), "style_weights": [float(w) for w in weights]}
+    return chosen
 
 
 def cuda_in_providers(info: dict[str, Any]) -> str:

@@ -29,7 +29,7 @@ from .atomic import atomic_write, check_output_free
 from .checkpoint import load_model
 from .errors import FastNSTError
 from .model import MIN_SIZE, TransformerNet
-from .onnx_format import INPUT_NAME, IO_CONVENTION, OPSET, OUTPUT_NAME, build_metadata, text_for_onnx
+from .onnx_format import INPUT_NAME, IO_CONVENTION, OPSET, OUTPUT_NAME, STYLE_INPUT_NAME, build_metadata, text_for_onnx
 from .paths import check_not_inputs, check_writable
 from .providers import CPU, make_session
 
@@ -63,8 +63,9 @@ class _FloatIO(nn.Module):
         self.net = net
         self.dtype = dtype
 
-    def forward(self, image: torch.Tensor) -> torch.Tensor:
-        return self.net(image.to(self.dtype)).to(torch.float32)
+    def forward(self, image: torch.Tensor, style_weights: torch.Tensor | None = None) -> torch.Tensor:
+        style = None if style_weights is None else style_weights.to(self.dtype)
+        return self.net(image.to(self.dtype), style).to(torch.float32)
 
 
 @dataclass
@@ -87,15 +88,21 @@ def export_graph(model: TransformerNet, fp16: bool = False) -> onnx.ModelProto:
     dtype = torch.float16 if fp16 else torch.float32
     wrapped = _FloatIO(copy.deepcopy(model).to(dtype), dtype).eval()
     dims = {0: Dim("batch"), 2: Dim("height", min=MIN_SIZE), 3: Dim("width", min=MIN_SIZE)}
+    args: tuple[torch.Tensor, ...] = (torch.rand(_EXAMPLE_SHAPE),)
+    names, shapes = [INPUT_NAME], {"image": dims}
+    if model.config.n_styles > 1:  # a second input: the weights over the styles (fastnst.multistyle)
+        args += (torch.full((model.config.n_styles,), 1 / model.config.n_styles),)
+        names.append(STYLE_INPUT_NAME)
+        shapes["style_weights"] = None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # exporter deprecation chatter; correctness is verified below
         program = torch.onnx.export(
             wrapped,
-            (torch.rand(_EXAMPLE_SHAPE),),
+            args,
             dynamo=True,
-            input_names=[INPUT_NAME],
+            input_names=names,
             output_names=[OUTPUT_NAME],
-            dynamic_shapes={"image": dims},
+            dynamic_shapes=shapes,
             opset_version=OPSET,
             optimize=True,
             verbose=False,
@@ -103,8 +110,16 @@ def export_graph(model: TransformerNet, fp16: bool = False) -> onnx.ModelProto:
     return program.model_proto
 
 
+def _verify_styles(n_styles: int) -> list[torch.Tensor | None]:
+    """The style weights verification runs: none for one style; else each style alone and an even mix."""
+    if n_styles == 1:
+        return [None]
+    return [*torch.eye(n_styles), torch.full((n_styles,), 1 / n_styles)]
+
+
 def verify_graph(proto: onnx.ModelProto, model: TransformerNet, precision: str = "float32") -> list[dict[str, Any]]:
-    """Run ONNX Runtime (CPU) and PyTorch on :data:`VERIFY_SHAPES`; raise beyond :data:`TOLERANCE`."""
+    """Run ONNX Runtime (CPU) and PyTorch on :data:`VERIFY_SHAPES` (and each style of a multi-style
+    network, and a mix); raise beyond :data:`TOLERANCE`."""
     session = make_session(proto.SerializeToString(), [CPU])
     max_tol, mean_tol = TOLERANCE[precision]
     generator = torch.Generator().manual_seed(0)
@@ -112,21 +127,30 @@ def verify_graph(proto: onnx.ModelProto, model: TransformerNet, precision: str =
     report = []
     for shape in VERIFY_SHAPES:
         x = torch.rand(shape, generator=generator)
-        with torch.inference_mode():
-            expected = model(x).numpy()
-        (got,) = session.run([OUTPUT_NAME], {INPUT_NAME: x.numpy()})
-        if got.shape != expected.shape:
-            raise FastNSTError(f"export verification failed: ONNX output {got.shape} for input {shape}; nothing was written")
-        diff = np.abs(got.astype(np.float64) - expected)
-        entry = {"shape": list(shape), "max_abs_diff": float(diff.max()), "mean_abs_diff": float(diff.mean())}
-        if not (entry["max_abs_diff"] <= max_tol and entry["mean_abs_diff"] <= mean_tol):
-            raise FastNSTError(
-                f"export verification failed: ONNX Runtime differs from PyTorch at {'x'.join(map(str, shape))} "
-                f"(max {entry['max_abs_diff']:.2e}, mean {entry['mean_abs_diff']:.2e}; {precision} tolerance "
-                f"max {max_tol:.2e}, mean {mean_tol:.2e}); nothing was written. Please report this with the model"
-            )
-        report.append(entry)
+        for style in _verify_styles(model.config.n_styles):
+            with torch.inference_mode():
+                expected = model(x, style).numpy()
+            feed = {INPUT_NAME: x.numpy()} if style is None else {INPUT_NAME: x.numpy(), STYLE_INPUT_NAME: style.numpy()}
+            (got,) = session.run([OUTPUT_NAME], feed)
+            entry = _compare(got, expected, shape, precision, max_tol, mean_tol)
+            if style is not None:
+                entry["style_weights"] = [round(float(w), 6) for w in style]
+            report.append(entry)
     return report
+
+
+def _compare(got: np.ndarray, expected: np.ndarray, shape: tuple, precision: str, max_tol: float, mean_tol: float) -> dict[str, Any]:
+    if got.shape != expected.shape:
+        raise FastNSTError(f"export verification failed: ONNX output {got.shape} for input {shape}; nothing was written")
+    diff = np.abs(got.astype(np.float64) - expected)
+    entry = {"shape": list(shape), "max_abs_diff": float(diff.max()), "mean_abs_diff": float(diff.mean())}
+    if not (entry["max_abs_diff"] <= max_tol and entry["mean_abs_diff"] <= mean_tol):
+        raise FastNSTError(
+            f"export verification failed: ONNX Runtime differs from PyTorch at {'x'.join(map(str, shape))} "
+            f"(max {entry['max_abs_diff']:.2e}, mean {entry['mean_abs_diff']:.2e}; {precision} tolerance "
+            f"max {max_tol:.2e}, mean {mean_tol:.2e}); nothing was written. Please report this with the model"
+        )
+    return entry
 
 
 def _check_paths(src: Path, out: Path, overwrite: bool) -> None:

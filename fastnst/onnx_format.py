@@ -31,6 +31,7 @@ __all__ = [
     "OPSET",
     "OUTPUT_NAME",
     "PRECISIONS",
+    "STYLE_INPUT_NAME",
     "build_metadata",
     "parse_metadata",
     "text_for_onnx",
@@ -44,13 +45,16 @@ FORMAT_VERSION = 1
 OPSET = 18
 INPUT_NAME = "image"
 OUTPUT_NAME = "stylized"
+# Multi-style models only: float32 (n_styles,), the weights over the styles (one-hot = one style; a
+# convex mix blends them), applied to the whole batch; the style names are the metadata's "styles".
+STYLE_INPUT_NAME = "style_weights"
 IO_CONVENTION = (
     f"input '{INPUT_NAME}' and output '{OUTPUT_NAME}': float32, NCHW (batch, 3, height, width), RGB in [0, 1]; "
     f"batch, height and width are dynamic (height, width >= {MIN_SIZE}; any size, padded to a multiple of 4 "
     "and cropped back inside the graph); the output is clamped to [0, 1]"
 )
 
-_JSON_KEYS = ("model_config", "train_config", "verification", "quantization")
+_JSON_KEYS = ("model_config", "train_config", "verification", "quantization", "styles")
 # float32 and float16 (--fp16) come from the exporter; int8 (--int8) from fastnst.quantize:
 # 8-bit convolutions in QDQ form, the float32 input/output convention unchanged.
 PRECISIONS = ("float32", "float16", "int8")
@@ -69,6 +73,7 @@ def build_metadata(
         "fastnst_format_version": str(FORMAT_VERSION),
         "fastnst_version": __version__,
         "style": str(info.get("style") or ""),
+        "styles": [str(n) for n in info.get("styles") or [info.get("style") or ""]],
         "precision": precision,
         "io": IO_CONVENTION,
         "input_name": INPUT_NAME,
@@ -109,11 +114,15 @@ def parse_metadata(props: dict[str, str], source: str) -> dict[str, Any]:
             info[key] = json.loads(props.get(key) or "{}")
         except (ValueError, RecursionError):  # JSONDecodeError, and ints longer than Python's 4300 digits
             info[key] = None
-        if not isinstance(info[key], dict if key != "verification" else (dict, list)):
+        if not isinstance(info[key], {"verification": (dict, list), "styles": (dict, list)}.get(key, dict)):
             raise FastNSTError(f"{source}: the fastnst metadata '{key}' is damaged (not a JSON object); {_REEXPORT}")
+    n_styles = 1
     if info["model_config"]:
         try:
-            ModelConfig.from_dict(info["model_config"])
+            n_styles = ModelConfig.from_dict(info["model_config"]).n_styles
         except (ValueError, TypeError) as e:
             raise FastNSTError(f"{source}: the fastnst metadata is damaged: {e}; {_REEXPORT}") from None
+    styles = info["styles"]
+    if not (isinstance(styles, list) and len(styles) == n_styles and all(isinstance(n, str) and n for n in styles)):
+        info["styles"] = [f"style{i}" for i in range(n_styles)] if n_styles > 1 else [str(info.get("style") or "")]
     return info

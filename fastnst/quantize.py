@@ -284,6 +284,8 @@ def export_int8(
 ) -> ExportResult:
     """Export float32, verify it against PyTorch, quantize, check against float32, then write atomically."""
     model, info = load_for_export(model_path, output, overwrite)
+    if model.config.n_styles > 1:  # its calibration would have to cover every style and mix: not done yet
+        raise FastNSTError(f"{model_path}: --int8 takes single-style models; export this multi-style model in float32 or with --fp16")
     photos = calibration_photos(calibration)  # before the export: a wrong folder fails in a second
     proto = export_graph(model)
     verify_graph(proto, model, "float32")

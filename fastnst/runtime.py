@@ -18,10 +18,10 @@ import onnx
 import torch
 from onnx import numpy_helper
 
-from .backends import config_in_info, cuda_in_providers
+from .backends import config_in_info, cuda_in_providers, with_style
 from .errors import FastNSTError, shown
 from .model import ModelConfig, NormStats
-from .onnx_format import parse_metadata
+from .onnx_format import STYLE_INPUT_NAME, parse_metadata
 from .onnx_stats import apply_graph, norm_count, record_graph, stat_names
 from .paths import require_file
 from .providers import choose_providers, make_session, quiet_run_options
@@ -72,9 +72,12 @@ def _tensors(graph: onnx.GraphProto) -> Iterator[onnx.TensorProto]:
 
 
 def _check_io(proto: onnx.ModelProto, source: str) -> None:
-    """One float image in (N, 3, H, W), one out: what a style network takes."""
+    """One float image in (N, 3, H, W), one out: what a style network takes; a multi-style
+    network also takes its style weights (a float vector named :data:`STYLE_INPUT_NAME`)."""
     weights = {t.name for t in proto.graph.initializer}
     inputs = [i for i in proto.graph.input if i.name not in weights]
+    style = [i for i in inputs if i.name == STYLE_INPUT_NAME]
+    inputs = [i for i in inputs if i.name != STYLE_INPUT_NAME]
     outputs = list(proto.graph.output)
     if len(inputs) != 1 or len(outputs) != 1:
         raise FastNSTError(
@@ -83,6 +86,10 @@ def _check_io(proto: onnx.ModelProto, source: str) -> None:
         )
     for value, kind in ((inputs[0], "input"), (outputs[0], "output")):
         _check_image_type(value, kind, source)
+    if style:
+        tensor = style[0].type.tensor_type
+        if tensor.elem_type != onnx.TensorProto.FLOAT or len(tensor.shape.dim) != 1:
+            raise FastNSTError(f"{source}: input '{STYLE_INPUT_NAME}' is not a float32 vector; {_REEXPORT}")
 
 
 def _check_image_type(value: onnx.ValueInfoProto, kind: str, source: str) -> None:
@@ -160,12 +167,23 @@ class OnnxBackend:
         self.session = self._session(data, chosen, device, threads, path)
         self._variants = {"data": data, "providers": chosen, "device": device, "threads": threads, "path": path}
         self._stats_sessions: dict[str, Any] = {}
-        inp, out = self.session.get_inputs()[0], self.session.get_outputs()[0]
+        inp = next(i for i in self.session.get_inputs() if i.name != STYLE_INPUT_NAME)
+        out = self.session.get_outputs()[0]
         self.input_name, self.output_name = inp.name, out.name
+        self.n_styles = next((i.shape[0] for i in self.session.get_inputs() if i.name == STYLE_INPUT_NAME), None)
+        self.style: torch.Tensor | None = None  # a multi-style network's style weights (None: style 0)
         # fastnst exports take float32 even at --fp16; a float16-input file
         # (converted by another tool) gets its input cast here.
         self.input_dtype = np.float16 if inp.type == "tensor(float16)" else np.float32
         self.info = {**info, "backend": "onnxruntime", "providers": self.session.get_providers(), "path": str(path)}
+        if self.n_styles is not None and (not isinstance(self.n_styles, int) or self.n_styles != len(info["styles"])):
+            raise FastNSTError(
+                f"{path}: input '{STYLE_INPUT_NAME}' does not match the {len(info['styles'])} styles its metadata names; {_REEXPORT}"
+            )
+
+    def with_style(self, weights: Sequence[float]) -> OnnxBackend:
+        """This backend painting the mix ``weights`` of a multi-style network (the session is shared)."""
+        return with_style(self, weights)
 
     @property
     def memory_device(self) -> str:
@@ -195,7 +213,11 @@ class OnnxBackend:
         return self._stats_sessions[kind]
 
     def _feed(self, batch: torch.Tensor) -> dict[str, np.ndarray]:
-        return {self.input_name: batch.detach().to("cpu", torch.float32).contiguous().numpy().astype(self.input_dtype, copy=False)}
+        feed = {self.input_name: batch.detach().to("cpu", torch.float32).contiguous().numpy().astype(self.input_dtype, copy=False)}
+        if self.n_styles is not None:
+            style = self.style if self.style is not None else torch.eye(self.n_styles)[0]
+            feed[STYLE_INPUT_NAME] = style.numpy().astype(np.float32)
+        return feed
 
     def run(self, batch: torch.Tensor, stats: NormStats | None = None) -> torch.Tensor:
         """``stats`` (from :meth:`norm_stats`) replace each image's own instance-norm statistics."""

@@ -526,3 +526,68 @@ def test_a_stream_whose_reader_went_away_becomes_the_null_device() -> None:
     assert stream.write("x" * 100_000) == 100_000  # more than a pipe holds: the write itself breaks
     stream.flush()
     assert stream.write("more") == 4 and not stream.isatty()
+
+
+# ---------------------------------------------------------------- multi-style models and fastnst info
+
+
+@pytest.fixture
+def multi_pth(tmp_path: Path) -> Path:
+    from fastnst.testing import styled_net
+
+    path = tmp_path / "multi.pth"
+    save_model(styled_net(n_styles=3), path, {"style_names": ["red", "green", "blue"], "images_seen": 1234})
+    return path
+
+
+def test_stylize_picks_a_style_of_a_multi_style_model_by_name_index_or_mix(multi_pth: Path, tmp_path: Path) -> None:
+    photo = tmp_path / "in.png"
+    synthetic_photo(40, 32).save(photo)
+    outs = {}
+    for key, flags in {
+        "default": [], "name": ["--style", "green"], "index": ["--style-index", "1"], "mix": ["--mix", "red=1,blue=1"],
+    }.items():  # fmt: skip
+        out = tmp_path / f"{key}.png"
+        assert main(["stylize", "--model", str(multi_pth), *flags, str(photo), "-o", str(out), "--quiet"]) == 0
+        outs[key] = np.asarray(Image.open(out)).astype(int)
+    assert np.array_equal(outs["name"], outs["index"])
+    assert np.abs(outs["name"] - outs["default"]).max() > 10 and np.abs(outs["mix"] - outs["default"]).max() > 3
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--style", "purple"], "multi.pth: --style: the model has no style 'purple'; its styles: red, green, blue"),
+        (["--mix", "red=0.5,teal=0.5"], "multi.pth: --mix: the model has no style 'teal'"),
+        (["--style-index", "3"], "multi.pth: --style-index 3: the model has 3 styles"),
+        (["--style", "red", "--style", "blue"], "give one --model and one --style"),
+        (["--mix", "red=1", "--style-image", "x.png"], "--style-image: only for the Gatys optimizer"),
+    ],
+)
+def test_wrong_style_choices_are_one_line_errors(flags: list[str], message: str, multi_pth: Path, tmp_path: Path, capsys) -> None:
+    photo = tmp_path / "in.png"
+    synthetic_photo(24, 20).save(photo)
+    assert main(["stylize", "--model", str(multi_pth), *flags, str(photo), "-o", str(tmp_path / "o.png"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("fastnst: error:") and message in err and err.count("\n") == 1
+
+
+def test_a_style_choice_on_a_single_style_model_says_what_it_needs(tmp_path: Path, capsys) -> None:
+    model, photo = tmp_path / "one.pth", tmp_path / "in.png"
+    save_model(TransformerNet(ModelConfig(width=0.25)), model, {"style_image": "candy.jpg"})
+    synthetic_photo(24, 20).save(photo)
+    assert main(["stylize", "--model", str(model), "--mix", "candy=1", str(photo), "-o", str(tmp_path / "o.png")]) == 2
+    assert "one.pth: holds one style (candy); --style-index, --mix and --style NAME" in capsys.readouterr().err
+
+
+def test_info_lists_the_styles_network_and_training(multi_pth: Path, capsys) -> None:
+    import json
+
+    assert main(["info", str(multi_pth)]) == 0
+    out = capsys.readouterr().out
+    assert "styles: 3 styles (conditional instance norm)\n  0  red\n  1  green\n  2  blue\n" in out
+    assert "n_styles 3" in out and "images_seen 1,234" in out and f"--model {multi_pth} --style red" in out
+    assert main(["info", str(multi_pth), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["styles"] == ["red", "green", "blue"] and info["model_config"]["n_styles"] == 3
+    assert main(["info"]) == 2 and "give a MODEL file or --style NAME" in capsys.readouterr().err

@@ -300,3 +300,68 @@ def test_stylize_cli_onnx_odd_size_alpha_and_tiny(onnx_fp16: Path, tmp_path: Pat
         assert np.asarray(im.convert("RGB")).std() > 0
     with Image.open(out / "tiny.png") as im:
         assert im.size == (5, 9)
+
+
+# ---------------------------------------------------------------- many styles in one network
+
+
+@pytest.fixture(scope="module")
+def multi_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    from fastnst.testing import styled_net
+
+    pth = tmp_path_factory.mktemp("multi") / "multi.pth"
+    save_model(styled_net(n_styles=3), pth, {"style_names": ["red", "green", "blue"]})
+    return {"pth": pth, "onnx": export_onnx(pth, pth.with_suffix(".onnx")).path}
+
+
+def test_a_multi_style_export_takes_style_weights_and_names_its_styles(multi_models: dict[str, Path]) -> None:
+    from fastnst.onnx_format import STYLE_INPUT_NAME
+
+    proto = onnx.load(multi_models["onnx"])
+    inputs = {i.name: i for i in proto.graph.input}
+    assert set(inputs) == {INPUT_NAME, STYLE_INPUT_NAME}
+    assert [d.dim_value for d in inputs[STYLE_INPUT_NAME].type.tensor_type.shape.dim] == [3]
+    meta = {m.key: m.value for m in proto.metadata_props}
+    assert meta["styles"] == '["red", "green", "blue"]'
+    model, _ = load_model(multi_models["pth"])
+    session = ort.InferenceSession(str(multi_models["onnx"]), providers=["CPUExecutionProvider"])
+    x = torch.rand(2, 3, 29, 35)
+    for weights in ([0, 1, 0], [0.2, 0.3, 0.5]):
+        w = torch.tensor(weights, dtype=torch.float32)
+        (got,) = session.run([OUTPUT_NAME], {INPUT_NAME: x.numpy(), STYLE_INPUT_NAME: w.numpy()})
+        with torch.inference_mode():
+            expected = model(x, w).numpy()
+        assert np.abs(got - expected).max() < TOLERANCE["float32"][0]
+
+
+def test_both_backends_paint_the_chosen_style_alike_whole_and_in_tiles(multi_models: dict[str, Path]) -> None:
+    from fastnst.backends import load_backend
+    from fastnst.stylizer import Stylizer
+
+    torch_backend, onnx_backend = load_backend(multi_models["pth"], device="cpu"), OnnxBackend(multi_models["onnx"], device="cpu")
+    assert torch_backend.info["styles"] == onnx_backend.info["styles"] == ["red", "green", "blue"]
+    x = torch.rand(1, 3, 300, 330)
+    outputs = {}
+    for name, backend in (("torch", torch_backend), ("onnx", onnx_backend)):
+        chosen = backend.with_style([0, 0.5, 0.5])
+        assert chosen.info["style"] == "green 50% + blue 50%" and backend.info["style"] == "red+green+blue"  # the original unchanged
+        whole = Stylizer(chosen).stylize_tensor(x)
+        tiled = Stylizer(chosen, tile_size=288).stylize_tensor(x)
+        assert Stylizer(chosen, tile_size=288).tile_plan(300, 330) is not None
+        assert (whole - tiled).abs().max() < 0.02  # tiles share the whole image's statistics
+        outputs[name] = whole
+        assert (whole - Stylizer(backend).stylize_tensor(x)).abs().max() > 0.01  # not style 0
+    assert (outputs["torch"] - outputs["onnx"]).abs().max() < 1e-3
+
+
+def test_a_single_style_backend_refuses_a_style_choice(styled_models: dict[str, Path]) -> None:
+    backend = OnnxBackend(styled_models["onnx"], device="cpu")
+    with pytest.raises(FastNSTError, match="holds 1 style"):
+        backend.with_style([1.0, 0.0])
+
+
+def test_int8_refuses_a_multi_style_model(multi_models: dict[str, Path], tmp_path: Path) -> None:
+    from fastnst.quantize import export_int8
+
+    with pytest.raises(FastNSTError, match="--int8 takes single-style models"):
+        export_int8(multi_models["pth"], tmp_path / "q.onnx", tmp_path)

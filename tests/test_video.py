@@ -702,3 +702,43 @@ def test_second_signal_during_clean_up_does_not_abort(signals, models: list[Path
     err = proc.communicate(timeout=120)[1]
     assert proc.returncode in (130, 143) and "terminate called" not in err and "Traceback" not in err, (proc.returncode, err)
     assert list(out.iterdir()) == []
+
+
+def _light_or_dark(path: Path) -> None:
+    """A 2-style network: style 0 paints black, style 1 white (the last norm's shift switches the decoder off or on)."""
+    net = TransformerNet(ModelConfig(width=0.25, n_residual=1, n_styles=2))
+    with torch.no_grad():
+        net.in5.weight.zero_()
+        net.in5.bias.copy_(torch.tensor([[-10.0], [10.0]]).expand_as(net.in5.bias))
+        net.deconv3.conv2d.weight.fill_(0.01)
+        net.deconv3.conv2d.bias.zero_()
+    save_model(net, path, {"style_names": ["dark", "light"]})
+
+
+def test_the_webcam_cycles_through_the_styles_of_one_multi_style_model(clip: Path, tmp_path: Path) -> None:
+    from fastnst.cli.stylize import resolve
+    from fastnst.cli.stylize_runs import _webcam_models
+    from fastnst.config import StylizeConfig
+
+    model = tmp_path / "multi.pth"
+    _light_or_dark(model)
+    job = resolve(StylizeConfig(model=[str(model)], webcam=str(clip), device="cpu", progress=False), {})
+    models = _webcam_models(job)
+    assert [name for name, _ in models] == ["multi: dark", "multi: light"]
+    assert models[0][1].backend.model is models[1][1].backend.model  # one network, two styles
+    display = ScriptedDisplay([None, "m", None, "m", "q"])
+    run_webcam(models, FileSource(clip, realtime=False), display=display, keep_all=True, progress=False)
+    levels = [int(np.median(img[30:, :])) for img in display.shown]
+    assert levels == [0, 0, 255, 255, 0]
+    chosen = resolve(StylizeConfig(model=[str(model)], webcam=str(clip), style_index=1, device="cpu", progress=False), {})
+    assert [name for name, _ in _webcam_models(chosen)] == ["multi"]  # a chosen style: that one only
+
+
+def test_mix_works_on_video(clip: Path, tmp_path: Path) -> None:
+    model = tmp_path / "multi.pth"
+    _light_or_dark(model)
+    for flags, level in ((["--style", "light"], 255), (["--mix", "dark=1,light=0"], 0)):
+        out = tmp_path / f"{level}.mp4"
+        assert main(["stylize", "--model", str(model), *flags, str(clip), "-o", str(out), "--quiet", "--no-audio", "--device", "cpu"]) == 0
+        frames = list(read_frames(out))
+        assert len(frames) == N and all(abs(int(np.median(f)) - level) < 8 for f in frames)

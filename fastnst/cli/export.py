@@ -92,13 +92,16 @@ def cmd_export(args: argparse.Namespace) -> int:
     if args.int8:
         return _export_int8(model, args)
     from ..export import TOLERANCE, export_onnx
+    from ..onnx_format import STYLE_INPUT_NAME
 
     result = export_onnx(model, args.output, fp16=args.fp16, overwrite=args.overwrite)
     worst = max(v["max_abs_diff"] for v in result.verification)
-    sizes = ", ".join("x".join(map(str, v["shape"])) for v in result.verification)
+    sizes = ", ".join(dict.fromkeys("x".join(map(str, v["shape"])) for v in result.verification))
+    styles = sum("style_weights" in v for v in result.verification) // len(dict.fromkeys(str(v["shape"]) for v in result.verification))
+    each = f", for each of its {styles - 1} styles and an even mix (input '{STYLE_INPUT_NAME}')" if styles else ""
     print(
         f"wrote {result.path} ({result.precision}, opset {result.opset}, {result.bytes / 1e6:.1f} MB); "
-        f"ONNX Runtime matches PyTorch at {sizes} (max difference {worst:.1e}, tolerance {TOLERANCE[result.precision][0]:.1e})",
+        f"ONNX Runtime matches PyTorch at {sizes}{each} (max difference {worst:.1e}, tolerance {TOLERANCE[result.precision][0]:.1e})",
         file=sys.stderr,
     )
     return 0

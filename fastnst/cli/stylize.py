@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from ..config import GATYS_ONLY, GatysConfig, StylizeConfig
 from ..defaults import STABILIZE_STRENGTH, WEBCAM_KEY_HELP
 from ..errors import FastNSTError
+from ..multistyle import StyleChoice
 from ..settings import flag_of, given
 from ..styles import DEFAULT_STYLE
 from .common import Formatter, add_config_flags, reject
@@ -35,6 +36,8 @@ examples:
   fastnst stylize --model models/candy.onnx --webcam --target-fps 10   (real time on a CPU: see docs/stylizing.md)
   fastnst stylize --model models/candy.pth clip.mp4 --output clip_candy.mp4 --process-size 360
   fastnst stylize --model models/candy.onnx panorama.jpg --output out.jpg --max-memory 4G
+  fastnst stylize --model models/multi.pth --style mosaic photo.jpg -o out.jpg   (a style of a multi-style model)
+  fastnst stylize --model models/multi.onnx --mix candy=0.7,mosaic=0.3 clip.mp4 -o blend.mp4
 
   Images of any size: those that would not fit --max-memory are stylized in overlapping tiles that
   share the whole image's normalisation statistics (see docs/stylizing.md).
@@ -78,7 +81,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 VIDEO_ONLY = ("stabilize", "stabilize_strength", "no_audio")
 WEBCAM_ONLY = ("record", "no_display", "side_by_side", "max_frames", "all_frames", "target_fps")
 FRAMES_ONLY = ("process_size",)  # videos and the webcam: still images have --max-size
-TRAINED_ONLY = ("providers", "tile_size", "max_memory", "batch_size")
+TRAINED_ONLY = ("providers", "tile_size", "max_memory", "batch_size", "style_index", "mix")
 
 
 @dataclass(frozen=True)
@@ -89,6 +92,7 @@ class StylizeJob:
     mode: str  # "images", "videos", "webcam" (a trained network) or "gatys"
     gatys: GatysConfig | None = None  # the optimizer's settings (mode "gatys")
     stabilize: float | None = None  # --stabilize's strength; None = off
+    choice: StyleChoice = field(default_factory=StyleChoice)  # a style of a multi-style model (none chosen: style 0, or all with --webcam)
 
 
 def cmd_stylize(args: argparse.Namespace) -> int:
@@ -100,11 +104,14 @@ def cmd_stylize(args: argparse.Namespace) -> int:
 def resolve(cfg: StylizeConfig, gatys: dict[str, Any]) -> StylizeJob:
     """The job that ``cfg`` and the Gatys settings given (``gatys``) ask for; a one-line error for every mix-up."""
     cfg = replace(cfg, inputs=(*cfg.inputs, *(cfg.content_image or ())), content_image=None)
+    cfg, choice = _style_choice(cfg)
     cfg = replace(cfg, model=_models(cfg, gatys))
     if _method(cfg, gatys) == "gatys":
         return _gatys_job(cfg, gatys)
+    if choice.given and len(cfg.model) > 1:
+        raise FastNSTError("--style-index, --mix and --style NAME (with --model) choose a style of one multi-style model: give one --model")
     if cfg.webcam is not None:
-        return _webcam_job(cfg)
+        return replace(_webcam_job(cfg), choice=choice)
     values = vars(cfg)
     reject(values, WEBCAM_ONLY, "--webcam")
     if len(cfg.model) > 1:
@@ -114,12 +121,24 @@ def resolve(cfg: StylizeConfig, gatys: dict[str, Any]) -> StylizeJob:
 
     videos = [is_video(i) for i in cfg.inputs]
     if cfg.video or all(videos):
-        return StylizeJob(cfg, "videos", stabilize=_stabilize_strength(cfg))
+        return StylizeJob(cfg, "videos", stabilize=_stabilize_strength(cfg), choice=choice)
     if any(videos):
         raise FastNSTError("images and videos cannot be mixed in one command; stylize them separately")
     reject(values, VIDEO_ONLY, "videos (and --stabilize for --webcam)")
     reject(values, FRAMES_ONLY, "videos and --webcam (for still images, --max-size sets the size they are stylized at)")
-    return StylizeJob(cfg, "images")
+    return StylizeJob(cfg, "images", choice=choice)
+
+
+def _style_choice(cfg: StylizeConfig) -> tuple[StylizeConfig, StyleChoice]:
+    """--style-index, --mix, and --style NAME next to one --model: a style of that (multi-style) model.
+    Without --model, --style still names a shipped style (_models)."""
+    name = None
+    if cfg.model and cfg.style:
+        if len(cfg.model) > 1 or len(cfg.style) > 1:
+            raise FastNSTError("--style NAME with --model picks a style of that multi-style model: give one --model and one --style")
+        name = cfg.style[0]
+        cfg = replace(cfg, style=None)
+    return cfg, StyleChoice(cfg.style_index, name, cfg.mix)
 
 
 def _models(cfg: StylizeConfig, gatys: dict[str, Any]) -> tuple[str, ...]:

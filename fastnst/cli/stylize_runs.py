@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..defaults import STYLIZE_BATCH
 from ..errors import FastNSTError
@@ -19,6 +19,7 @@ from .stylize import StylizeJob
 
 if TYPE_CHECKING:
     from ..config import StylizeConfig
+    from ..multistyle import StyleChoice
     from ..stylizer import Stylizer
 
 __all__ = ["run"]
@@ -38,7 +39,7 @@ def _images(job: StylizeJob) -> int:
 
     cfg, model = job.cfg, job.cfg.model[0]
     pairs = plan_outputs(list(cfg.inputs), cfg.output, overwrite=cfg.overwrite, protect=[(model, "the --model file")])
-    return _write_images(cfg, pairs, _stylizer(cfg, model).stylize_many)
+    return _write_images(cfg, pairs, _stylizer(cfg, model, job.choice).stylize_many)
 
 
 def _gatys(job: StylizeJob) -> int:
@@ -94,15 +95,38 @@ def _write_images(cfg: StylizeConfig, pairs: list, process: Callable) -> int:
     return 0
 
 
-def _stylizer(cfg: StylizeConfig, model: str) -> Stylizer:
-    from ..memory import parse_bytes
+def _stylizer(cfg: StylizeConfig, model: str, choice: StyleChoice | None = None) -> Stylizer:
+    """The stylizer of ``model``, painting the style ``choice`` asks for (a multi-style model's)."""
+    from ..backends import load_backend
     from ..providers import parse_providers
+
+    backend = load_backend(model, device=cfg.device, **({"providers": parse_providers(cfg.providers)} if cfg.providers else {}))
+    if choice is not None and choice.given:
+        backend = _chosen(backend, choice)
+    return _stylizer_of(cfg, backend)
+
+
+def _chosen(backend: Any, choice: StyleChoice) -> Any:
+    from ..multistyle import style_weights
+
+    names = backend.info.get("styles") or []
+    if len(names) < 2:
+        raise FastNSTError(
+            f"{backend.info.get('path')}: holds one style ({backend.info.get('style')}); --style-index, --mix and --style NAME "
+            "(with --model) choose among the styles of a multi-style model ('fastnst train --style-image A B ...')"
+        )
+    try:
+        return backend.with_style(style_weights(names, choice))
+    except FastNSTError as e:
+        raise FastNSTError(f"{backend.info.get('path')}: {e}") from None
+
+
+def _stylizer_of(cfg: StylizeConfig, backend: Any) -> Stylizer:
+    from ..memory import parse_bytes
     from ..stylizer import Stylizer
 
-    return Stylizer.from_file(
-        model,
-        device=cfg.device,
-        backend_options={"providers": parse_providers(cfg.providers)} if cfg.providers else {},
+    return Stylizer(
+        backend,
         preserve_color=cfg.preserve_color,
         strength=cfg.strength,
         max_size=cfg.max_size,
@@ -113,6 +137,25 @@ def _stylizer(cfg: StylizeConfig, model: str) -> Stylizer:
     )
 
 
+def _webcam_models(job: StylizeJob) -> list[tuple[str, Stylizer]]:
+    """(name, stylizer) per --model; one multi-style model with no style chosen gives one entry per
+    style (sharing the network), so the m key cycles through its styles."""
+    cfg = job.cfg
+    models = cfg.model or ()
+    if len(models) == 1 and not job.choice.given:
+        stylizer = _stylizer(cfg, models[0])
+        names = stylizer.info.get("styles") or []
+        if len(names) > 1:
+            backend = stylizer.backend
+            return [(f"{Path(models[0]).stem}: {n}", _stylizer_of(cfg, backend.with_style(w))) for n, w in _one_hots(len(names), names)]
+        return [(Path(models[0]).stem, stylizer)]
+    return [(Path(m).stem, _stylizer(cfg, m, job.choice)) for m in models]
+
+
+def _one_hots(n: int, names: list[str]) -> list[tuple[str, list[float]]]:
+    return [(name, [1.0 if j == i else 0.0 for j in range(n)]) for i, name in enumerate(names)]
+
+
 def _videos(job: StylizeJob) -> int:
     """Each INPUT video to its output, one after the other (each one is batched)."""
     from ..files import plan_outputs
@@ -121,7 +164,7 @@ def _videos(job: StylizeJob) -> int:
 
     cfg, model = job.cfg, job.cfg.model[0]
     pairs = plan_outputs(list(cfg.inputs), cfg.output, overwrite=cfg.overwrite, kind=VIDEOS, protect=[(model, "the --model file")])
-    stylizer = _stylizer(cfg, model)
+    stylizer = _stylizer(cfg, model, job.choice)
     short = 0
     for src, dst in pairs:
         post = Stabilizer(job.stabilize) if job.stabilize is not None else None  # fresh per video: no flow across files
@@ -165,7 +208,7 @@ def _webcam(job: StylizeJob) -> int:
     cfg = job.cfg
     if cfg.record:
         _check_record(cfg)
-    models = [(Path(m).stem, _stylizer(cfg, m)) for m in cfg.model or ()]
+    models = _webcam_models(job)
     source = open_source(cfg.webcam, realtime=not cfg.all_frames, max_pixels=cfg.max_pixels)
     display = NoDisplay() if cfg.no_display else WindowDisplay(f"fastnst: {source.name}")
     stats = run_webcam(
