@@ -17,7 +17,9 @@ it was in):
    with a ``--max-time`` share of what is left (fewer styles rather than
    styles under --min-images), aiming at 160k images per style. A spec
    ``NAME@W`` trains at style weight W; ``NAME:slim`` / ``NAME:tiny`` distils
-   a student of NAME's model (``train --teacher``).
+   a student of NAME's model (``train --teacher``); ``A+B+C+D`` trains one
+   multi-style network of those paintings (the image targets scale with
+   their number).
 4. pack: after each style, its fp16 model, metrics and samples go into
    ``models_<k>.tar`` (three styles a tar), so ``$OUT`` never holds more than
    the device tool brings back (8 files of at most 16 MiB).
@@ -304,7 +306,7 @@ def _env_checks(run: Run) -> dict[str, Any]:
 def speed_painting(run: Run, preferred: str) -> Path:
     """The painting a speed measurement uses: ``preferred`` when prepared, else the first painting of the
     run's styles that is (``--prepare --styles`` copies only those; the painting barely changes a timing)."""
-    for name in (preferred, *(split_spec(s).painting for s in run.styles)):
+    for name in (preferred, *(name for s in run.styles for name in split_spec(s).paintings)):
         if run.data.style(name).exists():
             return run.data.style(name)
     return run.data.style(preferred)  # none: the measurement reports the missing file
@@ -502,9 +504,10 @@ def style_budget(run: Run, left_s: float, index: int) -> tuple[float, int]:
     reach ``min_images`` (0 seconds: stop)."""
     p, rate = run.profile, run.train_rate
     startup = p.style_startup_s + (run.compile_s if run.compile else 0.0)
+    per = len(split_spec(run.styles[index]).paintings)  # a multi-style network needs its images per painting
 
     def seconds_for(images: int, unknown: float) -> float:
-        return startup + (images / rate if rate else unknown)
+        return startup + (images * per / rate if rate else unknown * per)
 
     k = max(1, min(CORE_STYLES, len(run.styles)) - index)
     while k > 1 and left_s / k < seconds_for(p.good_images, 120.0):
@@ -515,21 +518,30 @@ def style_budget(run: Run, left_s: float, index: int) -> tuple[float, int]:
 
 
 class Spec(NamedTuple):
-    painting: str
+    painting: str  # "a+b+c": the paintings of one multi-style network
     weight: float | None
     name: str  # the run's folder and model file
     arch: str | None = None  # a student of this architecture, distilled from the painting's full model
     teacher: str | None = None  # the run name of that full model
 
+    @property
+    def paintings(self) -> list[str]:
+        return self.painting.split("+")
+
 
 def split_spec(spec: str) -> Spec:
     """``"candy@1"`` -> (painting "candy", style weight 1.0, run name "candy_sw1"); ``"candy"`` -> ("candy", None, "candy");
-    ``"candy:slim"`` -> a slim student of candy's model, run "candy_slim" (``fastnst train --teacher``)."""
+    ``"candy:slim"`` -> a slim student of candy's model, run "candy_slim" (``fastnst train --teacher``);
+    ``"candy+mosaic"`` -> one network for both paintings, run "multi_candy_mosaic"."""
     body, _, arch = spec.partition(":")
     if arch and arch not in ARCHITECTURES:
         raise ValueError(f"style {spec!r}: {arch!r} is not an architecture ({', '.join(ARCHITECTURES)})")
     painting, _, weight = body.partition("@")
     name = f"{painting}_sw{weight}" if weight else painting
+    if "+" in painting:  # one network for several paintings
+        if arch or not all(painting.split("+")):
+            raise ValueError(f"style {spec!r}: a multi-style spec is PAINTING+PAINTING+... (no student of one)")
+        name = "multi_" + name.replace("+", "_")
     if arch:
         return Spec(painting, float(weight) if weight else None, f"{name}_{arch}", arch, name)
     return Spec(painting, float(weight) if weight else None, name)
@@ -546,7 +558,7 @@ def _train_command(run: Run, spec: str, seconds: float) -> list[str]:
     p, batch = run.profile, run.batch or 16
     parsed = split_spec(spec)
     painting, weight, name = parsed.painting, parsed.weight, parsed.name
-    iterations = math.ceil(p.target_images / batch)
+    iterations = math.ceil(p.target_images * len(parsed.paintings) / batch)
     every = max(1, p.checkpoint_every_images // batch)
     cmd = [
         sys.executable,
@@ -556,7 +568,7 @@ def _train_command(run: Run, spec: str, seconds: float) -> list[str]:
         "--dataset",
         str(run.data.photos),
         "--style-image",
-        str(run.data.style(painting)),
+        *(str(run.data.style(name)) for name in parsed.paintings),
         "--save-model",
         str(run.work / name / f"{name}.pth"),
         "--checkpoint-dir",
@@ -637,7 +649,7 @@ def train_style(run: Run, spec: str, seconds: float) -> None:
         images_per_s=statistics.median(rates) if rates else None,
         final=metrics[-1] if metrics else None,
         style_weight=record["style_weight"],
-        ok=record["images_seen"] >= run.profile.min_images,
+        ok=record["images_seen"] >= run.profile.min_images * len(split_spec(spec).paintings),  # per painting
     )
 
 
@@ -663,7 +675,7 @@ def stage_train(run: Run) -> None:
         """What a style lacks: its painting, or a student's teacher (neither trained earlier in the list nor shipped)."""
         parsed = split_spec(spec)
         if not parsed.arch:
-            return None if run.data.style(parsed.painting).exists() else run.data.style(parsed.painting)
+            return next((run.data.style(n) for n in parsed.paintings if not run.data.style(n).exists()), None)
         earlier = {split_spec(s).name for s in run.styles[: run.styles.index(spec)] if needs(s) is None}
         teacher = teacher_model(run, parsed)
         return None if parsed.teacher in earlier or teacher.exists() else teacher
@@ -730,16 +742,25 @@ def _carried_bytes(dest: Path) -> int:
     return sum(f.stat().st_size for f in files if f.is_file()) + sum(f.stat().st_size for f in dest.rglob("*") if f.is_file())
 
 
-def prepare(assets: Path, dest: Path, styles: list[str] | None = None) -> None:
+def prepare(assets: Path, dest: Path, styles: list[str] | None = None, max_photos: int | None = None) -> None:
     """Copy what the GPU run reads into the git-ignored ``.device/`` and check it travels.
 
     Only the paintings of ``styles`` (default: every style of :data:`STYLES`) are copied; copies
     of other paintings of ``assets`` left by an earlier prepare are removed (nothing else is):
-    the tracked tree (the shipped models) and the data leave little room under the carry limit."""
+    the tracked tree (the shipped models) and the data leave little room under the carry limit. ``max_photos``
+    keeps the first N training photos (by name) only, to make room for more paintings (a multi-style run)."""
     dest.mkdir(exist_ok=True)
-    shutil.copytree(assets / "photos256", dest / "photos256", dirs_exist_ok=True)
+    photos = sorted((assets / "photos256").iterdir())
+    keep = {f.name for f in photos[:max_photos]} if max_photos else {f.name for f in photos}
+    (dest / "photos256").mkdir(exist_ok=True)
+    for old in (dest / "photos256").iterdir():
+        if old.name not in keep:
+            old.unlink()
+    for f in photos:
+        if f.name in keep and not (dest / "photos256" / f.name).exists():
+            shutil.copy2(f, dest / "photos256" / f.name)
     shutil.copytree(assets / "vgg19", dest / "vgg19", dirs_exist_ok=True)
-    paintings = sorted({split_spec(s).painting for s in styles or STYLES if not split_spec(s).arch})  # a student needs no painting
+    paintings = sorted({n for s in styles or STYLES if not split_spec(s).arch for n in split_spec(s).paintings})  # a student needs none
     (dest / "styles").mkdir(exist_ok=True)
     for stale in (dest / "styles" / f.name for f in (assets / "styles").glob("*.jpg") if f.stem not in paintings):
         stale.unlink(missing_ok=True)
@@ -748,7 +769,7 @@ def prepare(assets: Path, dest: Path, styles: list[str] | None = None) -> None:
         for n in names:
             shutil.copy2(assets / sub / f"{n}.jpg", dest / sub / f"{n}.jpg")
     size = _carried_bytes(dest)
-    print(f"{dest}: ready for {', '.join(paintings) or 'students only'}; with the checkout {size / 2**20:.1f} MiB travel "
+    print(f"{dest}: ready for {', '.join(paintings) or 'students only'}, {len(keep)} photos; with the checkout {size / 2**20:.1f} MiB travel "
           f"(the limit is {CARRY_LIMIT_MIB:g} MiB)")
     if size > (CARRY_LIMIT_MIB - CARRY_SPARE_MIB) * 2**20:
         raise SystemExit("too large to carry: remove untracked files from the checkout, or prepare for fewer --styles")
@@ -799,6 +820,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--prepare", action="store_true", help="copy the run's data (the paintings of --styles only) from --assets into .device/ and stop"
     )
     ap.add_argument(
+        "--max-photos", type=int, help="with --prepare: carry only the first N training photos, to make room (default: all)"
+    )
+    ap.add_argument(
         "--assets", type=Path, default=ROOT.parent / "shared" / "assets", help="where --prepare copies from (default: ../shared/assets)"
     )
     ap.add_argument(
@@ -819,7 +843,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as e:
         raise SystemExit(f"--styles: {e}") from None
     if args.prepare:
-        prepare(args.assets, args.data, styles)
+        prepare(args.assets, args.data, styles, args.max_photos)
         return 0
     if args.report:
         report(args.report)

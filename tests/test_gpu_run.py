@@ -52,7 +52,7 @@ def test_dry_run_measures_trains_and_packs(device_data: Path, tmp_path: Path) ->
         "--budget",
         "240",
         "--styles",
-        "candy,candy@1,candy:tiny,udnie",
+        "candy,candy@1,candy:tiny,udnie,candy+mosaic",
         "--compile",
     ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
@@ -83,9 +83,11 @@ def test_dry_run_measures_trains_and_packs(device_data: Path, tmp_path: Path) ->
     assert trained["candy_tiny"]["images_seen"] > 0, "candy:tiny, a student of the candy model this run trained"
     log = (out / "train.log").read_text()
     assert "--teacher " in log and "candy/candy.pth --arch tiny" in log, "taught by the model trained just before"
+    assert trained["multi_candy_mosaic"]["images_seen"] > 0, "candy+mosaic: one network for both paintings"
+    assert "styles/candy.jpg " + str(device_data / "styles" / "mosaic.jpg") in log
 
     files = sorted(p.name for p in out.iterdir())
-    assert files == ["models_1.tar", "results.jsonl", "results.md", "train.log"], "what the device tool brings back: few plain files"
+    assert files == ["models_1.tar", "models_2.tar", "results.jsonl", "results.md", "train.log"], "few plain files come back"
     with tarfile.open(out / "models_1.tar") as tar:
         names = tar.getnames()
         tar.extractall(tmp_path / "unpacked", filter="data")
@@ -219,6 +221,12 @@ def test_prepare_copies_what_the_run_reads(tmp_path: Path) -> None:
     gpu_run.prepare(assets, tmp_path / "device", ["udnie@0.6", "udnie@1.2", "mosaic:slim"])
     styles = sorted(p.name for p in (tmp_path / "device" / "styles").iterdir())
     assert styles == ["mine.jpg", "udnie.jpg"], "only the paintings the run trains (a student learns from its teacher); copies removed"
+    synthetic_photo(40, 40).save(assets / "photos256" / "b.webp")
+    gpu_run.prepare(assets, tmp_path / "device", ["candy+mosaic"], max_photos=1)
+    assert sorted(p.name for p in (tmp_path / "device" / "photos256").iterdir()) == ["a.webp"], "--max-photos: the first N"
+    assert {"candy.jpg", "mosaic.jpg"} <= {p.name for p in (tmp_path / "device" / "styles").iterdir()}, "a multi spec's paintings"
+    gpu_run.prepare(assets, tmp_path / "device", ["udnie"])
+    assert sorted(p.name for p in (tmp_path / "device" / "photos256").iterdir()) == ["a.webp", "b.webp"]
     with pytest.raises(SystemExit, match="--styles: style 'candy:big'"):
         gpu_run.main(["--prepare", "--assets", str(assets), "--data", str(tmp_path / "device"), "--styles", "candy:big"])
     run = _run(400.0)
@@ -234,6 +242,10 @@ def test_style_specs_name_the_painting_and_the_weight() -> None:
     assert gpu_run.split_spec("candy@1:tiny") == ("candy", 1.0, "candy_sw1_tiny", "tiny", "candy_sw1")
     with pytest.raises(ValueError, match="'slim@1' is not an architecture"):
         gpu_run.split_spec("candy:slim@1")
+    multi = gpu_run.split_spec("candy+mosaic+udnie")
+    assert multi.name == "multi_candy_mosaic_udnie" and multi.paintings == ["candy", "mosaic", "udnie"]
+    with pytest.raises(ValueError, match="a multi-style spec is PAINTING"):
+        gpu_run.split_spec("candy+mosaic:slim")
 
 
 def _fake_run_output(folder: Path) -> None:
