@@ -475,6 +475,10 @@ class StylizeConfig:
     no_audio: bool = setting(
         False, action="store_true", group=_VIDEO, help="leave the audio track out of stylized videos (default: copy it)"
     )
+    sweep: str | None = setting(
+        None, metavar="A,B", group=_VIDEO,
+        help="videos with a multi-style model: blend from style A at the first frame to style B at the last (names or numbers)",
+    )  # fmt: skip
     webcam: str | None = setting(
         None, nargs="?", const="0", metavar="SOURCE", group=_VIDEO, default_text="",
         help="stylize a live camera in a window: a camera index (default 0), or a video file played as if it were a camera",

@@ -20,7 +20,7 @@ from .errors import FastNSTError, shown
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["StyleChoice", "batch_styles", "describe_mix", "parse_mix", "style_weights"]
+__all__ = ["StyleChoice", "batch_styles", "describe_mix", "parse_mix", "parse_sweep", "style_weights", "sweep_weights"]
 
 
 @dataclass(frozen=True)
@@ -91,6 +91,27 @@ def style_weights(names: Sequence[str], choice: StyleChoice) -> list[float]:
     elif choice.name is not None:
         index = _index_of(names, choice.name, "--style")
     return [1.0 if i == index else 0.0 for i in range(len(names))]
+
+
+def parse_sweep(text: str, names: Sequence[str]) -> tuple[int, int]:
+    """``--sweep A,B``: the indices of the styles a video blends from and to."""
+    parts = [p.strip() for p in text.split(",")]
+    if len(parts) != 2 or not all(parts):
+        raise FastNSTError(
+            f"--sweep: {shown(text, 60)!r} is not A,B (two styles: from the first frame to the last, e.g. {names[0]},{names[-1]})"
+        )
+    a, b = (_index_of(names, p, "--sweep") for p in parts)
+    if a == b:
+        raise FastNSTError(f"--sweep: from {names[a]} to itself; give two different styles (or --style {names[a]})")
+    return a, b
+
+
+def sweep_weights(a: int, b: int, n_styles: int, t: float) -> list[float]:
+    """The weights at ``t`` (0 at the first frame, 1 at the last) of a sweep from style ``a`` to ``b``."""
+    t = min(1.0, max(0.0, t))
+    weights = [0.0] * n_styles
+    weights[a], weights[b] = 1.0 - t, t
+    return weights
 
 
 def describe_mix(names: Sequence[str], weights: Sequence[float]) -> str:

@@ -552,10 +552,15 @@ def stylize_frames(stylizer: Stylizer, frames: list[Frame], process_size: int | 
     return tensor_to_frames(stylizer.apply_colors(frames_to_tensor(styled), frames_to_tensor(frames)))
 
 
-def _stylize_pairs(stylizer: Stylizer, frames: Iterable[Frame], process_size: int | None) -> Iterator[tuple[Frame, Frame]]:
-    """(content, stylized) for every frame, batch_size frames per network call."""
+def _stylize_pairs(
+    stylizer: Stylizer, frames: Iterable[Frame], process_size: int | None, stylizer_at: Callable[[int], Stylizer] | None = None
+) -> Iterator[tuple[Frame, Frame]]:
+    """(content, stylized) for every frame, batch_size frames per network call; ``stylizer_at(i)``, when
+    given, is the stylizer of the batch that starts at frame ``i`` (a style that changes over the video)."""
+    first = 0
     for batch in batched(frames, stylizer.batch_size):
-        yield from zip(batch, stylize_frames(stylizer, batch, process_size))
+        yield from zip(batch, stylize_frames(stylizer if stylizer_at is None else stylizer_at(first), batch, process_size))
+        first += len(batch)
 
 
 def missing_frames(expected: int, decoded: int) -> int:
@@ -593,6 +598,7 @@ def stylize_video(
     overwrite: bool = True,
     max_pixels: int | None = None,
     process_size: int | None = None,
+    restyle: Callable[[float], Stylizer] | None = None,
 ) -> VideoStats:
     """Stylize every frame of ``src`` into ``dst`` (same frame count and rate).
 
@@ -604,8 +610,12 @@ def stylize_video(
     Frames come upright with square pixels (see :func:`read_frames`); frames
     above ``max_pixels`` (None: :data:`DEFAULT_MAX_PIXELS`) are refused.
     ``process_size`` (--process-size): see :func:`stylize_frames`; the output keeps the frames' size.
+    ``restyle(t)`` (--sweep) gives the stylizer at ``t``, 0 at the first frame and 1 at the last (of
+    the frames the file announces), one per batch of frames.
     """
     info = probe(src, max_pixels)
+    if restyle is not None and info.frames < 2:
+        raise FastNSTError(f"{src}: its frame count is unknown (or below 2), so --sweep cannot place the blend; stylize it without --sweep")
     size = fit_size(info.width, info.height, stylizer.max_size)
     processed = processing_size(*size, process_size)  # a bad value is refused before any output is opened
     depth = stylizer.batch_size + 2  # the next batch is ready when the network wants it; no more is held
@@ -613,7 +623,8 @@ def stylize_video(
     bar = tqdm(total=info.frames or None, desc=Path(src).name, unit="frame", disable=not progress, dynamic_ncols=True)
     with ExitStack() as stages:  # closed last-in first-out: each consumer stops before its producer
         frames = stages.enter_context(Background(read_frames(src, size, max_pixels), depth, "fastnst-decode"))
-        pairs = stages.enter_context(Background(_stylize_pairs(stylizer, frames, process_size), depth, "fastnst-stylize"))
+        at = None if restyle is None else (lambda i: restyle(i / (info.frames - 1)))
+        pairs = stages.enter_context(Background(_stylize_pairs(stylizer, frames, process_size, at), depth, "fastnst-stylize"))
         if post is None:
             styled: Iterable[Frame] = (s for _, s in pairs)
         else:  # its own thread: optical flow on the CPU overlaps the network

@@ -53,3 +53,15 @@ def test_training_styles_are_round_robin_and_depend_on_the_step_only() -> None:
     for step in range(4):
         split = torch.cat([batch_styles(step, 2, 3, rank, 2) for rank in (0, 1)])
         assert torch.equal(split, batch_styles(step, 4, 3))
+
+
+def test_a_sweep_moves_linearly_from_one_style_to_the_other() -> None:
+    from fastnst.multistyle import parse_sweep, sweep_weights
+
+    assert parse_sweep("udnie, 0", NAMES) == (2, 0)
+    assert sweep_weights(2, 0, 3, 0.0) == [0, 0, 1] and sweep_weights(2, 0, 3, 1.0) == [1, 0, 0]
+    assert sweep_weights(2, 0, 3, 0.25) == [0.25, 0, 0.75] and sweep_weights(2, 0, 3, 7) == [1, 0, 0]
+    for text, message in (("candy", "is not A,B"), ("candy,candy", "to itself"), ("candy,starry", "no style 'starry'")):
+        with pytest.raises(FastNSTError) as e:
+            parse_sweep(text, NAMES)
+        assert message in str(e.value)

@@ -705,12 +705,13 @@ def test_second_signal_during_clean_up_does_not_abort(signals, models: list[Path
 
 
 def _light_or_dark(path: Path) -> None:
-    """A 2-style network: style 0 paints black, style 1 white (the last norm's shift switches the decoder off or on)."""
+    """A 2-style network: style 0 paints black, style 1 white, a mix grey in proportion (the last norm's
+    shift, 0 or 1, is all the output layer sees: 8 channels x 81 taps of weight 1/648)."""
     net = TransformerNet(ModelConfig(width=0.25, n_residual=1, n_styles=2))
     with torch.no_grad():
         net.in5.weight.zero_()
-        net.in5.bias.copy_(torch.tensor([[-10.0], [10.0]]).expand_as(net.in5.bias))
-        net.deconv3.conv2d.weight.fill_(0.01)
+        net.in5.bias.copy_(torch.tensor([[0.0], [1.0]]).expand_as(net.in5.bias))
+        net.deconv3.conv2d.weight.fill_(1 / 648)
         net.deconv3.conv2d.bias.zero_()
     save_model(net, path, {"style_names": ["dark", "light"]})
 
@@ -742,3 +743,22 @@ def test_mix_works_on_video(clip: Path, tmp_path: Path) -> None:
         assert main(["stylize", "--model", str(model), *flags, str(clip), "-o", str(out), "--quiet", "--no-audio", "--device", "cpu"]) == 0
         frames = list(read_frames(out))
         assert len(frames) == N and all(abs(int(np.median(f)) - level) < 8 for f in frames)
+
+
+def test_sweep_blends_from_one_style_to_the_other_over_the_video(clip: Path, tmp_path: Path, capsys) -> None:
+    model = tmp_path / "multi.pth"
+    _light_or_dark(model)
+    out = tmp_path / "sweep.mp4"
+    flags = ["--sweep", "dark,light", "--batch-size", "1", "--quiet", "--no-audio", "--device", "cpu"]
+    assert main(["stylize", "--model", str(model), str(clip), "-o", str(out), *flags]) == 0
+    levels = [float(np.median(f)) for f in read_frames(out)]
+    assert len(levels) == N and levels[0] < 8 and levels[-1] > 247
+    assert all(b >= a - 2 for a, b in zip(levels, levels[1:])), levels  # from dark to light, never back
+    assert any(60 < v < 200 for v in levels), "blends on the way"
+    for bad, message in (
+        (["--sweep", "dark"], "'dark' is not A,B"),
+        (["--sweep", "dark,dark"], "from dark to itself"),
+        (["--sweep", "dark,light", "--style", "dark"], "give it without --style"),
+    ):
+        assert main(["stylize", "--model", str(model), str(clip), "-o", str(tmp_path / "x.mp4"), *bad, "--quiet"]) == 2
+        assert message in capsys.readouterr().err

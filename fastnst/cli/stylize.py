@@ -78,7 +78,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 # Flags that make no sense outside their mode are refused rather than ignored.
-VIDEO_ONLY = ("stabilize", "stabilize_strength", "no_audio")
+VIDEO_ONLY = ("stabilize", "stabilize_strength", "no_audio", "sweep")
 WEBCAM_ONLY = ("record", "no_display", "side_by_side", "max_frames", "all_frames", "target_fps")
 FRAMES_ONLY = ("process_size",)  # videos and the webcam: still images have --max-size
 TRAINED_ONLY = ("providers", "tile_size", "max_memory", "batch_size", "style_index", "mix")
@@ -108,6 +108,8 @@ def resolve(cfg: StylizeConfig, gatys: dict[str, Any]) -> StylizeJob:
     cfg = replace(cfg, model=_models(cfg, gatys))
     if _method(cfg, gatys) == "gatys":
         return _gatys_job(cfg, gatys)
+    if cfg.sweep is not None and choice.given:
+        raise FastNSTError("--sweep blends from one style to another over the video: give it without --style, --style-index or --mix")
     if choice.given and len(cfg.model) > 1:
         raise FastNSTError("--style-index, --mix and --style NAME (with --model) choose a style of one multi-style model: give one --model")
     if cfg.webcam is not None:
@@ -207,6 +209,7 @@ def _gatys_job(cfg: StylizeConfig, gatys: dict[str, Any]) -> StylizeJob:
 def _webcam_job(cfg: StylizeConfig) -> StylizeJob:
     values = vars(cfg)
     reject(values, ("no_audio",), "video files (the webcam records no sound)")
+    reject(values, ("sweep",), "video files (with --webcam, the m key switches styles)")
     reject(values, ("video",), "INPUT files (a file given to --webcam is read as a video without it)")
     if cfg.inputs or cfg.output:
         raise FastNSTError("--webcam takes no INPUT and no --output; save the stylized feed with --record PATH")

@@ -137,6 +137,20 @@ def _stylizer_of(cfg: StylizeConfig, backend: Any) -> Stylizer:
     )
 
 
+def _sweep(cfg: StylizeConfig, stylizer: Stylizer) -> Callable[[float], Stylizer]:
+    """--sweep A,B: the stylizer at t (0 at the first frame, 1 at the last), blending style A into B."""
+    from ..multistyle import parse_sweep, sweep_weights
+
+    backend, names = stylizer.backend, stylizer.info.get("styles") or []
+    if len(names) < 2:
+        raise FastNSTError(f"{stylizer.info.get('path')}: holds one style; --sweep blends two styles of a multi-style model")
+    try:
+        a, b = parse_sweep(cfg.sweep or "", names)
+    except FastNSTError as e:
+        raise FastNSTError(f"{stylizer.info.get('path')}: {e}") from None
+    return lambda t: _stylizer_of(cfg, backend.with_style(sweep_weights(a, b, len(names), t)))
+
+
 def _webcam_models(job: StylizeJob) -> list[tuple[str, Stylizer]]:
     """(name, stylizer) per --model; one multi-style model with no style chosen gives one entry per
     style (sharing the network), so the m key cycles through its styles."""
@@ -165,12 +179,13 @@ def _videos(job: StylizeJob) -> int:
     cfg, model = job.cfg, job.cfg.model[0]
     pairs = plan_outputs(list(cfg.inputs), cfg.output, overwrite=cfg.overwrite, kind=VIDEOS, protect=[(model, "the --model file")])
     stylizer = _stylizer(cfg, model, job.choice)
+    restyle = _sweep(cfg, stylizer) if cfg.sweep else None
     short = 0
     for src, dst in pairs:
         post = Stabilizer(job.stabilize) if job.stabilize is not None else None  # fresh per video: no flow across files
         stats = stylize_video(
             stylizer, src, dst, post=post, progress=cfg.progress, keep_audio=not cfg.no_audio, overwrite=cfg.overwrite,
-            max_pixels=cfg.max_pixels, process_size=cfg.process_size,
+            max_pixels=cfg.max_pixels, process_size=cfg.process_size, restyle=restyle,
         )  # fmt: skip
         scaled = f", stylized at {stats.processed[0]}x{stats.processed[1]}" if stats.processed != stats.size else ""
         print(f"wrote {dst}: {stats.frames} frames in {stats.seconds:.1f} s ({stats.fps:.1f} frames/s{scaled})", file=sys.stderr)
