@@ -134,12 +134,15 @@ def with_style(backend: Any, weights: Sequence[float]) -> Any:
     of its styles; its info names the choice. Both backends' ``with_style``."""
     from .multistyle import describe_mix
 
-    names = backend.info.get("styles") or [backend.info.get("style")]
-    if len(weights) != len(names) or len(names) < 2:
+    n_styles = backend.model_config.n_styles
+    names = backend.info.get("styles") or [f"style{i}" for i in range(n_styles)]  # a network given directly: numbered
+    if len(names) < 2:
         raise FastNSTError(
-            f"{backend.info.get('path', 'the model')}: holds {len(names)} style(s) ({', '.join(map(str, names))}); "
-            "choosing a style (--style-index, --style, --mix) needs a multi-style model with as many"
+            f"{backend.info.get('path', 'the model')}: holds one style ({names[0]}); choosing a style (--style-index, --style, "
+            "--mix) needs a multi-style model"
         )
+    if len(weights) != len(names):
+        raise FastNSTError(f"{len(weights)} style weights for a model of {len(names)} styles ({', '.join(map(str, names))})")
     chosen = copy.copy(backend)
     chosen.style = torch.tensor([float(w) for w in weights])
     chosen.info = {**backend.info, "style": describe_mix(names, weights), "style_weights": [float(w) for w in weights]}

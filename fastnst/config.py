@@ -149,7 +149,8 @@ class TrainConfig:
     )  # fmt: skip
     add_style: str | None = setting(
         None, metavar="PATH", group=_DATA,
-        help="teach a multi-style model (the one given to --resume, a model file or checkpoint) one more painting, training "
+        help="teach a model (the one given to --resume, a model file or checkpoint; a single-style one becomes a 2-style "
+        "model) one more painting, training "
         f"only that style's normalisation parameters: quick (default {ADD_STYLE_ITERATIONS} iterations), the other styles "
         "unchanged, written as a new model (--save-model)",
     )  # fmt: skip
@@ -157,6 +158,7 @@ class TrainConfig:
     # and the model an --add-style run extends.
     style_names: list[str] | None = None
     base_model: str | None = None
+    base_sha256: list[str | None] | None = None  # the base model's paintings' sha256 (None: not recorded)
     save_model: str | None = setting(None, metavar="PATH", group=_DATA, exclusive="save", help="where to write the trained model (.pth)")
     checkpoint_dir: str | None = setting(
         None, flags=("--checkpoint-dir", "--checkpoint-model-dir"), metavar="DIR", group=_DATA,
@@ -414,8 +416,8 @@ class StylizeConfig:
     style: list[str] | None = setting(
         None, action="append", metavar="NAME", default_text="",
         help="a style that ships with fastnst ('fastnst styles' lists them), instead of --model; with neither --model nor "
-        f"--style-image: {DEFAULT_STYLE}. With --webcam, repeat it to switch styles live. With one --model, a style of that "
-        "multi-style model, by name ('fastnst info MODEL' lists them)",
+        f"--style-image: {DEFAULT_STYLE}. With --webcam, repeat it to switch styles live. Next to one multi-style --model: "
+        "one of its styles, by name ('fastnst info MODEL' lists them)",
     )  # fmt: skip
     style_index: int | None = setting(
         None, metavar="N", default_text="0, the first",

@@ -64,8 +64,7 @@ class _FloatIO(nn.Module):
         self.dtype = dtype
 
     def forward(self, image: torch.Tensor, style_weights: torch.Tensor | None = None) -> torch.Tensor:
-        style = None if style_weights is None else style_weights.to(self.dtype)
-        return self.net(image.to(self.dtype), style).to(torch.float32)
+        return self.net(image.to(self.dtype), style_weights).to(torch.float32)  # the norms mix the styles in float32
 
 
 @dataclass

@@ -168,8 +168,10 @@ class InstanceNorm(nn.InstanceNorm2d):
         else:
             if style is None:
                 raise ValueError("a multi-style network needs style weights")
-            mix = style.float().view(-1, self.weight.shape[0])
-            weight, bias = mix @ self.weight.float(), mix @ self.bias.float()  # (1 or B, C)
+            # (1 or B, S, 1) x (S, C) summed over S: elementwise, so autocast keeps it in float32 (a matmul would round
+            # the scales to half precision)
+            mix = style.float().reshape(-1, self.weight.shape[0], 1)
+            weight, bias = (mix * self.weight.float()).sum(1), (mix * self.bias.float()).sum(1)  # (1 or B, C)
             if self.shared is None:
                 y = F.instance_norm(x, eps=self.eps)
                 return torch.addcmul(bias.to(y.dtype)[..., None, None], y, weight.to(y.dtype)[..., None, None])
@@ -283,6 +285,10 @@ class TransformerNet(nn.Module):
             style = None  # one style: nothing to choose
         elif style is None:
             style = one_hot(0, self.config.n_styles).to(x.device)
+        elif style.shape[-1] != self.config.n_styles or style.dim() > 2:
+            raise ValueError(f"style weights of shape {tuple(style.shape)} for {self.config.n_styles} styles: give (S,) or (B, S)")
+        else:
+            style = style.to(x.device)
         # Always pad (possibly by 0) so the exported graph has no shape branch.
         x = F.pad(x, (0, (4 - w % 4) % 4, 0, (4 - h % 4) % 4), mode="reflect")
         if self.config.pixel_range != 1.0:

@@ -53,7 +53,7 @@ def parse_mix(text: str, names: Sequence[str]) -> list[float]:
     A convex combination: the weights are >= 0 and are divided by their sum, so
     ``a=7,b=3`` is ``a=0.7,b=0.3``; a style left out weighs 0.
     """
-    weights = [0.0] * len(names)
+    weights, seen = [0.0] * len(names), set()
     for part in (p.strip() for p in text.split(",")):
         key, eq, value = part.partition("=")
         try:
@@ -65,9 +65,10 @@ def parse_mix(text: str, names: Sequence[str]) -> list[float]:
                 f"--mix: {shown(part, 60)!r} is not NAME=WEIGHT with a weight >= 0 (e.g. --mix {names[0]}=0.7,{names[-1]}=0.3)"
             )
         i = _index_of(names, key.strip(), "--mix")
-        if weights[i]:
+        if i in seen:
             raise FastNSTError(f"--mix: {names[i]} is given twice; give each style once")
         weights[i] = w
+        seen.add(i)
     total = sum(weights)
     if not total > 0:
         raise FastNSTError("--mix: the weights are all 0; give at least one style a weight above 0")

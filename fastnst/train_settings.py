@@ -59,7 +59,6 @@ FIXED_ON_RESUME = (
     "tv_weight",
     "content_layers",
     "style_layers",
-    "add_style",
 )
 
 
@@ -106,12 +105,15 @@ def resolve(request: Mapping[str, Any], checkpoint: Resumed | None = None, world
     if bool(request.get("resume")) != (checkpoint is not None):
         raise ValueError("resolve: pass the checkpoint that read_resume(request['resume']) returned, and only with a resume")
     request = expand_styles(request)
+    if checkpoint is not None and (checkpoint.ckpt.get("train_config") or {}).get("style_names"):
+        request.pop("style_names", None)  # a resumed run keeps its styles' names, whatever its files are called now
     values = dict(request)
     if checkpoint is not None:
         values = _merge_recorded(request, checkpoint)
     cfg = TrainConfig.from_dict(values)
     if checkpoint is not None:
         _check_global_batch(cfg, checkpoint.ckpt.get("train_config") or {}, world_size)
+        _check_same_count(cfg, checkpoint.ckpt.get("train_config") or {})
     _check_required(cfg)
     _validate_numbers(cfg)
     if checkpoint is not None:
@@ -148,12 +150,30 @@ def _check_required(cfg: TrainConfig) -> None:
         raise FastNSTError("--add-style learns one painting into the --resume model: give no --style-image or --teacher with it")
     if not cfg.teacher and not cfg.style_image and not cfg.add_style:
         raise FastNSTError("--style-image is required (or --teacher a trained model to distil, or --resume a checkpoint that records it)")
+    _check_style_lists(cfg)
     if cfg.pixel_weight is not None and not cfg.teacher:
         raise FastNSTError("--pixel-weight weighs the distillation's pixel term: it needs --teacher")
     if cfg.arch not in ARCHITECTURES:
         raise FastNSTError(f"--arch: {shown(cfg.arch, 40)!r} is not one of {', '.join(ARCHITECTURES)}")
     if cfg.block is not None and cfg.block not in BLOCKS:
         raise FastNSTError(f"--block: {shown(cfg.block, 40)!r} is not one of {', '.join(BLOCKS)}")
+
+
+def _check_style_lists(cfg: TrainConfig) -> None:
+    """A multi-style run's paintings and names agree (a record or the Python API could say otherwise)."""
+    paintings = cfg.style_image if isinstance(cfg.style_image, list) else None
+    names = cfg.style_names
+    if paintings is not None and not all(isinstance(p, str) and p for p in paintings):
+        raise FastNSTError("--style-image: the paintings are not all paths; the checkpoint is damaged or the call is wrong")
+    if names is not None and not (isinstance(names, list) and all(isinstance(n, str) and n for n in names)):
+        raise FastNSTError("style_names: not a list of names; the checkpoint is damaged or the call is wrong")
+    expected = len(paintings) if paintings is not None else None
+    if cfg.add_style:
+        expected = None if names is None else max(2, len(names))
+    if (paintings is not None and names is None) or (names is not None and len(names) != (expected or 1)) or (names and len(names) < 2):
+        raise FastNSTError(
+            f"style_names: {len(names or [])} names for {expected or 1} styles; give one name per painting (or leave style_names out)"
+        )
 
 
 def style_paths(cfg: TrainConfig) -> list[str]:
@@ -184,7 +204,7 @@ def expand_styles(request: Mapping[str, Any]) -> dict[str, Any]:
             raise FastNSTError(f"--style-image: {len(styles)} paintings; one network holds at most {int(LIMITS['n_styles'].high)}")
         values["style_image"] = styles[0] if len(styles) == 1 else list(styles)
         if len(styles) > 1:
-            values["style_names"] = unique_names([Path(p).stem for p in styles])
+            values.setdefault("style_names", unique_names([Path(p).stem for p in styles]))  # the API may name them
     return values
 
 
@@ -227,28 +247,53 @@ def add_style_request(request: Mapping[str, Any]) -> dict[str, Any]:
     from .checkpoint import load_model
 
     if not request.get("resume"):
-        raise FastNSTError("--add-style needs --resume MODEL: the multi-style model (or checkpoint) to teach the new painting")
+        raise FastNSTError("--add-style needs --resume MODEL: the model (or checkpoint) to teach the new painting")
+    if request.get("style_dir") or request.get("style_image") or request.get("teacher"):
+        raise FastNSTError(
+            "--add-style learns one painting into the --resume model: give no --style-image, --style-dir or --teacher with it"
+        )
     base = Path(request["resume"])
     base = base / "last.pth" if base.is_dir() else base
     painting = require_file(request["add_style"])
-    own = _own_add_style_run(request, base, file_digest(painting))
-    if own is not None:  # the command run again after an interruption: continue that run
-        return {**{k: v for k, v in request.items() if k != "add_style"}, "resume": str(own)}
+    own = _own_add_style_run(request, base, file_digest(painting))  # read twice: a painting is small
+    if own is not None:  # the command run again after an interruption: continue that run (the painting may have moved)
+        return {**request, "resume": str(own)}
+    if not request.get("save_model"):
+        raise FastNSTError("--add-style writes a new model: give --save-model PATH")
     model, info = load_model(base)
-    config = model.config
+    config, record, digest = model.config, info["train_config"], file_digest(painting)
     if config.pixel_range != 1.0:
         raise FastNSTError(f"{base}: a pytorch/examples model; --add-style extends models trained by fastnst")
+    if problem("n_styles", config.n_styles + 1):
+        raise FastNSTError(f"{base}: holds {config.n_styles} styles, the most one network holds; train another model")
+    known = _known_digests(record, config.n_styles)
+    if digest in known:
+        raise FastNSTError(f"{painting}: already style {known.index(digest)} ({info['styles'][known.index(digest)]}) of {base}")
     for key in _NETWORK:
         if key in request and request[key] != getattr(config, key):
             raise FastNSTError(f"--{key.replace('_', '-')}: the network is {base}'s ({key} {getattr(config, key)}); leave it out")
-    record = info["train_config"]
     values = {k: record[k] for k in _INHERITED if record.get(k) is not None and k not in request}
     values.update(request)
     values.update({k: getattr(config, k) for k in _NETWORK})
     if "iterations" not in request and "epochs" not in request:
         values["iterations"] = ADD_STYLE_ITERATIONS
-    values.update(resume=None, base_model=str(base), style_names=unique_names([*info["styles"], painting.stem]))
+    values.update(resume=None, base_model=str(base), style_names=unique_names([*info["styles"], painting.stem]), base_sha256=known)
     return values
+
+
+def _known_digests(record: dict[str, Any], n_styles: int) -> list[str | None]:
+    """The sha256 of each style's painting that a model's record keeps (None where it keeps none): a
+    multi-style run's list, an --add-style run's base digests and its own, a single style's one."""
+    own = record.get("style_sha256")
+    if isinstance(own, list) and len(own) == n_styles:
+        return [d if isinstance(d, str) else None for d in own]
+    base = record.get("base_sha256")
+    base = [d if isinstance(d, str) else None for d in base] if isinstance(base, list) else []
+    if record.get("add_style") and isinstance(own, str):
+        base.append(own)
+    if n_styles == 1 and isinstance(own, str):
+        base = [own]
+    return (base + [None] * n_styles)[:n_styles]
 
 
 def _own_add_style_run(request: Mapping[str, Any], base: Path, digest: str) -> Path | None:
@@ -388,6 +433,17 @@ def file_digest(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
+def _check_same_count(cfg: TrainConfig, old: dict[str, Any]) -> None:
+    """A resumed run learns as many paintings as it did."""
+    paths, old_paths = style_paths(cfg), old.get("add_style") or old.get("style_image")
+    old_paths = [old_paths] if isinstance(old_paths, str) else old_paths
+    if paths and isinstance(old_paths, list) and len(old_paths) != len(paths):
+        raise FastNSTError(
+            f"--style-image: this run learns {len(old_paths)} painting(s), not {len(paths)}; a resumed run keeps its styles. "
+            "Start a new run for other paintings (without --resume)"
+        )
+
+
 def _check_same_style(cfg: TrainConfig, old: dict[str, Any], chosen: set[str]) -> None:
     """A resumed run keeps learning its own paintings, even if files of those names were replaced."""
     paths = style_paths(cfg)
@@ -397,11 +453,6 @@ def _check_same_style(cfg: TrainConfig, old: dict[str, Any], chosen: set[str]) -
     recorded = [recorded] if isinstance(recorded, str) else recorded
     old_paths = old.get("add_style") or old.get("style_image")
     old_paths = [old_paths] if isinstance(old_paths, str) else old_paths
-    if isinstance(old_paths, list) and len(old_paths) != len(paths):
-        raise FastNSTError(
-            f"--style-image: this run learns {len(old_paths)} painting(s), not {len(paths)}; a resumed run keeps its styles. "
-            "Start a new run for other paintings (without --resume)"
-        )
     for i, painting in enumerate(paths):
         style = require_file(painting)
         if isinstance(recorded, list) and i < len(recorded) and isinstance(recorded[i], str):

@@ -560,7 +560,7 @@ def test_stylize_picks_a_style_of_a_multi_style_model_by_name_index_or_mix(multi
         (["--style", "purple"], "multi.pth: --style: the model has no style 'purple'; its styles: red, green, blue"),
         (["--mix", "red=0.5,teal=0.5"], "multi.pth: --mix: the model has no style 'teal'"),
         (["--style-index", "3"], "multi.pth: --style-index 3: the model has 3 styles"),
-        (["--style", "red", "--style", "blue"], "give one --model and one --style"),
+        (["--style", "red", "--style", "blue"], "to pick a style of a multi-style --model, give one --model and one --style"),
         (["--mix", "red=1", "--style-image", "x.png"], "--style-image: only for the Gatys optimizer"),
     ],
 )
@@ -591,3 +591,24 @@ def test_info_lists_the_styles_network_and_training(multi_pth: Path, capsys) -> 
     info = json.loads(capsys.readouterr().out)
     assert info["styles"] == ["red", "green", "blue"] and info["model_config"]["n_styles"] == 3
     assert main(["info"]) == 2 and "give a MODEL file or --style NAME" in capsys.readouterr().err
+
+
+def test_style_beside_a_single_style_model_is_still_a_shipped_style_for_the_webcam(tmp_path: Path) -> None:
+    from fastnst.cli.stylize import resolve
+    from fastnst.config import StylizeConfig
+    from fastnst.styles import shipped_styles
+
+    if "candy" not in shipped_styles():
+        pytest.skip("no shipped candy in this checkout")
+    model = tmp_path / "mine.pth"
+    save_model(TransformerNet(ModelConfig(width=0.25)), model, {"style_image": "mine.jpg"})
+    job = resolve(StylizeConfig(model=[str(model)], style=["candy"], webcam="0", progress=False), {})
+    assert len(job.cfg.model) == 2 and job.cfg.model[1].endswith("candy.pth") and not job.choice.given
+
+
+def test_info_reads_a_runs_checkpoint_folder(multi_pth: Path, tmp_path: Path, capsys) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "last.pth").write_bytes(multi_pth.read_bytes())
+    assert main(["info", str(run)]) == 0
+    assert "last.pth: fastnst model" in capsys.readouterr().out

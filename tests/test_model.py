@@ -337,3 +337,26 @@ def test_a_multi_style_file_records_its_styles_and_a_single_style_file_is_unchan
     payload = torch.load(tmp_path / "one.pth", weights_only=True)
     assert payload["format_version"] == 1 and "n_styles" not in payload["model_config"]  # as every fastnst wrote it
     assert load_model(tmp_path / "one.pth")[1]["styles"] == ["candy"]
+
+
+def test_wrong_style_weights_are_a_clear_error_and_any_device_works() -> None:
+    from fastnst.backends import TorchBackend
+
+    multi = _multi(3)
+    with pytest.raises(ValueError, match=r"style weights of shape \(4,\) for 3 styles"):
+        multi(torch.rand(1, 3, 20, 20), torch.ones(4))
+    backend = TorchBackend(multi, device="cpu").with_style([0, 1, 0])  # a network given directly: its styles numbered
+    assert backend.info["style"] == "style1"
+    with pytest.raises(FastNSTError, match=r"2 style weights for a model of 3 styles"):
+        TorchBackend(multi, device="cpu").with_style([0.5, 0.5])
+
+
+def test_autocast_keeps_the_style_mix_in_float32() -> None:
+    multi, x, mix = _multi(3), torch.rand(1, 3, 24, 24), torch.tensor([0.2, 0.3, 0.5])
+    norm = multi.in1
+    y = torch.randn(1, norm.weight.shape[1], 8, 8)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mixed = norm(y, mix)
+    expected = norm(y, mix)
+    assert (mixed.float() - expected).abs().max() < 0.05  # bf16 output rounding only, not bf16 scales
+    assert multi(x, mix).shape == x.shape

@@ -33,6 +33,7 @@ def test_a_mix_is_convex_and_leaves_out_what_is_not_named() -> None:
         (StyleChoice(mix="candy"), "is not NAME=WEIGHT"),
         (StyleChoice(mix="candy=0,udnie=0"), "the weights are all 0"),
         (StyleChoice(mix="candy=1,candy=2"), "candy is given twice"),
+        (StyleChoice(mix="candy=0,candy=1"), "candy is given twice"),
         (StyleChoice(mix="starry=1"), "the model has no style 'starry'; its styles: candy, mosaic, udnie"),
         (StyleChoice(index=3), "--style-index 3: the model has 3 styles, 0 to 2"),
         (StyleChoice(name="3"), "has no style '3'"),

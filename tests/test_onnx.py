@@ -356,7 +356,7 @@ def test_both_backends_paint_the_chosen_style_alike_whole_and_in_tiles(multi_mod
 
 def test_a_single_style_backend_refuses_a_style_choice(styled_models: dict[str, Path]) -> None:
     backend = OnnxBackend(styled_models["onnx"], device="cpu")
-    with pytest.raises(FastNSTError, match="holds 1 style"):
+    with pytest.raises(FastNSTError, match="holds one style"):
         backend.with_style([1.0, 0.0])
 
 

@@ -537,3 +537,53 @@ def test_a_resumed_multi_style_run_keeps_its_paintings(tmp_path: Path, photo_dir
     paintings[1].write_bytes(paintings[2].read_bytes())  # same name, another picture
     assert main(resume) == 2
     assert "paint1.png: its content differs from the painting this run was learning" in capsys.readouterr().err
+
+
+def test_add_style_refuses_a_painting_it_has_and_resumes_after_the_painting_moved(
+    tmp_path: Path, photo_dir: Path, style_file: Path, vgg_file: Path, capsys
+) -> None:
+    import shutil
+
+    paintings = _paintings(tmp_path / "paintings", style_file, 3)
+    base = tmp_path / "base.pth"
+    assert main(["train", *_multi_args(photo_dir, paintings[:2], vgg_file, base, 1)]) == 0
+    common = ["--workers", "0", "--quiet"]
+    assert main(["train", "--add-style", str(paintings[1]), "--resume", str(base), "--save-model", str(tmp_path / "x.pth"), *common]) == 2
+    assert f"{paintings[1]}: already style 1 (paint1) of {base}" in capsys.readouterr().err
+    assert main(["train", "--add-style", str(paintings[2]), "--resume", str(base), *common]) == 2
+    assert "--add-style writes a new model: give --save-model PATH" in capsys.readouterr().err
+    assert main(["train", "--add-style", str(paintings[2]), "--resume", str(base), "--style-dir", str(tmp_path), *common]) == 2
+    assert "give no --style-image, --style-dir or --teacher with it" in capsys.readouterr().err
+    plus = tmp_path / "plus.pth"
+    args = ["--resume", str(base), "--save-model", str(plus), "--iterations", "2", "--checkpoint-interval", "1", *common]
+    assert main(["train", "--add-style", str(paintings[2]), *args]) == 0
+    record = torch.load(plus, weights_only=True)["train_config"]
+    assert record["base_sha256"] == torch.load(base, weights_only=True)["train_config"]["style_sha256"]
+    moved = tmp_path / "moved.png"
+    shutil.move(paintings[2], moved)
+    run = ["--resume", str(tmp_path / "plus_run"), "--iterations", "3", *common]
+    assert main(["train", "--add-style", str(moved), *run]) == 0  # the painting's new place: the same run goes on
+    assert torch.load(plus, weights_only=True)["train_config"]["steps_done"] == 3
+    assert main(["train", "--add-style", str(moved), "--resume", str(plus), "--save-model", str(tmp_path / "y.pth"), *common]) == 2
+    assert "already style 2 (paint2)" in capsys.readouterr().err  # the record knows every style's painting
+
+
+def test_a_resumed_multi_style_run_keeps_its_style_names(tmp_path: Path, photo_dir: Path, style_file: Path, vgg_file: Path) -> None:
+    paintings = _paintings(tmp_path / "paintings", style_file, 2)
+    out = tmp_path / "m.pth"
+    assert main(["train", *_multi_args(photo_dir, paintings, vgg_file, out, 1)]) == 0
+    renamed = [p.rename(p.with_name(f"renamed{k}.png")) for k, p in enumerate(paintings)]
+    resume = ["--resume", str(tmp_path / "m_run"), "--iterations", "2", "--workers", "0", "--quiet"]
+    assert main(["train", *resume, "--style-image", *map(str, renamed)]) == 0
+    assert torch.load(out, weights_only=True)["train_config"]["style_names"] == ["paint0", "paint1"]
+
+
+def test_inconsistent_style_lists_are_refused(tmp_path: Path, photo_dir: Path, style_file: Path, vgg_file: Path) -> None:
+    base = {"dataset": str(photo_dir), "save_model": str(tmp_path / "m.pth"), "vgg_weights": str(vgg_file)}
+    paintings = [str(p) for p in _paintings(tmp_path / "paintings", style_file, 2)]
+    for bad in (
+        {"style_image": paintings, "style_names": ["a"]},
+        {"style_image": str(style_file), "style_names": ["a", "b"]},
+    ):
+        with pytest.raises(FastNSTError, match="style_names: .* names for .* styles"):
+            train(TrainConfig(**base, **bad, iterations=1, device="cpu", workers=0, progress=False))

@@ -22,10 +22,12 @@ _TRAINING = (
     "vgg_preprocess",
     "teacher",
     "base_model",
+    "add_style",
 )
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
+    """``fastnst info``: a model file or a shipped style; text, or JSON for scripts."""
     p = sub.add_parser(
         "info",
         help="print a model's styles, network and training record",
@@ -34,7 +36,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         epilog="example:\n  fastnst info models/multi.pth\n  fastnst info --style candy      (a shipped style)",
         formatter_class=Formatter,
     )
-    p.add_argument("model", nargs="?", metavar="MODEL", help="a .pth or .onnx model file")
+    p.add_argument("model", nargs="?", metavar="MODEL", help="a .pth or .onnx model file, or a training run's checkpoint folder")
     p.add_argument("--style", metavar="NAME", help="a shipped style instead of a file ('fastnst styles' lists them)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     p.set_defaults(func=cmd_info)
@@ -43,6 +45,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def model_info(path: str | Path) -> dict[str, Any]:
     """The facts ``fastnst info`` prints, as a dict: file, format, styles, network, training record."""
     p = Path(path)
+    p = p / "last.pth" if p.is_dir() else p  # a training run's checkpoint folder, as train --resume takes it
     if p.suffix.lower() == ".onnx":
         from ..runtime import read_onnx
 
@@ -82,6 +85,7 @@ def _lines(info: dict[str, Any]) -> list[str]:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
+    """Print :func:`model_info` of the file (or shipped style) given."""
     from ..errors import FastNSTError
     from ..styles import shipped_model
 

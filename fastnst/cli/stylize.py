@@ -17,7 +17,7 @@ from typing import Any
 
 from ..config import GATYS_ONLY, GatysConfig, StylizeConfig
 from ..defaults import STABILIZE_STRENGTH, WEBCAM_KEY_HELP
-from ..errors import FastNSTError
+from ..errors import FastNSTError, shown
 from ..multistyle import StyleChoice
 from ..settings import flag_of, given
 from ..styles import DEFAULT_STYLE
@@ -132,15 +132,23 @@ def resolve(cfg: StylizeConfig, gatys: dict[str, Any]) -> StylizeJob:
 
 
 def _style_choice(cfg: StylizeConfig) -> tuple[StylizeConfig, StyleChoice]:
-    """--style-index, --mix, and --style NAME next to one --model: a style of that (multi-style) model.
-    Without --model, --style still names a shipped style (_models)."""
+    """--style-index, --mix, and --style NAME next to one multi-style --model: a style of that model.
+    Otherwise --style names a shipped style (_models), also beside a --model (the webcam switches them)."""
     name = None
-    if cfg.model and cfg.style:
-        if len(cfg.model) > 1 or len(cfg.style) > 1:
-            raise FastNSTError("--style NAME with --model picks a style of that multi-style model: give one --model and one --style")
+    if cfg.model and cfg.style and len(cfg.model) == 1 and len(cfg.style) == 1 and _multi_style(cfg.model[0]):
         name = cfg.style[0]
         cfg = replace(cfg, style=None)
     return cfg, StyleChoice(cfg.style_index, name, cfg.mix)
+
+
+def _multi_style(path: str) -> bool:
+    """Does the model file hold several styles? (An unreadable one is reported when it is loaded.)"""
+    from .info import model_info
+
+    try:
+        return len(model_info(path)["styles"]) > 1
+    except (FastNSTError, OSError):
+        return False
 
 
 def _models(cfg: StylizeConfig, gatys: dict[str, Any]) -> tuple[str, ...]:
@@ -159,6 +167,12 @@ def _models(cfg: StylizeConfig, gatys: dict[str, Any]) -> tuple[str, ...]:
         names = [DEFAULT_STYLE]
         if cfg.progress and (cfg.inputs or cfg.webcam is not None):  # else the missing input is the news
             print(f"fastnst: no --model given: using the shipped style '{DEFAULT_STYLE}' (see 'fastnst styles')", file=sys.stderr)
+    for n in names if cfg.model else []:
+        if n not in available:
+            raise FastNSTError(
+                f"--style {shown(n)}: no shipped style of that name ({', '.join(available) or 'none shipped'}); "
+                "to pick a style of a multi-style --model, give one --model and one --style"
+            )
     for m in cfg.model or []:
         if m in available and not Path(m).exists():
             raise FastNSTError(f"--model {m}: no such file; for the shipped style use --style {m}")
