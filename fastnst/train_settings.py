@@ -255,13 +255,14 @@ def add_style_request(request: Mapping[str, Any]) -> dict[str, Any]:
     base = Path(request["resume"])
     base = base / "last.pth" if base.is_dir() else base
     painting = require_file(request["add_style"])
-    own = _own_add_style_run(request, base, file_digest(painting))  # read twice: a painting is small
+    digest = file_digest(painting)
+    own = _own_add_style_run(request, base, digest)
     if own is not None:  # the command run again after an interruption: continue that run (the painting may have moved)
         return {**request, "resume": str(own)}
     if not request.get("save_model"):
         raise FastNSTError("--add-style writes a new model: give --save-model PATH")
     model, info = load_model(base)
-    config, record, digest = model.config, info["train_config"], file_digest(painting)
+    config, record = model.config, info["train_config"]
     if config.pixel_range != 1.0:
         raise FastNSTError(f"{base}: a pytorch/examples model; --add-style extends models trained by fastnst")
     if problem("n_styles", config.n_styles + 1):
@@ -433,10 +434,15 @@ def file_digest(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
+def _recorded_paths(old: dict[str, Any]) -> Any:
+    """The paintings a run's record says it learns, as a list (whatever a damaged record holds otherwise)."""
+    paths = old.get("add_style") or old.get("style_image")
+    return [paths] if isinstance(paths, str) else paths
+
+
 def _check_same_count(cfg: TrainConfig, old: dict[str, Any]) -> None:
     """A resumed run learns as many paintings as it did."""
-    paths, old_paths = style_paths(cfg), old.get("add_style") or old.get("style_image")
-    old_paths = [old_paths] if isinstance(old_paths, str) else old_paths
+    paths, old_paths = style_paths(cfg), _recorded_paths(old)
     if paths and isinstance(old_paths, list) and len(old_paths) != len(paths):
         raise FastNSTError(
             f"--style-image: this run learns {len(old_paths)} painting(s), not {len(paths)}; a resumed run keeps its styles. "
@@ -451,8 +457,7 @@ def _check_same_style(cfg: TrainConfig, old: dict[str, Any], chosen: set[str]) -
         return
     recorded = old.get("style_sha256")
     recorded = [recorded] if isinstance(recorded, str) else recorded
-    old_paths = old.get("add_style") or old.get("style_image")
-    old_paths = [old_paths] if isinstance(old_paths, str) else old_paths
+    old_paths = _recorded_paths(old)
     for i, painting in enumerate(paths):
         style = require_file(painting)
         if isinstance(recorded, list) and i < len(recorded) and isinstance(recorded[i], str):
