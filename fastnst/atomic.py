@@ -15,10 +15,12 @@ from typing import IO
 from .errors import FastNSTError
 from .paths import describe
 
-__all__ = ["atomic_path", "atomic_write", "check_output_free", "check_replaceable", "folder_lock", "remove_leftovers"]
+__all__ = ["atomic_path", "atomic_write", "check_output_free", "check_replaceable", "current_umask", "folder_lock", "remove_leftovers"]
 
 
-def _umask() -> int:
+def current_umask() -> int:
+    """The process's umask (reading it means setting it; it is set straight back): new files and folders
+    made with a restrictive mode of their own are opened up to what the user's umask allows."""
     mask = os.umask(0)
     os.umask(mask)
     return mask
@@ -69,7 +71,7 @@ def atomic_path(path: str | os.PathLike, replace: bool = True) -> Iterator[Path]
         raise FastNSTError(f"{path}: cannot create the file here ({e.strerror or e}); check the folder and its permissions") from None
     try:
         if hasattr(os, "fchmod"):  # mkstemp's 0600 would surprise users
-            os.fchmod(fd, 0o666 & ~_umask())
+            os.fchmod(fd, 0o666 & ~current_umask())
         os.close(fd)
         yield Path(tmp)
         _fsync_file(tmp)
@@ -196,7 +198,7 @@ def folder_lock(folder: str | os.PathLike, busy: str) -> Iterator[None]:
     except ImportError:  # Windows
         yield
         return
-    fd = os.open(Path(folder) / ".fastnst.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666 & ~_umask())
+    fd = os.open(Path(folder) / ".fastnst.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666 & ~current_umask())
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

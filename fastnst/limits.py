@@ -87,6 +87,8 @@ LIMITS: dict[str, Limit] = {
     "save_every": _COUNT,
     "scales": Limit(int, 16, 65536),
     "style_blend_weights": Limit(float, 0, 1e6),
+    # fastnst web
+    "port": Limit(int, 0, 65535),  # 0: any free port
 }
 
 

@@ -9,6 +9,9 @@ read the same facts from the file's ``metadata_props``:
   padding to a multiple of 4 happens inside the graph, so any size works);
 * ``precision``: float32, float16 (``--fp16``) or int8 (``--int8``: 8-bit
   convolutions as QuantizeLinear/DequantizeLinear pairs; same float32 I/O);
+* ``value_range``, ``layout``, ``min_size`` and (multi-style files)
+  ``style_input_name`` say the same as fields, for programs such as the
+  browser page (``fastnst web``);
 * ``fastnst_format`` marks the file as ours: a model from elsewhere may
   expect 0-255 or BGR, which nothing in an ONNX graph says, so the runtime
   refuses to guess.
@@ -78,10 +81,17 @@ def build_metadata(
         "io": IO_CONVENTION,
         "input_name": INPUT_NAME,
         "output_name": OUTPUT_NAME,
+        # The convention again as fields a program reads (the browser page does): input and output value range,
+        # layout and colour order, the smallest height and width.
+        "value_range": [0.0, 1.0],
+        "layout": "NCHW RGB",
+        "min_size": MIN_SIZE,
         "model_config": info.get("model_config") or {},
         "train_config": info.get("train_config") or {},
         "verification": verification,
     }
+    if len(meta["styles"]) > 1:
+        meta["style_input_name"] = STYLE_INPUT_NAME
     if quantization is not None:
         meta["quantization"] = quantization
     if info.get("imported_from"):

@@ -127,3 +127,22 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture
+def web_static(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A stand-in for the package's static folder: the page's files and the runtime's names (not its 41 MB)."""
+    folder = tmp_path / "static"
+    (folder / "ort").mkdir(parents=True)
+    for name in ("index.html", "app.js", "style.css"):
+        (folder / name).write_text(f"/* {name} */")
+    from fastnst.web.runtime import BUILDS
+
+    for name in (n for files in BUILDS.values() for n in files):
+        (folder / "ort" / name).write_bytes(b"runtime")
+    (folder / "ort" / "LICENSE").write_text("MIT")
+    (folder / ".editor-swap.js").write_text("x")
+    (folder / "__pycache__").mkdir()
+    (folder / "__pycache__" / "x.pyc").write_bytes(b"x")
+    monkeypatch.setattr("fastnst.web.site.STATIC_DIR", folder)
+    return folder

@@ -18,7 +18,7 @@ from typing import NoReturn
 
 from .._version import __version__
 from ..errors import FastNSTError, StoppedCleanly, is_rank_zero, report_prefix, reported_here
-from . import export, info, styles, stylize, train
+from . import export, info, styles, stylize, train, web
 from .common import EXAMPLES_HINTS, Formatter
 from .signals import Terminated, ignore_further_signals, signals_unwind
 
@@ -27,7 +27,7 @@ __all__ = ["EXIT_INTERRUPTED", "EXIT_USER_ERROR", "build_parser", "main", "parse
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
 
-SUBCOMMANDS = (train.add_parser, stylize.add_parser, export.add_parser, styles.add_parser, info.add_parser)
+SUBCOMMANDS = (train.add_parser, stylize.add_parser, export.add_parser, styles.add_parser, info.add_parser, web.add_parser)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,302 @@
+// The page: controls, pictures, the camera loop. The model work is in engine.js, the camera in camera.js.
+// window.fastnstPage exposes the page's state for tests and benchmarks/web.py.
+
+import { Camera, FpsCounter } from "./camera.js";
+import { loadRuntime, Stylizer, styleWeights } from "./engine.js";
+
+const $ = (id) => document.getElementById(id);
+const params = new URLSearchParams(location.search);
+
+const page = {
+  manifest: null,
+  runtime: null,
+  stylizer: null,
+  sessions: new Map(), // model index -> Promise<Stylizer>: switching back is instant
+  picture: null, // the last image opened: { bitmap, name }
+  camera: null,
+  fps: null,
+  frames: 0, // camera frames stylized
+  pictures: 0, // opened pictures stylized (each change of model, style or strength counts)
+  lastMs: null, // milliseconds of the last stylization (pixels in, pixels out)
+  ready: null, // resolves when the first model has loaded, rejects when the page cannot start
+};
+window.fastnstPage = page;
+
+function setStatus(text, state) {
+  $("status").textContent = text;
+  if (state) document.body.dataset.state = state;
+}
+
+function fail(message) {
+  setStatus(message, "error");
+  console.error(message);
+}
+
+// The size to stylize at: the longer side at most `limit` pixels (0: the picture's own size), never enlarged.
+function fitted(width, height, limit) {
+  const scale = limit > 0 ? Math.min(1, limit / Math.max(width, height)) : 1;
+  return [Math.max(1, Math.round(width * scale)), Math.max(1, Math.round(height * scale))];
+}
+
+function currentWeights() {
+  const count = page.stylizer.model.styles.length;
+  const a = Number($("style").value || 0);
+  const b = Number($("style2").value);
+  return styleWeights(count, a, b === a ? -1 : b, Number($("mix").value));
+}
+
+// Draw `source` (an image, video or canvas) into the input canvas at the chosen resolution, stylize it
+// and show the result in the output canvas.
+async function render(source, width, height, limit = Number($("resolution").value)) {
+  const [w, h] = fitted(width, height, limit);
+  const inCanvas = $("input");
+  [inCanvas.width, inCanvas.height] = [w, h];
+  const ctx = inCanvas.getContext("2d", { willReadFrequently: true });
+  ctx.imageSmoothingQuality = "high";
+  ctx.drawImage(source, 0, 0, w, h);
+  const pixels = ctx.getImageData(0, 0, w, h).data;
+  const start = performance.now();
+  const out = await page.stylizer.run(pixels, w, h, currentWeights(), Number($("strength").value));
+  const outCanvas = $("output");
+  [outCanvas.width, outCanvas.height] = [w, h];
+  outCanvas.getContext("2d").putImageData(new ImageData(out, w, h), 0, 0);
+  page.lastMs = performance.now() - start;
+  return [w, h];
+}
+
+// The styles' names, as the download's file name and the status line use them.
+function styleLabel() {
+  const names = page.stylizer.model.styles;
+  const a = Number($("style").value || 0);
+  const b = Number($("style2").value);
+  const mix = Number($("mix").value);
+  return b >= 0 && b !== a ? `${names[a]}-${names[b]}-${Math.round(mix * 100)}` : names[a] || page.stylizer.model.name;
+}
+
+let rendering = null;
+let renderAgain = false;
+
+// Stylize the opened picture; a change made while it runs is applied by one more run, not lost.
+function stylizePicture() {
+  if (!page.picture || !page.stylizer || page.camera?.running) return rendering;
+  if (rendering) {
+    renderAgain = true;
+    return rendering;
+  }
+  rendering = (async () => {
+    do {
+      renderAgain = false;
+      await renderPicture();
+    } while (renderAgain);
+  })().finally(() => {
+    rendering = null;
+  });
+  return rendering;
+}
+
+async function renderPicture() {
+  const { bitmap, name } = page.picture;
+  setStatus(`Stylizing ${name}…`, "busy");
+  try {
+    const [w, h] = await render(bitmap, bitmap.width, bitmap.height);
+    await offerDownload(name);
+    page.pictures++;
+    setStatus(`${name}: ${w}×${h} in ${Math.round(page.lastMs)} ms. Download it, or change the model, style or strength.`, "done");
+  } catch (error) {
+    fail(`Could not stylize ${name}: ${error.message}`);
+  }
+}
+
+async function offerDownload(name) {
+  const blob = await new Promise((resolve) => $("output").toBlob(resolve, "image/png"));
+  const link = $("download");
+  if (link.href) URL.revokeObjectURL(link.href);
+  link.href = URL.createObjectURL(blob);
+  link.download = `${name.replace(/\.[^.]*$/, "")}_${styleLabel()}.png`;
+  link.hidden = false;
+}
+
+async function openFile(file) {
+  if (!file) return;
+  let bitmap;
+  try {
+    bitmap = await createImageBitmap(file, { colorSpaceConversion: "none", premultiplyAlpha: "none", imageOrientation: "from-image" });
+  } catch {
+    fail(`${file.name}: not an image this browser can read; use a PNG, JPEG or WebP`);
+    return;
+  }
+  stopCamera();
+  page.picture = { bitmap, name: file.name };
+  await stylizePicture();
+}
+
+async function startCamera() {
+  page.camera ??= new Camera($("video"));
+  try {
+    await page.camera.start();
+  } catch (error) {
+    fail(error.message);
+    return;
+  }
+  $("camera").textContent = "Stop camera";
+  $("download").hidden = true;
+  page.fps.reset();
+  setStatus("Camera on: every frame is stylized in this browser.", "camera");
+  cameraLoop();
+}
+
+function stopCamera() {
+  if (!page.camera?.running) return;
+  page.camera.stop();
+  $("camera").textContent = "Start camera";
+  $("fps").textContent = "";
+  setStatus("Camera off. Drop an image or start the camera again.", "ready");
+}
+
+async function cameraLoop() {
+  const video = $("video");
+  while (page.camera?.running) {
+    if (video.readyState >= 2 && video.videoWidth > 0) {
+      try {
+        await render(video, video.videoWidth, video.videoHeight);
+      } catch (error) {
+        stopCamera();
+        fail(`Could not stylize the camera: ${error.message}`);
+        return;
+      }
+      page.frames++;
+      page.fps.tick();
+    }
+    await new Promise((resolve) => requestAnimationFrame(resolve));
+  }
+}
+
+function showFps(fps) {
+  $("fps").textContent = `· ${fps.toFixed(1)} fps (${Math.round(page.lastMs)} ms per frame)`;
+  $("fps").dataset.fps = fps.toFixed(2);
+}
+
+function fillModels(models) {
+  const select = $("model");
+  models.forEach((m, i) => select.add(new Option(m.styles.length > 1 ? `${m.name} (${m.styles.length} styles)` : m.name, String(i))));
+}
+
+function fillStyles(model) {
+  const many = model.styles.length > 1;
+  $("style-box").hidden = !many;
+  $("mix-box").hidden = !many;
+  const [style, style2] = [$("style"), $("style2")];
+  style.length = 0;
+  style2.length = 1;
+  model.styles.forEach((name, i) => {
+    style.add(new Option(name, String(i)));
+    style2.add(new Option(name, String(i)));
+  });
+}
+
+function sizeText(received, total) {
+  const mb = (n) => (n / 1e6).toFixed(1);
+  return total ? `${Math.round((100 * received) / total)}% of ${mb(total)} MB` : `${mb(received)} MB`;
+}
+
+async function selectModel(index) {
+  const model = page.manifest.models[index];
+  if (!page.sessions.has(index)) {
+    const progress = (received, total) => setStatus(`Loading model ${model.name}: ${sizeText(received, total)}…`, "loading");
+    page.sessions.set(index, Stylizer.create(page.runtime, model, progress));
+  }
+  setStatus(`Loading model ${model.name}…`, "loading");
+  try {
+    page.stylizer = await page.sessions.get(index);
+  } catch (error) {
+    page.sessions.delete(index);
+    fail(`Could not load model ${model.name} (${model.url}): ${error.message}`);
+    return;
+  }
+  fillStyles(model);
+  setStatus(`Ready: ${model.name}. Drop an image or start the camera.`, page.camera?.running ? "camera" : "ready");
+  await stylizePicture();
+}
+
+function showRuntime() {
+  const { backend, threads } = page.runtime;
+  const isolation = crossOriginIsolated ? "" : " (this page is not cross-origin isolated, so one thread)";
+  $("backend-info").textContent = backend === "webgpu" ? "WebGPU" : `WebAssembly, ${threads} thread${threads > 1 ? "s" : ""}${isolation}`;
+  $("fastnst-version").textContent = page.manifest.fastnst_version;
+  $("runtime-version").textContent = page.manifest.runtime_version;
+}
+
+function wireControls() {
+  $("model").addEventListener("change", (e) => selectModel(Number(e.target.value)));
+  for (const id of ["style", "style2", "mix", "resolution"]) $(id).addEventListener("change", stylizePicture);
+  $("strength").addEventListener("input", (e) => {
+    $("strength-value").textContent = `${Math.round(100 * e.target.value)}%`;
+  });
+  $("strength").addEventListener("change", stylizePicture);
+  $("side").addEventListener("change", (e) => {
+    $("input").hidden = !e.target.checked;
+    $("view").classList.toggle("side", e.target.checked);
+  });
+  $("backend").addEventListener("change", (e) => {
+    params.set("backend", e.target.value);
+    location.search = params.toString(); // ONNX Runtime loads one build per page
+  });
+  $("camera").addEventListener("click", () => (page.camera?.running ? stopCamera() : startCamera()));
+  $("file").addEventListener("change", (e) => openFile(e.target.files[0]));
+  wireDrop();
+}
+
+function wireDrop() {
+  const drop = $("drop");
+  drop.addEventListener("keydown", (e) => (e.key === "Enter" || e.key === " ") && $("file").click());
+  document.addEventListener("dragover", (e) => {
+    e.preventDefault();
+    document.body.classList.add("dragging");
+  });
+  document.addEventListener("dragleave", () => document.body.classList.remove("dragging"));
+  document.addEventListener("drop", (e) => {
+    e.preventDefault();
+    document.body.classList.remove("dragging");
+    openFile(e.dataTransfer.files[0]);
+  });
+}
+
+// Time `count` stylizations of a width x height picture through the page's own path (canvas in, model,
+// canvas out), after two unmeasured ones: milliseconds each (benchmarks/web.py).
+page.timeFrames = async (width, height, count) => {
+  const canvas = new OffscreenCanvas(width, height);
+  const ctx = canvas.getContext("2d");
+  const gradient = ctx.createLinearGradient(0, 0, width, height);
+  gradient.addColorStop(0, "#1e3a8a");
+  gradient.addColorStop(1, "#f59e0b");
+  ctx.fillStyle = gradient;
+  ctx.fillRect(0, 0, width, height);
+  const times = [];
+  for (let i = 0; i < count + 2; i++) {
+    await render(canvas, width, height, 0);
+    if (i >= 2) times.push(page.lastMs);
+  }
+  return times;
+};
+
+async function init() {
+  page.fps = new FpsCounter(showFps);
+  wireControls();
+  const response = await fetch("models.json", { cache: "no-store" });
+  if (!response.ok) throw new Error(`models.json: HTTP ${response.status}`);
+  page.manifest = await response.json();
+  if (!page.manifest.models.length) throw new Error("this page serves no models");
+  fillModels(page.manifest.models);
+  const want = params.get("backend") || "auto";
+  $("backend").value = want;
+  page.runtime = await loadRuntime(want, Number(params.get("threads") || 0));
+  showRuntime();
+  await selectModel(0);
+  if (!page.stylizer) throw new Error($("status").textContent);
+}
+
+page.ready = init().catch((error) => {
+  if (document.body.dataset.state !== "error") fail(`The page could not start: ${error.message}`);
+  throw error;
+});
+page.ready.catch(() => {}); // reported on the page; tests await page.ready themselves
