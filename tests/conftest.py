@@ -7,8 +7,11 @@ synthetic gradients and noise.
 
 from __future__ import annotations
 
+import atexit
 import math
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +23,9 @@ from fastnst.testing import styled_net
 from fastnst.vgg import _TABLE, LAYER_NAMES
 
 os.environ.setdefault("TQDM_DISABLE", "1")
+# fastnst web keeps ONNX exports of .pth files in the user's cache: the tests' go to a folder of their own.
+os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="fastnst-tests-cache-")
+atexit.register(shutil.rmtree, os.environ["XDG_CACHE_HOME"], True)
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 
 # Layers the tests' tiny VGG file holds (conv1_1 ... conv3_1) and the loss

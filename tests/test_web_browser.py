@@ -200,3 +200,37 @@ def test_a_refused_camera_and_a_broken_image_get_messages_that_say_what_to_do(br
     page.set_input_files("#file", str(tmp_path / "notes.png"))
     page.wait_for_function("() => document.getElementById('status').textContent.includes('notes.png')")
     assert page.text_content("#status") == "notes.png: not an image this browser can read; use a PNG, JPEG or WebP"
+
+
+def test_an_exported_site_on_a_host_without_isolation_headers_runs_on_one_thread(browser, tmp_path, web_models, photo) -> None:
+    """--export's files on a plain static server (as GitHub Pages serves them): the page says it has one thread,
+    and the pictures are the same."""
+    import functools
+    import threading
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    from fastnst.cli.main import main
+
+    assert main(["web", "--model", str(web_models["one"]), "--export", str(tmp_path / "site")]) == 0
+    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(tmp_path / "site"))
+    handler.func.extensions_map = {**SimpleHTTPRequestHandler.extensions_map, ".mjs": "text/javascript", ".wasm": "application/wasm"}
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+    try:
+        page, errors = open_page(browser, f"http://localhost:{server.server_address[1]}/?backend=wasm")
+        assert page.text_content("#backend-info") == "WebAssembly, 1 thread (this page is not cross-origin isolated, so one thread)"
+        page.set_input_files("#file", str(photo[0]))
+        _wait_pictures(page, 1)
+        assert np.abs(_page_pixels(page, 72, 40) - _expected(web_models["one"], photo[1])).max() <= 2
+        assert errors == []
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_picture_smaller_than_the_model_takes_is_a_message(browser, site, tmp_path) -> None:
+    page, _ = open_page(browser, site + "?backend=wasm")
+    synthetic_photo(40, 12).save(tmp_path / "strip.png")
+    page.set_input_files("#file", str(tmp_path / "strip.png"))
+    page.wait_for_function("() => document.body.dataset.state === 'error'")
+    assert page.text_content("#status") == "Could not stylize strip.png: the picture is 40x12; the model needs at least 16 pixels each way"

@@ -35,8 +35,30 @@ def test_onnx_files_are_offered_as_they_are_and_pth_files_exported_first(tmp_pat
     models = site.load_models([("styled", styled_models["onnx"]), ("trio", multi_pth)], tmp_path / "work")
     assert [m.name for m in models] == ["styled", "trio"]
     assert models[0].path == styled_models["onnx"]
-    assert models[1].path.parent == tmp_path / "work" and models[1].path.suffix == ".onnx"
+    assert models[1].path.parent == site.cache_dir() and models[1].path.suffix == ".onnx"
     assert models[1].info["styles"] == ["ink", "sun", "moss"]
+
+
+def test_an_export_is_made_once_per_file_content_and_a_damaged_one_again(tmp_path: Path, styled_models, capsys) -> None:
+    pth = tmp_path / "mine.pth"
+    pth.write_bytes(styled_models["pth"].read_bytes())
+    first = site.load_models([("mine", pth)], tmp_path)[0].path
+    assert "exporting" in capsys.readouterr().err
+    assert site.load_models([("mine", pth)], tmp_path)[0].path == first  # from the cache: no second export
+    assert capsys.readouterr().err == ""
+    first.write_bytes(b"damaged")
+    again = site.load_models([("mine", pth)], tmp_path)[0].path
+    assert again == first and "exporting" in capsys.readouterr().err
+    save_model(styled_net(seed=9), pth)  # the file changed: a new export, the old one kept for the old content
+    changed = site.load_models([("mine", pth)], tmp_path)[0].path
+    assert changed != first and first.is_file()
+
+
+def test_without_a_writable_cache_the_export_goes_to_the_work_folder(tmp_path: Path, styled_models, monkeypatch) -> None:
+    (tmp_path / "file").write_text("not a folder")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "file"))
+    model = site.load_models([("styled", styled_models["pth"])], tmp_path / "work")[0]
+    assert model.path.parent == tmp_path / "work"
 
 
 def test_two_models_with_one_name_get_distinct_names_and_urls(tmp_path: Path, styled_models) -> None:

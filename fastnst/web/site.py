@@ -9,6 +9,7 @@ model, what the page needs to run it, read from the ``.onnx`` file's fastnst met
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -26,7 +27,7 @@ from ..onnx_format import INPUT_NAME, OUTPUT_NAME, STYLE_INPUT_NAME
 from ..paths import describe, require_file
 from .runtime import require_runtime, runtime_version
 
-__all__ = ["STATIC_DIR", "WebModel", "check_page", "load_models", "manifest", "site_files", "write_site"]
+__all__ = ["STATIC_DIR", "WebModel", "cache_dir", "check_page", "load_models", "manifest", "site_files", "write_site"]
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 SiteSource = Path | bytes  # a file to copy or serve, or generated content
@@ -43,15 +44,15 @@ class WebModel:
 
 def load_models(sources: list[tuple[str, Path]], workdir: Path) -> list[WebModel]:
     """``(name, file)`` pairs as page models: ``.onnx`` files are checked as ``fastnst stylize`` checks them;
-    ``.pth`` files are exported (and verified) into ``workdir`` first. Names are made unique."""
+    ``.pth`` files are exported (and verified) first, into the cache or ``workdir``. Names are made unique."""
     from ..runtime import read_onnx
 
     models: list[WebModel] = []
     seen: set[str] = set()
-    for i, (name, given) in enumerate(sources):
+    for name, given in sources:
         path = require_file(given, "model file not found")
         if path.suffix.lower() != ".onnx":
-            path = _exported(path, workdir / f"{i}-{_safe(path.stem)}.onnx")
+            path = _exported(path, workdir)
         info = read_onnx(path)[1]
         unique, n = name, 2
         while unique in seen:
@@ -61,13 +62,34 @@ def load_models(sources: list[tuple[str, Path]], workdir: Path) -> list[WebModel
     return models
 
 
-def _exported(pth: Path, out: Path) -> Path:
-    """A ``.pth`` exported to ONNX for the browser, with the same checks as ``fastnst export``."""
+def cache_dir() -> Path:
+    """Where exports of ``.pth`` models are kept between runs: ``$XDG_CACHE_HOME/fastnst/onnx`` (``~/.cache/...``)."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "fastnst" / "onnx"
+
+
+def _exported(pth: Path, workdir: Path) -> Path:
+    """A ``.pth`` exported to ONNX for the browser, with the same checks as ``fastnst export``; kept in
+    :func:`cache_dir` under the file's SHA-256 and fastnst's version (an export takes seconds), else in ``workdir``."""
     from ..cli.common import note
     from ..export import export_onnx
+    from ..runtime import read_onnx
+    from ..train_settings import file_digest
 
-    note(f"exporting {pth} to ONNX for the browser (verified against PyTorch)...")
-    return export_onnx(pth, out).path
+    key = hashlib.sha256(f"{file_digest(pth)} {__version__}".encode()).hexdigest()[:24]
+    cached = cache_dir() / f"{_safe(pth.stem)}-{key}.onnx"
+    if cached.is_file():
+        try:
+            read_onnx(cached)
+            return cached
+        except FastNSTError:  # damaged on disk: made again
+            cached.unlink(missing_ok=True)
+    try:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        out = cached if os.access(cached.parent, os.W_OK) else workdir / cached.name
+    except OSError:
+        out = workdir / cached.name
+    note(f"exporting {pth} to ONNX for the browser (verified against PyTorch; kept in {out.parent})...")
+    return export_onnx(pth, out, overwrite=True).path
 
 
 def _safe(stem: str) -> str:

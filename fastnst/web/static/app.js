@@ -156,7 +156,7 @@ function stopCamera() {
 async function cameraLoop() {
   const video = $("video");
   while (page.camera?.running) {
-    if (video.readyState >= 2 && video.videoWidth > 0) {
+    if (page.stylizer && video.readyState >= 2 && video.videoWidth > 0) {
       try {
         await render(video, video.videoWidth, video.videoHeight);
       } catch (error) {
@@ -262,8 +262,8 @@ function wireDrop() {
 }
 
 // Time `count` stylizations of a width x height picture through the page's own path (canvas in, model,
-// canvas out), after two unmeasured ones: milliseconds each (benchmarks/web.py).
-page.timeFrames = async (width, height, count) => {
+// canvas out), after `warmup` unmeasured ones: milliseconds each (benchmarks/web.py).
+page.timeFrames = async (width, height, count, warmup = 2) => {
   const canvas = new OffscreenCanvas(width, height);
   const ctx = canvas.getContext("2d");
   const gradient = ctx.createLinearGradient(0, 0, width, height);
@@ -272,9 +272,9 @@ page.timeFrames = async (width, height, count) => {
   ctx.fillStyle = gradient;
   ctx.fillRect(0, 0, width, height);
   const times = [];
-  for (let i = 0; i < count + 2; i++) {
+  for (let i = 0; i < count + warmup; i++) {
     await render(canvas, width, height, 0);
-    if (i >= 2) times.push(page.lastMs);
+    if (i >= warmup) times.push(page.lastMs);
   }
   return times;
 };

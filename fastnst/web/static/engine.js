@@ -17,8 +17,9 @@ export async function webgpuAvailable() {
 }
 
 // Load ONNX Runtime Web. `want`: "auto" (WebGPU where it works, else WebAssembly), "webgpu" or "wasm".
-// `threads`: WebAssembly threads, 0 for ONNX Runtime's default; more than one needs a cross-origin
-// isolated page (the COOP/COEP headers `fastnst web` sends), otherwise ONNX Runtime uses one.
+// `threads`: WebAssembly threads, 0 for the default: one per core up to 4 (ONNX Runtime's own default, half
+// the cores, was 1.7x slower on 2 cores: docs/web.md). More than one needs a cross-origin isolated page
+// (the COOP/COEP headers `fastnst web` sends); without it ONNX Runtime can only use one.
 export async function loadRuntime(want, threads) {
   let backend = want === "wasm" ? "wasm" : (await webgpuAvailable()) ? "webgpu" : null;
   if (backend === null && want === "webgpu") throw new Error("WebGPU is not available in this browser; choose WebAssembly");
@@ -26,9 +27,10 @@ export async function loadRuntime(want, threads) {
   const base = new URL("ort/", document.baseURI);
   const ort = await import(new URL(BUILD_FILES[backend], base).href);
   ort.env.wasm.wasmPaths = base.href;
-  if (threads > 0) ort.env.wasm.numThreads = threads;
-  if (!crossOriginIsolated) ort.env.wasm.numThreads = 1; // what ONNX Runtime would do anyway, said up front
-  return { ort, backend, threads: ort.env.wasm.numThreads || Math.min(4, Math.ceil((navigator.hardwareConcurrency || 1) / 2)) };
+  ort.env.wasm.numThreads = !crossOriginIsolated ? 1 : threads > 0 ? threads : Math.min(4, navigator.hardwareConcurrency || 1);
+  // WebAssembly runs in ONNX Runtime's worker, so the page stays responsive during a frame (it cost 2% on 2 cores).
+  ort.env.wasm.proxy = backend === "wasm";
+  return { ort, backend, threads: ort.env.wasm.numThreads };
 }
 
 // The bytes at `url`, reporting (received, total) as they arrive: models are megabytes, so the page says how far it is.
@@ -98,7 +100,7 @@ export class Stylizer {
   static async create(runtime, model, onProgress) {
     const bytes = await fetchBytes(model.url, onProgress);
     const session = await runtime.ort.InferenceSession.create(bytes, {
-      executionProviders: [runtime.backend],
+      executionProviders: runtime.backend === "webgpu" ? ["webgpu", "wasm"] : ["wasm"], // WebGPU: the CPU for any node it lacks
       graphOptimizationLevel: "all",
     });
     return new Stylizer(runtime, session, model);
