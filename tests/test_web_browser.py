@@ -234,3 +234,53 @@ def test_a_picture_smaller_than_the_model_takes_is_a_message(browser, site, tmp_
     page.set_input_files("#file", str(tmp_path / "strip.png"))
     page.wait_for_function("() => document.body.dataset.state === 'error'")
     assert page.text_content("#status") == "Could not stylize strip.png: the picture is 40x12; the model needs at least 16 pixels each way"
+
+
+def test_the_model_chosen_last_wins_even_when_an_earlier_choice_loads_later(browser, site, web_models, photo) -> None:
+    page, errors = open_page(browser, site + "?backend=wasm")
+    page.set_input_files("#file", str(photo[0]))
+    _wait_pictures(page, 1)
+    # The three-style model starts downloading; the one-style model, already loaded, is chosen back at once.
+    page.evaluate(
+        """() => { const s = document.getElementById('model');
+        for (const v of ['1', '0']) { s.value = v; s.dispatchEvent(new Event('change')); } }"""
+    )
+    page.wait_for_function("() => window.fastnstPage.sessions.has(1)")
+    page.evaluate("window.fastnstPage.sessions.get(1)")  # the later load has finished
+    page.wait_for_function("() => !['loading', 'busy'].includes(document.body.dataset.state)")
+    assert page.evaluate("window.fastnstPage.stylizer.model.name") == "styled"
+    assert page.is_hidden("#style-box")
+    assert np.abs(_page_pixels(page, 72, 40) - _expected(web_models["one"], photo[1])).max() <= 2
+    assert errors == []
+
+
+def test_one_camera_stream_and_one_loop_whatever_the_clicks(browser, site) -> None:
+    page, errors = open_page(browser, site + "?backend=wasm")
+    page.select_option("#resolution", "256")
+    page.evaluate(
+        """() => { const real = navigator.mediaDevices.getUserMedia.bind(navigator.mediaDevices);
+        window.streamsOpened = 0;
+        navigator.mediaDevices.getUserMedia = (c) => { window.streamsOpened++; return real(c); }; }"""
+    )
+    page.evaluate("() => { const b = document.getElementById('camera'); b.click(); b.click(); }")  # a double click
+    page.wait_for_function("() => window.fastnstPage.frames >= 2")
+    page.evaluate("() => { const b = document.getElementById('camera'); b.click(); b.click(); }")  # stop, start at once
+    page.wait_for_function("() => window.fastnstPage.camera.running")
+    frames = page.evaluate("window.fastnstPage.frames")
+    page.wait_for_function(f"() => window.fastnstPage.frames >= {frames + 3}")
+    assert page.evaluate("[window.streamsOpened, window.fastnstPage.cameraLoops]") == [2, 1]
+    assert errors == []
+
+
+def test_a_picture_opened_while_the_camera_runs_is_not_overwritten_by_a_frame(browser, site, web_models, photo) -> None:
+    page, errors = open_page(browser, site + "?backend=wasm")
+    page.click("#camera")
+    page.wait_for_function("() => window.fastnstPage.frames >= 2")
+    page.set_input_files("#file", str(photo[0]))  # a camera frame is most likely being computed now
+    _wait_pictures(page, 1)
+    page.wait_for_timeout(500)  # time for a late camera frame to (wrongly) land
+    assert page.text_content("#camera") == "Start camera"
+    assert page.evaluate("window.fastnstPage.cameraLoops") == 0
+    assert np.abs(_page_pixels(page, 72, 40) - _expected(web_models["one"], photo[1])).max() <= 2
+    assert page.is_visible("#download")
+    assert errors == []

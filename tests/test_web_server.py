@@ -166,3 +166,43 @@ def test_a_port_in_use_is_one_line_naming_the_flag(files) -> None:
 def test_an_address_not_of_this_machine_is_one_line(files) -> None:
     with pytest.raises(FastNSTError, match=r"^--host 203.0.113.7: cannot listen there .*; use an address of this machine$"):
         make_server(files, "203.0.113.7", 0)
+
+
+def test_another_loopback_address_is_served_under_its_own_name(files) -> None:
+    srv = make_server(files, "127.0.0.2", 0)
+    thread = threading.Thread(target=srv.serve_forever, args=(0.02,), daemon=True)
+    thread.start()
+    try:
+        port = srv.server_address[1]
+        assert site_url(srv) == f"http://127.0.0.2:{port}/"
+        assert _request(("127.0.0.2", port), "/", host=f"127.0.0.2:{port}")[0] == 200
+        assert _request(("127.0.0.2", port), "/", host="evil.example")[0] == 403
+    finally:
+        srv.shutdown()
+        srv.server_close()
+
+
+def test_a_browser_on_this_machine_opens_localhost_when_every_interface_is_served(files) -> None:
+    srv = make_server(files, "0.0.0.0", 0)
+    try:
+        assert site_url(srv, here=True) == f"http://localhost:{srv.server_address[1]}/"  # the camera works there
+    finally:
+        srv.server_close()
+
+
+def test_a_model_file_deleted_while_serving_is_not_found(server, files) -> None:
+    files["index.html"].unlink()
+    assert _request(server, "/")[0] == 404
+
+
+def test_a_connection_closed_by_the_browser_prints_nothing_but_a_bug_still_does(files, capsys) -> None:
+    srv = make_server(files, "127.0.0.1", 0)
+    try:
+        for error, shown in ((ConnectionResetError(104, "Connection reset by peer"), False), (ValueError("a bug"), True)):
+            try:
+                raise error
+            except Exception:  # noqa: BLE001 - handle_error reads the exception being handled
+                srv.handle_error(None, ("127.0.0.1", 5))
+            assert ("a bug" in capsys.readouterr().err) is shown
+    finally:
+        srv.server_close()

@@ -186,3 +186,54 @@ def test_an_export_that_fails_midway_leaves_the_earlier_one_untouched(tmp_path: 
         site.write_site(out, models, overwrite=True)
     assert sorted(p.relative_to(out) for p in out.rglob("*")) == before
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_an_export_that_cannot_take_the_folders_place_puts_the_earlier_one_back(
+    tmp_path: Path, web_static, styled_models, monkeypatch
+) -> None:
+    out = tmp_path / "public"
+    models = site.load_models([("styled", styled_models["onnx"])], tmp_path)
+    site.write_site(out, models)
+    before = sorted(p.relative_to(out) for p in out.rglob("*"))
+    real_rename = Path.rename
+    interrupted = []
+
+    def rename(self, target):
+        if Path(target) == out and not interrupted:  # the new site moving in, after the old one moved aside
+            interrupted.append(self)
+            raise KeyboardInterrupt
+        return real_rename(self, target)
+
+    monkeypatch.setattr(Path, "rename", rename)
+    with pytest.raises(KeyboardInterrupt):
+        site.write_site(out, models, overwrite=True)
+    assert interrupted and interrupted[0] != out
+    assert sorted(p.relative_to(out) for p in out.rglob("*")) == before
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_overwrite_refuses_an_export_that_holds_files_of_the_users(tmp_path: Path, web_static, styled_models) -> None:
+    out = tmp_path / "public"
+    models = site.load_models([("styled", styled_models["onnx"])], tmp_path)
+    site.write_site(out, models)
+    (out / "CNAME").write_text("styles.example.org")
+    (out / ".git").mkdir()
+    (out / "models" / "notes.txt").write_text("mine")
+    with pytest.raises(
+        FastNSTError, match=r"public: holds files an export does not write \(\.git, CNAME, models/notes\.txt\), which --overwrite"
+    ):
+        site.write_site(out, models, overwrite=True)
+    assert (out / "CNAME").read_text() == "styles.example.org"
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [("value_range", "[1.0, 1.0]"), ("value_range", '"5"'), ("value_range", "[0, 1e999]"), ("min_size", "0"), ("min_size", "true")],
+)
+def test_a_damaged_value_range_or_min_size_is_refused_by_file(tmp_path: Path, styled_models, key: str, value: str) -> None:
+    proto = onnx.load(str(styled_models["onnx"]))
+    next(p for p in proto.metadata_props if p.key == key).value = value
+    bad = tmp_path / "crafted.onnx"
+    onnx.save(proto, str(bad))
+    with pytest.raises(FastNSTError, match=r"crafted\.onnx: the fastnst metadata 'value_range' or 'min_size' is damaged; re-export"):
+        site.load_models([("crafted", bad)], tmp_path)

@@ -30,6 +30,9 @@ HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
     "Cache-Control": "no-cache",  # models can change between two runs on one port
+    # The page's own <meta> policy says what may load (it travels with --export too); a header adds what a
+    # meta tag cannot: no other site may frame the page. Browsers enforce both policies.
+    "Content-Security-Policy": "frame-ancestors 'none'",
 }
 # By suffix: browsers refuse modules and WebAssembly served with another type (nosniff).
 CONTENT_TYPES = {
@@ -43,7 +46,6 @@ CONTENT_TYPES = {
     ".md": "text/markdown; charset=utf-8",
     ".svg": "image/svg+xml",
 }
-LOCAL_NAMES = ("localhost", "127.0.0.1", "::1")
 
 
 class SiteHandler(BaseHTTPRequestHandler):
@@ -65,13 +67,16 @@ class SiteHandler(BaseHTTPRequestHandler):
     do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _not_allowed
 
     def _answer(self, body: bool) -> None:
-        if self.local_only and _host_name(self.headers.get("Host", "")) not in LOCAL_NAMES:
+        if self.local_only and not _is_loopback(_host_name(self.headers.get("Host", ""))):
             return self._plain(403, "this server answers only to localhost (fastnst web --host to expose it)")
         path = urlsplit(self.path).path
         source = self.files.get("index.html" if path == "/" else path[1:])
-        if source is None:
+        try:
+            size = None if source is None else len(source) if isinstance(source, bytes) else source.stat().st_size
+        except OSError:  # a model file deleted while serving
+            size = None
+        if size is None:
             return self._plain(404, "not found")
-        size = len(source) if isinstance(source, bytes) else source.stat().st_size
         self.send_response(200)
         self._headers(CONTENT_TYPES.get(_suffix(path), "text/plain; charset=utf-8"), size)
         if body:
@@ -90,8 +95,8 @@ class SiteHandler(BaseHTTPRequestHandler):
             else:
                 with source.open("rb") as f:
                     shutil.copyfileobj(f, self.wfile, 1 << 20)
-        except (BrokenPipeError, ConnectionResetError):  # the browser went away (a reload): nothing to say
-            pass
+        except OSError:  # the browser went away (a reload), or the file did: the connection just ends
+            self.close_connection = True
 
     def _plain(self, status: int, text: str, extra: dict[str, str] | None = None) -> None:
         data = f"{status} {text}\n".encode()
@@ -128,6 +133,11 @@ def _is_loopback(host: str) -> bool:
 class _Server(ThreadingHTTPServer):
     daemon_threads = True  # Ctrl-C ends the server without waiting for a browser's open connections
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A browser closing a connection mid-answer is routine, not a traceback on the user's terminal."""
+        if not isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+            super().handle_error(request, client_address)
+
 
 class _Server6(_Server):
     address_family = socket.AF_INET6
@@ -147,14 +157,15 @@ def make_server(files: dict[str, SiteSource], host: str = "127.0.0.1", port: int
         raise FastNSTError(f"--host {host}: cannot listen there ({e.strerror or e}); use an address of this machine") from None
 
 
-def site_url(server: ThreadingHTTPServer) -> str:
-    """The address to open: 'localhost' for loopback (browsers give it the camera without https)."""
-    host, port = server.server_address[:2]
-    if _is_loopback(str(host)):
+def site_url(server: ThreadingHTTPServer, here: bool = False) -> str:
+    """The page's address: 'localhost' for 127.0.0.1 and ::1 (browsers give it the camera without https);
+    for every interface, this machine's name (for other devices) or, ``here``, localhost (for its own browser)."""
+    host, port = str(server.server_address[0]), server.server_address[1]
+    if host in ("127.0.0.1", "::1") or (here and host in ("0.0.0.0", "::")):
         host = "localhost"
-    elif str(host) in ("0.0.0.0", "::"):
+    elif host in ("0.0.0.0", "::"):
         host = socket.gethostname()
-    return f"http://{f'[{host}]' if ':' in str(host) else host}:{port}/"
+    return f"http://{f'[{host}]' if ':' in host else host}:{port}/"
 
 
 def serve(files: dict[str, SiteSource], host: str = "127.0.0.1", port: int = 8000, open_browser: bool = False) -> None:
@@ -166,7 +177,7 @@ def serve(files: dict[str, SiteSource], host: str = "127.0.0.1", port: int = 800
     if not _is_loopback(host):
         print("note: on other devices the camera needs https; images work over plain http", file=sys.stderr, flush=True)
     if open_browser:
-        webbrowser.open(url)
+        webbrowser.open(site_url(server, here=True))
     try:
         server.serve_forever()
     finally:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import re
 import shutil
@@ -54,6 +55,7 @@ def load_models(sources: list[tuple[str, Path]], workdir: Path) -> list[WebModel
         if path.suffix.lower() != ".onnx":
             path = _exported(path, workdir)
         info = read_onnx(path)[1]
+        _convention(path, info)
         unique, n = name, 2
         while unique in seen:
             unique, n = f"{name} ({n})", n + 1
@@ -110,6 +112,23 @@ def _field(info: dict[str, Any], key: str, default: Any) -> Any:
         return default
 
 
+def _convention(path: Path, info: dict[str, Any]) -> tuple[list[float], int]:
+    """The value range and smallest size the page will use, checked: a crafted or damaged file is refused here,
+    in one line, rather than drawing infinities or failing obscurely in the browser."""
+    low_high = _field(info, "value_range", [0.0, 1.0])
+    min_size = _field(info, "min_size", MIN_SIZE)
+    numbers = isinstance(low_high, list) and len(low_high) == 2 and all(_is_number(v) and math.isfinite(v) for v in low_high)
+    if not (numbers and low_high[0] < low_high[1] and _is_number(min_size) and min_size == int(min_size) and 1 <= min_size <= 65536):
+        raise FastNSTError(
+            f"{path}: the fastnst metadata 'value_range' or 'min_size' is damaged; re-export the model with 'fastnst export'"
+        )
+    return [float(v) for v in low_high], int(min_size)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def model_entry(model: WebModel, url: str) -> dict[str, Any]:
     """What the page needs to run one model: its ``models.json`` entry."""
     info = model.info
@@ -122,8 +141,8 @@ def model_entry(model: WebModel, url: str) -> dict[str, Any]:
         "output": info.get("output_name") or OUTPUT_NAME,
         "style_input": (info.get("style_input_name") or STYLE_INPUT_NAME) if len(styles) > 1 else None,
         "styles": [s or model.name for s in styles],
-        "value_range": _field(info, "value_range", [0.0, 1.0]),
-        "min_size": _field(info, "min_size", MIN_SIZE),
+        "value_range": _convention(model.path, info)[0],
+        "min_size": _convention(model.path, info)[1],
         "precision": info.get("precision") or "float32",
     }
 
@@ -183,8 +202,9 @@ def export_extras(models: list[WebModel]) -> dict[str, bytes]:
     return {"README.md": readme.encode(), "_headers": ("/*\n" + "".join(f"  {k}: {v}\n" for k, v in ISOLATION_HEADERS.items())).encode()}
 
 
-def _check_export_folder(folder: Path, overwrite: bool) -> None:
-    """An export goes into a new or empty folder; ``overwrite`` replaces only an earlier export, never other files."""
+def _check_export_folder(folder: Path, overwrite: bool, files: dict[str, SiteSource]) -> None:
+    """An export goes into a new or empty folder; ``overwrite`` replaces only an earlier export holding
+    nothing else (a CNAME, a .git folder or a photo added to it would be deleted with it: refused instead)."""
     if not os.path.lexists(folder):
         return
     if not folder.is_dir() or folder.is_symlink():
@@ -195,14 +215,22 @@ def _check_export_folder(folder: Path, overwrite: bool) -> None:
         raise FastNSTError(f"{folder}: not empty; choose a new folder, or pass --overwrite to replace an earlier export there")
     if not ((folder / "models.json").is_file() and (folder / "ort" / "LICENSE").is_file()):
         raise FastNSTError(f"{folder}: not a page exported by fastnst web; --overwrite replaces only those, choose another folder")
+    known = {rel.split("/", 1)[0] for rel in files}
+    others = [p.name for p in sorted(folder.iterdir()) if p.name not in known]
+    others += [f"models/{p.name}" for p in sorted((folder / "models").glob("*")) if p.suffix != ".onnx" or not p.is_file()]
+    if others:
+        raise FastNSTError(
+            f"{folder}: holds files an export does not write ({', '.join(others[:3])}{', ...' if len(others) > 3 else ''}), "
+            "which --overwrite would delete; move them out, or export into another folder"
+        )
 
 
 def write_site(folder: str | os.PathLike, models: list[WebModel], overwrite: bool = False) -> dict[str, SiteSource]:
     """Write the site as static files into ``folder``: built beside it and renamed into place, so an
     interrupted export leaves the earlier folder (or none), never half a site. Returns what was written."""
     folder = Path(folder)
-    _check_export_folder(folder, overwrite)
     files = {**site_files(models), **export_extras(models)}
+    _check_export_folder(folder, overwrite, files)
     folder.parent.mkdir(parents=True, exist_ok=True)
     staged = Path(tempfile.mkdtemp(prefix=f".{folder.name[:80]}.", suffix=".tmp", dir=folder.parent))
     try:
@@ -222,11 +250,16 @@ def write_site(folder: str | os.PathLike, models: list[WebModel], overwrite: boo
 
 
 def _swap_in(staged: Path, folder: Path) -> None:
-    """Put ``staged`` where ``folder`` is: the old folder (empty, or an earlier export) moves aside first."""
-    old = None
-    if os.path.lexists(folder):
-        old = folder.with_name(f".{folder.name[:80]}.old-{os.getpid()}")
-        folder.rename(old)
-    staged.rename(folder)
+    """Put ``staged`` where ``folder`` is: the old folder (empty, or an earlier export) moves aside first,
+    and back if the new one cannot take its place (an error, or Ctrl-C between the two renames)."""
+    old = folder.with_name(f".{folder.name[:80]}.old-{os.getpid()}") if os.path.lexists(folder) else None
+    try:
+        if old is not None:
+            folder.rename(old)
+        staged.rename(folder)
+    except BaseException:
+        if old is not None and os.path.lexists(old) and not os.path.lexists(folder):
+            old.rename(folder)
+        raise
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)

@@ -16,6 +16,8 @@ const page = {
   camera: null,
   fps: null,
   frames: 0, // camera frames stylized
+  cameraLoops: 0, // camera loops running (one at most)
+  modelIndex: null, // the model in use (the menu goes back to it when another fails to load)
   pictures: 0, // opened pictures stylized (each change of model, style or strength counts)
   lastMs: null, // milliseconds of the last stylization (pixels in, pixels out)
   ready: null, // resolves when the first model has loaded, rejects when the page cannot start
@@ -45,23 +47,42 @@ function currentWeights() {
   return styleWeights(count, a, b === a ? -1 : b, Number($("mix").value));
 }
 
-// Draw `source` (an image, video or canvas) into the input canvas at the chosen resolution, stylize it
-// and show the result in the output canvas.
-async function render(source, width, height, limit = Number($("resolution").value)) {
-  const [w, h] = fitted(width, height, limit);
-  const inCanvas = $("input");
-  [inCanvas.width, inCanvas.height] = [w, h];
-  const ctx = inCanvas.getContext("2d", { willReadFrequently: true });
-  ctx.imageSmoothingQuality = "high";
-  ctx.drawImage(source, 0, 0, w, h);
-  const pixels = ctx.getImageData(0, 0, w, h).data;
-  const start = performance.now();
-  const out = await page.stylizer.run(pixels, w, h, currentWeights(), Number($("strength").value));
-  const outCanvas = $("output");
-  [outCanvas.width, outCanvas.height] = [w, h];
-  outCanvas.getContext("2d").putImageData(new ImageData(out, w, h), 0, 0);
-  page.lastMs = performance.now() - start;
-  return [w, h];
+// Every stylization goes through one queue: a session never runs two frames at once (WebGPU refuses to,
+// WebAssembly would only share the cores), and a camera frame cannot land on a picture or the reverse.
+let queue = Promise.resolve();
+
+function exclusive(task) {
+  const run = queue.then(task, task);
+  queue = run.catch(() => {});
+  return run;
+}
+
+function cameraOn() {
+  return page.camera?.running ?? false;
+}
+
+// Draw `source` (an image, video or canvas) into the input canvas at the chosen resolution, stylize it and
+// show the result in the output canvas: its [width, height], or null when `wanted()` says, before or after
+// the model ran, that the result is no longer wanted (the camera stopped, another picture was opened).
+function render(source, width, height, wanted, limit = Number($("resolution").value)) {
+  return exclusive(async () => {
+    if (!wanted()) return null;
+    const [w, h] = fitted(width, height, limit);
+    const inCanvas = $("input");
+    [inCanvas.width, inCanvas.height] = [w, h];
+    const ctx = inCanvas.getContext("2d", { willReadFrequently: true });
+    ctx.imageSmoothingQuality = "high";
+    ctx.drawImage(source, 0, 0, w, h);
+    const pixels = ctx.getImageData(0, 0, w, h).data;
+    const start = performance.now();
+    const out = await page.stylizer.run(pixels, w, h, currentWeights(), Number($("strength").value));
+    if (!wanted()) return null;
+    const outCanvas = $("output");
+    [outCanvas.width, outCanvas.height] = [w, h];
+    outCanvas.getContext("2d").putImageData(new ImageData(out, w, h), 0, 0);
+    page.lastMs = performance.now() - start;
+    return [w, h];
+  });
 }
 
 // The styles' names, as the download's file name and the status line use them.
@@ -76,44 +97,44 @@ function styleLabel() {
 let rendering = null;
 let renderAgain = false;
 
-// Stylize the opened picture; a change made while it runs is applied by one more run, not lost.
+// Stylize the opened picture; a change made while it runs is applied by one more run, never lost: the loop
+// ends, and `rendering` is cleared, in one synchronous step after its last check of `renderAgain`.
 function stylizePicture() {
-  if (!page.picture || !page.stylizer || page.camera?.running) return rendering;
-  if (rendering) {
-    renderAgain = true;
-    return rendering;
-  }
-  rendering = (async () => {
-    do {
+  if (!page.picture || !page.stylizer || cameraOn()) return rendering;
+  renderAgain = true;
+  rendering ??= (async () => {
+    while (renderAgain) {
       renderAgain = false;
       await renderPicture();
-    } while (renderAgain);
-  })().finally(() => {
+    }
     rendering = null;
-  });
+  })();
   return rendering;
 }
 
 async function renderPicture() {
-  const { bitmap, name } = page.picture;
-  setStatus(`Stylizing ${name}…`, "busy");
+  const picture = page.picture;
+  const wanted = () => page.picture === picture && !cameraOn();
+  setStatus(`Stylizing ${picture.name}…`, "busy");
   try {
-    const [w, h] = await render(bitmap, bitmap.width, bitmap.height);
-    await offerDownload(name);
+    const size = await render(picture.bitmap, picture.bitmap.width, picture.bitmap.height, wanted);
+    if (!size || !wanted()) return;
+    await offerDownload(picture.name);
     page.pictures++;
-    setStatus(`${name}: ${w}×${h} in ${Math.round(page.lastMs)} ms. Download it, or change the model, style or strength.`, "done");
+    const [w, h] = size;
+    setStatus(`${picture.name}: ${w}×${h} in ${Math.round(page.lastMs)} ms. Download it, or change the model, style or strength.`, "done");
   } catch (error) {
-    fail(`Could not stylize ${name}: ${error.message}`);
+    if (wanted()) fail(`Could not stylize ${picture.name}: ${error.message}`);
   }
 }
 
 async function offerDownload(name) {
-  const blob = await new Promise((resolve) => $("output").toBlob(resolve, "image/png"));
+  const blob = await new Promise((resolve) => $("output").toBlob(resolve, "image/png")); // the canvas as it is now
   const link = $("download");
   if (link.href) URL.revokeObjectURL(link.href);
   link.href = URL.createObjectURL(blob);
   link.download = `${name.replace(/\.[^.]*$/, "")}_${styleLabel()}.png`;
-  link.hidden = false;
+  link.hidden = cameraOn();
 }
 
 async function openFile(file) {
@@ -130,45 +151,58 @@ async function openFile(file) {
   await stylizePicture();
 }
 
+let cameraGeneration = 0; // a camera loop runs while its generation is the current one: one loop at a time
+
 async function startCamera() {
+  if (cameraOn() || $("camera").disabled) return;
+  $("camera").disabled = true; // until the browser answers: a second click would open a second stream
   page.camera ??= new Camera($("video"));
   try {
     await page.camera.start();
   } catch (error) {
     fail(error.message);
     return;
+  } finally {
+    $("camera").disabled = false;
   }
   $("camera").textContent = "Stop camera";
   $("download").hidden = true;
   page.fps.reset();
   setStatus("Camera on: every frame is stylized in this browser.", "camera");
-  cameraLoop();
+  cameraLoop(++cameraGeneration);
 }
 
 function stopCamera() {
-  if (!page.camera?.running) return;
+  if (!cameraOn()) return;
+  cameraGeneration++;
   page.camera.stop();
   $("camera").textContent = "Start camera";
   $("fps").textContent = "";
   setStatus("Camera off. Drop an image or start the camera again.", "ready");
 }
 
-async function cameraLoop() {
+async function cameraLoop(generation) {
   const video = $("video");
-  while (page.camera?.running) {
+  const wanted = () => generation === cameraGeneration && cameraOn();
+  page.cameraLoops++;
+  while (wanted()) {
     if (page.stylizer && video.readyState >= 2 && video.videoWidth > 0) {
       try {
-        await render(video, video.videoWidth, video.videoHeight);
+        if (await render(video, video.videoWidth, video.videoHeight, wanted)) {
+          page.frames++;
+          page.fps.tick();
+        }
       } catch (error) {
-        stopCamera();
-        fail(`Could not stylize the camera: ${error.message}`);
-        return;
+        if (wanted()) {
+          stopCamera();
+          fail(`Could not stylize the camera: ${error.message}`);
+        }
+        break;
       }
-      page.frames++;
-      page.fps.tick();
     }
     await new Promise((resolve) => requestAnimationFrame(resolve));
   }
+  page.cameraLoops--;
 }
 
 function showFps(fps) {
@@ -206,15 +240,21 @@ async function selectModel(index) {
     page.sessions.set(index, Stylizer.create(page.runtime, model, progress));
   }
   setStatus(`Loading model ${model.name}…`, "loading");
+  let stylizer;
   try {
-    page.stylizer = await page.sessions.get(index);
+    stylizer = await page.sessions.get(index);
   } catch (error) {
     page.sessions.delete(index);
+    if ($("model").value !== String(index)) return; // another model was chosen meanwhile
+    if (page.modelIndex !== null) $("model").value = String(page.modelIndex);
     fail(`Could not load model ${model.name} (${model.url}): ${error.message}`);
     return;
   }
+  if ($("model").value !== String(index)) return; // another model was chosen while this one loaded
+  page.stylizer = stylizer;
+  page.modelIndex = index;
   fillStyles(model);
-  setStatus(`Ready: ${model.name}. Drop an image or start the camera.`, page.camera?.running ? "camera" : "ready");
+  setStatus(`Ready: ${model.name}. Drop an image or start the camera.`, cameraOn() ? "camera" : "ready");
   await stylizePicture();
 }
 
@@ -241,7 +281,7 @@ function wireControls() {
     params.set("backend", e.target.value);
     location.search = params.toString(); // ONNX Runtime loads one build per page
   });
-  $("camera").addEventListener("click", () => (page.camera?.running ? stopCamera() : startCamera()));
+  $("camera").addEventListener("click", () => (cameraOn() ? stopCamera() : startCamera()));
   $("file").addEventListener("change", (e) => openFile(e.target.files[0]));
   wireDrop();
 }
@@ -273,7 +313,7 @@ page.timeFrames = async (width, height, count, warmup = 2) => {
   ctx.fillRect(0, 0, width, height);
   const times = [];
   for (let i = 0; i < count + warmup; i++) {
-    await render(canvas, width, height, 0);
+    await render(canvas, width, height, () => true, 0);
     if (i >= warmup) times.push(page.lastMs);
   }
   return times;

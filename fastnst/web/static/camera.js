@@ -33,6 +33,7 @@ export class Camera {
     if (!window.isSecureContext || !navigator.mediaDevices?.getUserMedia) {
       throw new Error("The camera needs a secure page: open it at http://localhost:PORT (as fastnst web prints) or over https.");
     }
+    this.stop(); // never two streams: the first would keep the camera on
     try {
       this.stream = await navigator.mediaDevices.getUserMedia({ video: { width: { ideal: 1280 }, height: { ideal: 720 } }, audio: false });
     } catch (error) {

@@ -18,7 +18,7 @@ export async function webgpuAvailable() {
 
 // Load ONNX Runtime Web. `want`: "auto" (WebGPU where it works, else WebAssembly), "webgpu" or "wasm".
 // `threads`: WebAssembly threads, 0 for the default: one per core up to 4 (ONNX Runtime's own default, half
-// the cores, was 1.7x slower on 2 cores: docs/web.md). More than one needs a cross-origin isolated page
+// the cores, was 1.7-2.0x slower on 2 cores: docs/benchmarks.md). More than one needs a cross-origin isolated page
 // (the COOP/COEP headers `fastnst web` sends); without it ONNX Runtime can only use one.
 export async function loadRuntime(want, threads) {
   let backend = want === "wasm" ? "wasm" : (await webgpuAvailable()) ? "webgpu" : null;
