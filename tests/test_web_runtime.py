@@ -33,11 +33,13 @@ def test_the_page_loads_the_builds_this_module_copies() -> None:
 
 def test_every_file_of_the_page_is_package_data() -> None:
     tomllib = pytest.importorskip("tomllib")  # Python 3.11
-    patterns = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["fastnst.web"]
-    page = [p.relative_to(runtime.HERE).as_posix() for p in STATIC_DIR.rglob("*") if p.is_file() and "ort" not in p.parts]
-    runtime_files = [f"static/ort/{n}" for files in runtime.BUILDS.values() for n in files]
-    for name in [*page, *runtime_files, "static/ort/LICENSE", "package-lock.json"]:
-        assert any(PurePosixPath(name).match(pattern) for pattern in patterns), name  # '*' within one folder, as setuptools
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    page = [p for p in STATIC_DIR.rglob("*") if p.is_file() and "ort" not in p.parts and "__pycache__" not in p.parts]
+    runtime_files = [runtime.RUNTIME_DIR / n for files in runtime.BUILDS.values() for n in files]
+    for path in [*page, *runtime_files, runtime.RUNTIME_DIR / "LICENSE", runtime.LOCK_FILE]:
+        package = ".".join(path.parent.relative_to(ROOT).parts)
+        assert package in config["packages"], path
+        assert any(PurePosixPath(path.name).match(pattern) for pattern in config["package-data"][package]), path
 
 
 def test_a_missing_runtime_is_named_with_the_command_that_builds_it(tmp_path: Path) -> None:
