@@ -69,11 +69,12 @@ def test_the_build_runs_npm_ci_without_scripts_and_copies_the_pages_files(tmp_pa
     out = tmp_path / "ort"
     out.mkdir()
     (out / "stale.wasm").write_text("from an older build")
+    (out / "README.md").write_text("tracked in git")
     runtime.build_runtime(out, npm=str(npm))
     assert (tmp_path / "args").read_text().split()[:2] == ["ci", "--ignore-scripts"]
     assert (tmp_path / "lock-seen").read_bytes() == runtime.LOCK_FILE.read_bytes()
-    expected = sorted([*names.split(), "LICENSE", "runtime.json"])
-    assert sorted(p.name for p in out.iterdir()) == expected  # only the page's builds; the old folder replaced whole
+    expected = sorted([*names.split(), "LICENSE", "README.md", "runtime.json"])
+    assert sorted(p.name for p in out.iterdir()) == expected  # only the page's builds (and the README): the stale file gone
     assert "Copyright (c) Microsoft Corporation" in (out / "LICENSE").read_text()
     assert json.loads((out / "runtime.json").read_text()) == {"package": "onnxruntime-web", "version": runtime.runtime_version()}
     assert runtime.missing_runtime(out) == []

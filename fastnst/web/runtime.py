@@ -87,7 +87,7 @@ def require_runtime(folder: Path = RUNTIME_DIR) -> None:
 
 def build_runtime(folder: Path = RUNTIME_DIR, npm: str = "npm") -> Path:
     """Install the locked ``onnxruntime-web`` (``npm ci``: exact versions, integrity checked, no
-    install scripts) in a temporary folder and copy the page's files into ``folder``, replacing it whole."""
+    install scripts) in a temporary folder and copy the page's files into ``folder``, replacing what it held."""
     exe = shutil.which(npm)
     if exe is None:
         raise FastNSTError(f"{npm}: not found; install Node.js (with npm) to build the ONNX Runtime Web files")
@@ -107,11 +107,23 @@ def build_runtime(folder: Path = RUNTIME_DIR, npm: str = "npm") -> Path:
         version = runtime_version()
         (staged / "LICENSE").write_text(LICENSE_TEXT.format(version=version), encoding="utf-8")
         (staged / "runtime.json").write_text(json.dumps({"package": PACKAGE, "version": version}) + "\n", encoding="utf-8")
-        if folder.exists():
-            shutil.rmtree(folder)
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copytree(staged, folder)
+        _replace_contents(folder, staged)
     return folder
+
+
+def _replace_contents(folder: Path, staged: Path) -> None:
+    """Make ``folder`` hold exactly ``staged``'s files, but for its README (tracked in git, so the folder
+    exists in every checkout and setuptools finds the package it is declared as)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for old in folder.iterdir():
+        if old.name == "README.md":
+            continue
+        if old.is_dir() and not old.is_symlink():
+            shutil.rmtree(old)
+        else:
+            old.unlink()
+    for new in staged.iterdir():
+        shutil.copy2(new, folder / new.name)
 
 
 def main(argv: list[str] | None = None) -> int:
