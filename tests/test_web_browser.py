@@ -284,3 +284,14 @@ def test_a_picture_opened_while_the_camera_runs_is_not_overwritten_by_a_frame(br
     assert np.abs(_page_pixels(page, 72, 40) - _expected(web_models["one"], photo[1])).max() <= 2
     assert page.is_visible("#download")
     assert errors == []
+
+
+def test_the_webgpu_build_loads_and_runs_on_its_cpu_kernels(browser, site, web_models, photo) -> None:
+    """No GPU here, so WebGPU itself cannot run; its build (its own module and 27 MB binary) still must load from
+    the page's files and compute what Python does, or WebGPU visitors would get a broken page unseen."""
+    page, errors = open_page(browser, site + "?backend=wasm&build=webgpu")
+    assert page.evaluate("window.fastnstPage.runtime.build") == "webgpu"
+    page.set_input_files("#file", str(photo[0]))
+    _wait_pictures(page, 1)
+    assert np.abs(_page_pixels(page, 72, 40) - _expected(web_models["one"], photo[1])).max() <= 2
+    assert errors == []

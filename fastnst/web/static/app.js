@@ -329,7 +329,7 @@ async function init() {
   fillModels(page.manifest.models);
   const want = params.get("backend") || "auto";
   $("backend").value = want;
-  page.runtime = await loadRuntime(want, Number(params.get("threads") || 0));
+  page.runtime = await loadRuntime(want, Number(params.get("threads") || 0), params.get("build"));
   showRuntime();
   await selectModel(0);
   if (!page.stylizer) throw new Error($("status").textContent);

@@ -20,17 +20,20 @@ export async function webgpuAvailable() {
 // `threads`: WebAssembly threads, 0 for the default: one per core up to 4 (ONNX Runtime's own default, half
 // the cores, was 1.7-2.0x slower on 2 cores: docs/benchmarks.md). More than one needs a cross-origin isolated page
 // (the COOP/COEP headers `fastnst web` sends); without it ONNX Runtime can only use one.
-export async function loadRuntime(want, threads) {
+// `build`: which ONNX Runtime build to load, by default the backend's own; "webgpu" with the wasm backend
+// runs the WebGPU build on its CPU kernels (the tests check that build where no GPU exists).
+export async function loadRuntime(want, threads, build = null) {
   let backend = want === "wasm" ? "wasm" : (await webgpuAvailable()) ? "webgpu" : null;
   if (backend === null && want === "webgpu") throw new Error("WebGPU is not available in this browser; choose WebAssembly");
   backend ??= "wasm";
+  build = BUILD_FILES[build] ? build : backend;
   const base = new URL("ort/", document.baseURI);
-  const ort = await import(new URL(BUILD_FILES[backend], base).href);
+  const ort = await import(new URL(BUILD_FILES[build], base).href);
   ort.env.wasm.wasmPaths = base.href;
   ort.env.wasm.numThreads = !crossOriginIsolated ? 1 : threads > 0 ? threads : Math.min(4, navigator.hardwareConcurrency || 1);
   // WebAssembly runs in ONNX Runtime's worker, so the page stays responsive during a frame (it cost 2% on 2 cores).
-  ort.env.wasm.proxy = backend === "wasm";
-  return { ort, backend, threads: ort.env.wasm.numThreads };
+  ort.env.wasm.proxy = build === "wasm";
+  return { ort, backend, build, threads: ort.env.wasm.numThreads };
 }
 
 // The bytes at `url`, reporting (received, total) as they arrive: models are megabytes, so the page says how far it is.
