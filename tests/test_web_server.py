@@ -6,6 +6,8 @@ import http.client
 import socket
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -29,14 +31,22 @@ def files(tmp_path: Path) -> dict[str, object]:
     }
 
 
+@contextmanager
+def running(files: dict[str, object], host: str = "127.0.0.1") -> Iterator[ThreadingHTTPServer]:
+    """A server on a free port of ``host``, serving in a thread until the block ends."""
+    srv = make_server(files, host, 0)
+    threading.Thread(target=srv.serve_forever, args=(0.02,), daemon=True).start()
+    try:
+        yield srv
+    finally:
+        srv.shutdown()
+        srv.server_close()
+
+
 @pytest.fixture
 def server(files: dict[str, object]) -> Iterator[tuple[str, int]]:
-    srv = make_server(files, "127.0.0.1", 0)
-    thread = threading.Thread(target=srv.serve_forever, args=(0.02,), daemon=True)
-    thread.start()
-    yield srv.server_address[:2]
-    srv.shutdown()
-    srv.server_close()
+    with running(files) as srv:
+        yield srv.server_address[:2]
 
 
 def _request(address: tuple[str, int], path: str, method: str = "GET", host: str | None = None) -> tuple[int, dict[str, str], bytes]:
@@ -130,15 +140,9 @@ def test_on_localhost_other_host_names_are_refused_against_dns_rebinding(server,
 
 
 def test_a_server_on_another_address_answers_any_host_name(files) -> None:
-    srv = make_server(files, "0.0.0.0", 0)
-    thread = threading.Thread(target=srv.serve_forever, args=(0.02,), daemon=True)
-    thread.start()
-    try:
+    with running(files, "0.0.0.0") as srv:
         assert _request(("127.0.0.1", srv.server_address[1]), "/", host="my-laptop.local")[0] == 200
         assert site_url(srv) == f"http://{socket.gethostname()}:{srv.server_address[1]}/"
-    finally:
-        srv.shutdown()
-        srv.server_close()
 
 
 def test_the_url_says_localhost_which_browsers_trust_with_the_camera(files) -> None:
@@ -169,17 +173,11 @@ def test_an_address_not_of_this_machine_is_one_line(files) -> None:
 
 
 def test_another_loopback_address_is_served_under_its_own_name(files) -> None:
-    srv = make_server(files, "127.0.0.2", 0)
-    thread = threading.Thread(target=srv.serve_forever, args=(0.02,), daemon=True)
-    thread.start()
-    try:
+    with running(files, "127.0.0.2") as srv:
         port = srv.server_address[1]
         assert site_url(srv) == f"http://127.0.0.2:{port}/"
         assert _request(("127.0.0.2", port), "/", host=f"127.0.0.2:{port}")[0] == 200
         assert _request(("127.0.0.2", port), "/", host="evil.example")[0] == 403
-    finally:
-        srv.shutdown()
-        srv.server_close()
 
 
 def test_a_browser_on_this_machine_opens_localhost_when_every_interface_is_served(files) -> None:
