@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import onnx
 import pytest
 
+from fastnst.atomic import current_umask
 from fastnst.checkpoint import save_model
 from fastnst.errors import FastNSTError
 from fastnst.testing import styled_net
@@ -139,14 +139,8 @@ def test_an_export_writes_the_site_with_a_readme_and_headers(tmp_path: Path, web
     assert (out / "index.html").read_text() == "/* index.html */"
     assert "Cross-Origin-Embedder-Policy: require-corp" in (out / "_headers").read_text()
     assert "styled" in (out / "README.md").read_text()
-    assert oct(out.stat().st_mode & 0o777) == oct(0o777 & ~_umask())  # readable by a web server, not mkdtemp's 0700
+    assert oct(out.stat().st_mode & 0o777) == oct(0o777 & ~current_umask())  # readable by a web server, not mkdtemp's 0700
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no staging folder left
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def test_an_export_refuses_a_folder_with_other_files_even_with_overwrite(tmp_path: Path, web_static, styled_models) -> None:

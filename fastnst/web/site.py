@@ -133,6 +133,7 @@ def model_entry(model: WebModel, url: str) -> dict[str, Any]:
     """What the page needs to run one model: its ``models.json`` entry."""
     info = model.info
     styles = list(info["styles"])
+    value_range, min_size = _convention(model.path, info)
     return {
         "name": model.name,
         "url": url,
@@ -141,8 +142,8 @@ def model_entry(model: WebModel, url: str) -> dict[str, Any]:
         "output": info.get("output_name") or OUTPUT_NAME,
         "style_input": (info.get("style_input_name") or STYLE_INPUT_NAME) if len(styles) > 1 else None,
         "styles": [s or model.name for s in styles],
-        "value_range": _convention(model.path, info)[0],
-        "min_size": _convention(model.path, info)[1],
+        "value_range": value_range,
+        "min_size": min_size,
         "precision": info.get("precision") or "float32",
     }
 
