@@ -240,7 +240,9 @@ def test_the_model_chosen_last_wins_even_when_an_earlier_choice_loads_later(brow
     page, errors = open_page(browser, site + "?backend=wasm")
     page.set_input_files("#file", str(photo[0]))
     _wait_pictures(page, 1)
-    # The three-style model starts downloading; the one-style model, already loaded, is chosen back at once.
+    # The three-style model starts downloading (its answer held back a second, so it arrives after the choice
+    # below has finished); the one-style model, already loaded, is chosen back at once.
+    page.route("**/models/1-*", lambda route: (page.wait_for_timeout(1000), route.continue_()))
     page.evaluate(
         """() => { const s = document.getElementById('model');
         for (const v of ['1', '0']) { s.value = v; s.dispatchEvent(new Event('change')); } }"""

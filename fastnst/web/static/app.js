@@ -236,7 +236,10 @@ function sizeText(received, total) {
 async function selectModel(index) {
   const model = page.manifest.models[index];
   if (!page.sessions.has(index)) {
-    const progress = (received, total) => setStatus(`Loading model ${model.name}: ${sizeText(received, total)}…`, "loading");
+    const progress = (received, total) => {
+      // only while this model is the one chosen: a load left behind must not take the status line back
+      if ($("model").value === String(index)) setStatus(`Loading model ${model.name}: ${sizeText(received, total)}…`, "loading");
+    };
     page.sessions.set(index, Stylizer.create(page.runtime, model, progress));
   }
   setStatus(`Loading model ${model.name}…`, "loading");
