@@ -8,7 +8,7 @@ import torch
 
 from .errors import FastNSTError, shown
 
-__all__ = ["DEVICE_CHOICES", "mps_available", "no_gpu_reason", "no_mps_reason", "parse_device", "resolve_device"]
+__all__ = ["DEVICE_CHOICES", "autotune_convolutions", "mps_available", "no_gpu_reason", "no_mps_reason", "parse_device", "resolve_device"]
 
 DEVICE_CHOICES = ("auto", "cpu", "mps", "cuda")
 
@@ -70,3 +70,12 @@ def resolve_device(choice: str = "auto", allow_mps: bool = True) -> torch.device
             raise FastNSTError(f"--device {choice}: this machine has {count} CUDA GPU(s), cuda:0 to cuda:{count - 1}")
         return device
     return torch.device("cpu")
+
+
+def autotune_convolutions(device: torch.device) -> None:
+    """cuDNN's benchmark mode on a CUDA device, for work that repeats one input size many times
+    (training steps, the Gatys optimizer's iterations): each convolution is timed in every
+    algorithm once, at its first call, then runs the fastest. Not for one-off images of many
+    sizes, where every new size pays that search again. The GPU figures were measured with it."""
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True

@@ -52,7 +52,7 @@ from tqdm import tqdm
 from .color import blend, preserve_color
 from .config import GatysConfig
 from .defaults import GATYS_LR
-from .devices import resolve_device
+from .devices import autotune_convolutions, resolve_device
 from .errors import FastNSTError
 from .files import Skipped, Stylized
 from .images import load_rgb, pil_to_tensor, prepare_input, resize_long_side, save_image, tensor_to_pil, with_alpha
@@ -258,6 +258,7 @@ class GatysOptimizer:
         cfg.validate()
         self.cfg = cfg
         self.device = resolve_device(cfg.device)
+        autotune_convolutions(self.device)  # hundreds of iterations at each pass's one size
         self.styles = [load_rgb(p) for p in cfg.style_images]  # a typo fails before VGG loads
         self.blend = blend_fractions(cfg.style_blend_weights, len(self.styles))
         content = parse_layers(cfg.content_layers, "content-layers")

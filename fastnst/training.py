@@ -42,6 +42,7 @@ from .config import TrainConfig
 from .cost import StepTimer, estimate_lines, setup_warnings, undertrained_note
 from .data import PhotoDataset, TrainBatchSampler, collate, find_images
 from .defaults import TRAIN_ITERATIONS
+from .devices import autotune_convolutions
 from .errors import FastNSTError, StoppedCleanly
 from .images import load_rgb, pil_to_tensor, pixel_limit, resize_max, save_image, tensor_to_pil
 from .limits import problem
@@ -481,8 +482,7 @@ class _Run:
         """channels_last (with --channels-last) for the network and VGG, and an optimizer
         whose restored state matches its parameters (see _align_optimizer)."""
         self.channels_last = self.cfg.channels_last
-        if self.device.type == "cuda":
-            torch.backends.cudnn.benchmark = True
+        autotune_convolutions(self.device)
         if self.channels_last:
             self.model.to(memory_format=torch.channels_last)
             self.loss.vgg.to(memory_format=torch.channels_last)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from fastnst.devices import no_gpu_reason, parse_device, resolve_device
+from fastnst.devices import autotune_convolutions, no_gpu_reason, parse_device, resolve_device
 from fastnst.errors import FastNSTError
 
 
@@ -124,3 +124,11 @@ def test_onnx_models_run_on_the_cpu_provider_with_mps() -> None:
     from fastnst.providers import CPU, choose_providers
 
     assert choose_providers("mps") == [CPU]
+
+
+def test_convolutions_are_autotuned_on_a_cuda_device_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
+    autotune_convolutions(torch.device("cpu"))
+    assert torch.backends.cudnn.benchmark is False
+    autotune_convolutions(torch.device("cuda", 1))
+    assert torch.backends.cudnn.benchmark is True
