@@ -40,8 +40,8 @@ def _env(rows: list[dict[str, Any]]) -> list[str]:
 
 def _speed(rows: list[dict[str, Any]]) -> list[str]:
     train = [r for r in rows if r["stage"] == "speed" and r["name"].startswith("train ") and r["name"] != "train choice"]
-    out = ["## Training step (256², random images on the device)", ""]
-    out += _table(
+    out = ["## Training step (256², random images on the device)", ""] if train else []
+    out += [] if not train else _table(
         ["configuration", "batch", "images/s", "ms/step", "first step s", "peak GiB", "note"],
         [
             [r["name"][6:], r.get("batch"), r.get("images_per_s"), r.get("step_ms"), r.get("first_step_s"), r.get("peak_gib"), _status(r)]
@@ -87,7 +87,28 @@ def _speed(rows: list[dict[str, Any]]) -> list[str]:
     for r in rows:
         if r["name"].startswith("gatys "):
             out += [f"Gatys ({r['name'][6:]}): {_f(r.get('seconds'))} s {_status(r)}", ""]
-    return out
+    return out + _profiles(rows)
+
+
+def _percent(share: float) -> str:
+    return f"{100 * share:.0f}%"
+
+
+def _profiles(rows: list[dict[str, Any]]) -> list[str]:
+    """Where the time goes: per workload, the device's time per call, how busy it was, the shares per kind
+    of op and the costliest op (the profiler's whole table is in that command's profile.txt)."""
+    profiles = [r for r in rows if r["stage"] == "speed" and r["name"].startswith("profile ")]
+    if not profiles:
+        return []
+    out = ["## Profiles (PyTorch profiler; each op's own device time; tables in profile.txt)", ""]
+    body = []
+    for r in profiles:
+        top = (r.get("top_ops") or [{}])[0]
+        kinds = ", ".join(f"{k} {_percent(v)}" for k, v in (r.get("kinds") or {}).items() if v >= 0.01)
+        costliest = f"{top.get('op')} {top.get('shapes')} {_percent(top['share'])}" if top else None
+        times = [r.get("device_ms_per_call"), r.get("wall_ms_per_call"), r.get("device_busy")]
+        body.append([r["name"][8:], *times, kinds, costliest, _status(r)])
+    return out + _table(["workload", "device ms/call", "wall ms/call", "device busy", "time by kind", "costliest op", "note"], body)
 
 
 def _train(rows: list[dict[str, Any]]) -> list[str]:

@@ -12,7 +12,9 @@ it was in):
    batches, torch.compile); the loader alone; inference frames/s at 512²,
    1024² and 1920x1080, batch 1 and 8, fp32 against half precision and CUDA
    graphs, with TFLOP/s from the network's FLOP count; 500 L-BFGS iterations
-   of the Gatys optimizer at 512². Picks the training batch and compile choice.
+   of the Gatys optimizer at 512²; profiles (PyTorch's profiler: each op's
+   device time, by kind of op) of the three figures short of their targets.
+   Picks the training batch and compile choice.
 3. train: ``fastnst train`` itself for each style in priority order, each
    with a ``--max-time`` share of what is left (fewer styles rather than
    styles under --min-images), aiming at 160k images per style. A spec
@@ -26,9 +28,10 @@ it was in):
 
 Prepare on the CPU, once per run (copies the data the run needs from
 ../shared/assets into the git-ignored ``.device/``: the photos, the VGG19
-weights and the paintings of ``--styles`` only, since with the tracked tree
-and its shipped models they fill nearly all of the 64 MiB a device call
-carries), and rehearse the whole run at tiny sizes (about a minute)::
+weights xz-compressed (9.8 MiB instead of 24.7; the run unpacks them in half
+a second) and the paintings of ``--styles`` only, since the tracked tree and
+its shipped models count against the 64 MiB a device call carries too), and
+rehearse the whole run at tiny sizes (about a minute)::
 
     python benchmarks/gpu_run.py --prepare --styles udnie@0.6,udnie@1.2
     python benchmarks/gpu_run.py --dry-run --out /tmp/gpu_dry --styles udnie@0.6,udnie@1.2
@@ -49,7 +52,7 @@ A speed stage alone measures what an earlier one ran out of time for
 (``--speed-parts``, in its fixed order; with no train stage it may use the
 whole budget)::
 
-    PYTHONUNBUFFERED=1 python3 benchmarks/gpu_run.py --out $OUT --stages speed --speed-parts inference,compile \
+    PYTHONUNBUFFERED=1 python3 benchmarks/gpu_run.py --out $OUT --stages speed --speed-parts inference,profile,compile \
         --batch-size 16 --images-per-s 413 --budget 285 2>&1 | tee $OUT/run2.log
 
 Back on the CPU, with DIR... the folders the fetched files of each command lie
@@ -63,7 +66,10 @@ model card each; ``benchmarks/quality.py`` compares them with the peers.
 from __future__ import annotations
 
 import argparse
+import functools
+import hashlib
 import json
+import lzma
 import math
 import os
 import shutil
@@ -84,6 +90,7 @@ import gpu_speed as speed
 import torch
 
 from fastnst.defaults import ARCHITECTURES
+from fastnst.model import ModelConfig, TransformerNet
 from fastnst.training import TrainConfig
 
 # Priority order: candy at the default style weight and again at 0.15 ("candy@0.15", run name
@@ -93,7 +100,7 @@ from fastnst.training import TrainConfig
 STYLES = ("candy", "candy@0.15", "mosaic", "udnie", "rain_princess", "starry_night", "the_great_wave", "composition_vii", "la_muse")
 SAMPLE_PHOTO, GATYS_PHOTO = "chicago", "tubingen"
 STYLES_PER_TAR = 3
-SPEED_PARTS = ("training", "gatys", "inference", "loader", "compile")  # the speed stage's measurements, in run order
+SPEED_PARTS = ("training", "gatys", "inference", "loader", "profile", "compile")  # the speed stage's measurements, in run order
 CORE_STYLES = 4  # the first four of the list share the training time; later ones get what is left
 PACK_RESERVE_S = 15.0  # kept free at the end for the last tar
 
@@ -120,6 +127,9 @@ class Profile:
     gatys_size: int = 512
     gatys_iterations: int = 500
     gatys_need_s: float = 30.0
+    profile_calls: int = 5  # profiled calls (Gatys: of profile_gatys_iterations iterations each), after as many warm-up calls
+    profile_gatys_iterations: int = 10
+    profile_need_s: float = 15.0
     target_images: int = 160_000  # Johnson et al.: 40k steps of batch 4
     min_images: int = 40_000  # never ship a model trained on fewer
     good_images: int = 80_000  # the core styles are trained fewer at a time rather than each under this
@@ -166,6 +176,9 @@ DRY = Profile(
     gatys_size=40,
     gatys_iterations=3,
     gatys_need_s=3.0,
+    profile_calls=2,
+    profile_gatys_iterations=2,
+    profile_need_s=3.0,
     target_images=100,
     min_images=8,
     good_images=50,
@@ -191,10 +204,12 @@ class Data:
         return self.root / "photos256"
 
     @property
-    def vgg(self) -> Path:
-        found = sorted((self.root / "vgg19").glob("*.pth"))
+    def vgg_file(self) -> Path:
+        """The carried VGG19 weights: a plain ``.pth`` (a folder made by hand, the tests) or ``--prepare``'s ``.pth.xz``."""
+        folder = self.root / "vgg19"
+        found = sorted(folder.glob("*.pth")) or sorted(folder.glob("*.pth.xz"))
         if not found:
-            raise SystemExit(f"{self.root / 'vgg19'}: no VGG19 .pth; run: python benchmarks/gpu_run.py --prepare")
+            raise SystemExit(f"{folder}: no VGG19 .pth or .pth.xz; run: python benchmarks/gpu_run.py --prepare")
         return found[0]
 
     def style(self, name: str) -> Path:
@@ -202,6 +217,33 @@ class Data:
 
     def content(self, name: str) -> Path:
         return self.root / "content" / f"{name}.jpg"
+
+
+def _sha256(path: Path, opener: Any = open) -> str:
+    with opener(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def unpack_vgg(packed: Path, dest: Path) -> Path:
+    """The VGG19 weights to train with: ``packed`` itself when plain, else decompressed into ``dest``
+    (the run's work folder, never the carried one: it would travel next time) beside a copy of its
+    sidecar JSON, and checked against the SHA-256 the sidecar states (the assets' own record)."""
+    if packed.suffix != ".xz":
+        return packed
+    plain = dest / packed.stem
+    sidecar = packed.with_suffix("").with_suffix(".json")
+    dest.mkdir(parents=True, exist_ok=True)
+    tmp = plain.with_name(plain.name + ".tmp")
+    with lzma.open(packed, "rb") as src, tmp.open("wb") as dst:
+        shutil.copyfileobj(src, dst, 1 << 20)
+    if sidecar.is_file():
+        expected = json.loads(sidecar.read_text()).get("sha256")
+        if expected and _sha256(tmp) != expected:
+            tmp.unlink()
+            raise ValueError(f"{packed}: decompresses to other weights than {sidecar.name} records; run --prepare again")
+        shutil.copy2(sidecar, dest / sidecar.name)
+    os.replace(tmp, plain)
+    return plain
 
 
 class Results:
@@ -253,6 +295,11 @@ class Run:
     train_follows: bool = True  # the speed stage leaves at least half the clock to training
     classic_rows: list[dict[str, Any]] = field(default_factory=list)
     fast_rows: list[dict[str, Any]] = field(default_factory=list)
+
+    @functools.cached_property
+    def vgg(self) -> Path:
+        """The VGG19 weights file, decompressed once per run on first use (half a second)."""
+        return unpack_vgg(self.data.vgg_file, self.work / "vgg19")
 
 
 # ---------------------------------------------------------------- stages
@@ -319,7 +366,7 @@ def _base_config(run: Run) -> TrainConfig:
         dataset=str(run.data.photos),
         style_image=str(speed_painting(run, "candy")),
         save_model=str(run.work / "bench" / "bench.pth"),
-        vgg_weights=str(run.data.vgg),
+        vgg_weights=str(run.vgg),
         vgg_preprocess="caffe",
         image_size=p.image_size,
         width=p.width,
@@ -435,7 +482,6 @@ def speed_loader(run: Run) -> None:
 
 
 def speed_inference(run: Run) -> None:
-    from fastnst.model import ModelConfig, TransformerNet
 
     p = run.profile
     config = ModelConfig(width=p.width)
@@ -444,6 +490,7 @@ def speed_inference(run: Run) -> None:
     torch.manual_seed(0)
     model = TransformerNet(config).to(run.device).eval()
     variants = speed.INFERENCE_VARIANTS if run.device.type == "cuda" else speed.INFERENCE_VARIANTS[:-1]  # graphs need CUDA
+    speed.autotune_convolutions(run.device)  # as the first run measured (after training); the "-untuned" variant turns it off
     for hw in p.infer_sizes:
         for b in p.infer_batches:
             ref = None
@@ -467,7 +514,7 @@ def speed_gatys(run: Run) -> None:
         lambda: speed.gatys_seconds(
             run.data.content(GATYS_PHOTO),
             speed_painting(run, "starry_night"),
-            str(run.data.vgg),
+            str(run.vgg),
             "caffe",
             p.gatys_size,
             p.gatys_iterations,
@@ -477,13 +524,52 @@ def speed_gatys(run: Run) -> None:
     )
 
 
+def speed_profile(run: Run) -> None:
+    """Where the time goes, op by op, in the three figures short of their targets (issue 13):
+    inference at the largest size (fp32 and half weights), the training step at the run's batch,
+    and Gatys L-BFGS iterations. Summaries in results.jsonl, the profiler's tables in profile.txt."""
+    p, device = run.profile, run.device
+    hw = p.infer_sizes[0]
+    torch.manual_seed(0)
+    model = TransformerNet(ModelConfig(width=p.width)).to(device).eval()
+    x = torch.rand(1, 3, *hw, device=device)
+    batch = run.batch or 16
+    workloads: list[tuple[str, Any, dict[str, Any]]] = [
+        *(
+            (f"infer {v} b1 {hw[1]}x{hw[0]}", lambda v=v: speed.inference_call(v, model, x, device), {"calls": p.profile_calls})
+            for v in ("fp32", "fp16-nchw")
+        ),
+        (
+            f"train bf16 b{batch}",
+            lambda: speed.train_step_fn(_base_config(run), speed.TrainVariant("", batch, channels_last=run.channels_last), device),
+            {"calls": p.profile_calls, "batch": batch},
+        ),
+        (
+            f"gatys lbfgs {p.gatys_size}px",
+            lambda: speed.gatys_runner(
+                run.data.content(GATYS_PHOTO), speed_painting(run, "starry_night"), str(run.vgg), "caffe", p.gatys_size,
+                p.profile_gatys_iterations, device, p.layers,
+            ),
+            {"calls": p.profile_calls, "iterations_per_call": p.profile_gatys_iterations},
+        ),
+    ]
+    for name, make, labels in workloads:
+        _measure(
+            run,
+            f"profile {name}",
+            p.profile_need_s,
+            lambda name=name, make=make: speed.profile_ops(make(), device, p.profile_calls, p.profile_calls, name, run.out / "profile.txt"),
+            **labels,
+        )
+
+
 def stage_speed(run: Run) -> None:
     """The measurements of ``run.speed_parts``, in their fixed order. With training to follow,
     the stage keeps to its two minutes (and half the clock); alone, it may use the whole clock,
     so a later command can measure what an earlier one ran out of time for."""
     share = min(run.profile.speed_budget_s, 0.5 * run.clock.left()) if run.train_follows else run.clock.left()
     run.speed_deadline = time.monotonic() + share
-    parts = dict(zip(SPEED_PARTS, (speed_training, speed_gatys, speed_inference, speed_loader, speed_compile), strict=True))
+    parts = dict(zip(SPEED_PARTS, (speed_training, speed_gatys, speed_inference, speed_loader, speed_profile, speed_compile), strict=True))
     for name in SPEED_PARTS:
         if name in run.speed_parts:
             parts[name](run)
@@ -574,7 +660,7 @@ def _train_command(run: Run, spec: str, seconds: float) -> list[str]:
         "--checkpoint-dir",
         str(run.work / name),
         "--vgg-weights",
-        str(run.data.vgg),
+        str(run.vgg),
         "--vgg-preprocess",
         "caffe",
         "--image-size",
@@ -742,13 +828,37 @@ def _carried_bytes(dest: Path) -> int:
     return sum(f.stat().st_size for f in files if f.is_file()) + sum(f.stat().st_size for f in dest.rglob("*") if f.is_file())
 
 
+def _pack_vgg(src: Path, dest: Path) -> None:
+    """Copy ``src`` into ``dest`` with each ``.pth`` xz-compressed: the assets' fp16 VGG19 weights take
+    9.8 MiB instead of 24.7, room for more shipped models and paintings under the carry limit. A packed
+    copy that already decompresses to its source is kept; plain copies of an earlier prepare are removed."""
+    dest.mkdir(exist_ok=True)
+    for f in sorted(p for p in src.iterdir() if p.is_file()):
+        if f.suffix != ".pth":
+            shutil.copy2(f, dest / f.name)
+            continue
+        (dest / f.name).unlink(missing_ok=True)
+        packed = dest / f"{f.name}.xz"
+        try:
+            if packed.exists() and _sha256(packed, lzma.open) == _sha256(f):
+                continue
+        except (lzma.LZMAError, EOFError):  # a damaged or partial copy: packed again below
+            pass
+        tmp = packed.with_name(packed.name + ".tmp")
+        with f.open("rb") as plain, lzma.open(tmp, "wb") as out:
+            shutil.copyfileobj(plain, out, 1 << 20)
+        os.replace(tmp, packed)
+        print(f"{packed}: {f.stat().st_size / 2**20:.1f} MiB packed into {packed.stat().st_size / 2**20:.1f}")
+
+
 def prepare(assets: Path, dest: Path, styles: list[str] | None = None, max_photos: int | None = None) -> None:
     """Copy what the GPU run reads into the git-ignored ``.device/`` and check it travels.
 
     Only the paintings of ``styles`` (default: every style of :data:`STYLES`) are copied; copies
-    of other paintings of ``assets`` left by an earlier prepare are removed (nothing else is):
-    the tracked tree (the shipped models) and the data leave little room under the carry limit. ``max_photos``
-    keeps the first N training photos (by name) only, to make room for more paintings (a multi-style run)."""
+    of other paintings of ``assets`` left by an earlier prepare are removed (nothing else is), and
+    the VGG19 weights travel compressed: the tracked tree (the shipped models) counts against the
+    carry limit too. ``max_photos`` keeps the first N training photos (by name) only, should
+    paintings or shipped models ever need more room."""
     dest.mkdir(exist_ok=True)
     photos = sorted((assets / "photos256").iterdir())
     keep = {f.name for f in photos[:max_photos]} if max_photos else {f.name for f in photos}
@@ -759,7 +869,7 @@ def prepare(assets: Path, dest: Path, styles: list[str] | None = None, max_photo
     for f in photos:
         if f.name in keep and not (dest / "photos256" / f.name).exists():
             shutil.copy2(f, dest / "photos256" / f.name)
-    shutil.copytree(assets / "vgg19", dest / "vgg19", dirs_exist_ok=True)
+    _pack_vgg(assets / "vgg19", dest / "vgg19")
     paintings = sorted({n for s in styles or STYLES if not split_spec(s).arch for n in split_spec(s).paintings})  # a student needs none
     (dest / "styles").mkdir(exist_ok=True)
     for stale in (dest / "styles" / f.name for f in (assets / "styles").glob("*.jpg") if f.stem not in paintings):

@@ -21,6 +21,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from fastnst import distributed, training
+from fastnst.devices import autotune_convolutions
 from fastnst.data import PhotoDataset, TrainBatchSampler, find_images
 from fastnst.model import ModelConfig, TransformerNet
 from fastnst.stylizer import TorchBackend
@@ -100,15 +101,14 @@ def _classic(run: Any) -> None:
     torch.backends.cudnn.benchmark = False
 
 
-def train_rate(base: training.TrainConfig, variant: TrainVariant, device: torch.device, warmup: int, seconds: float) -> dict[str, Any]:
-    """Images/s of fastnst's own training step (``_Run.train_step``: forward, the
-    three losses, backward, the finiteness checks, Adam) on random images kept
-    on the device, so the figure is the step's, not the loader's."""
+def train_step_fn(base: training.TrainConfig, variant: TrainVariant, device: torch.device) -> Callable[[], Any]:
+    """fastnst's own training step (``_Run.train_step``: forward, the three losses, backward,
+    the finiteness checks, Adam) in ``variant``'s settings, cycling over three random batches
+    kept on the device, so what is timed is the step, not the loader."""
     layout = variant.channels_last and not variant.classic and device.type == "cuda"
     changes = {"batch_size": variant.batch, "amp": variant.amp, "compile": variant.compile, "channels_last": layout, "overwrite": True}
     cfg = replace(base, **changes)
     plan = training._prepare(training.request_of(cfg), 1)
-    reset_peak(device)
     run = training._Run(plan, distributed.SINGLE, device)
     if variant.classic:
         _classic(run)
@@ -118,12 +118,19 @@ def train_rate(base: training.TrainConfig, variant: TrainVariant, device: torch.
     size = cfg.image_size
     xs = [torch.rand(variant.batch, 3, size, size, device=device).contiguous(memory_format=fmt) for _ in range(3)]
     batches = itertools.cycle(xs)
+    return lambda: run.train_step(next(batches))
+
+
+def train_rate(base: training.TrainConfig, variant: TrainVariant, device: torch.device, warmup: int, seconds: float) -> dict[str, Any]:
+    """Images/s of :func:`train_step_fn`; its first step (compilation, cuDNN autotuning) timed apart."""
+    reset_peak(device)
+    step = train_step_fn(base, variant, device)
     t_compile = time.perf_counter()
-    run.train_step(xs[0])  # the first step compiles (with --compile) and autotunes
+    step()  # the first step compiles (with --compile) and autotunes
     sync(device)
     first_step_s = time.perf_counter() - t_compile
-    s = timed_rate(lambda: run.train_step(next(batches)), device, warmup, seconds)
-    torch.backends.cudnn.benchmark = device.type == "cuda"
+    s = timed_rate(step, device, warmup, seconds)
+    autotune_convolutions(device)  # the classic variant turns it off
     return {"images_per_s": variant.batch / s, "step_ms": s * 1e3, "first_step_s": first_step_s, "peak_gib": peak_memory(device)}
 
 
@@ -173,19 +180,34 @@ class _Graphed:
         return self.y
 
 
-INFERENCE_VARIANTS = ("fp32", "fp16-autocast", "fp16", "fp16-nchw", "fp16-graph")
+# The untuned stylizer path before the tuned one: PyTorch may reuse a plan cuDNN's search found for the same shapes.
+INFERENCE_VARIANTS = ("fp32", "fp16-autocast-untuned", "fp16-autocast", "fp16", "fp16-nchw", "fp16-graph")
+
+
+def _untuned(fn: Callable[[], torch.Tensor]) -> Callable[[], torch.Tensor]:
+    """``fn`` with cuDNN's autotuning off, as the stylizer runs (the speed stage measures with it on)."""
+
+    def call() -> torch.Tensor:
+        tuned, torch.backends.cudnn.benchmark = torch.backends.cudnn.benchmark, False
+        try:
+            return fn()
+        finally:
+            torch.backends.cudnn.benchmark = tuned
+
+    return call
 
 
 def _inference_fn(name: str, model: TransformerNet, x: torch.Tensor, device: torch.device) -> Callable[[], torch.Tensor]:
     """fp32: plain model, NCHW (cuDNN's TF32 convolutions, PyTorch's default); fp16-autocast:
-    fastnst's stylizer path (TorchBackend: float16 autocast, NCHW); fp16: half weights,
+    fastnst's stylizer path (TorchBackend: float16 autocast, NCHW); fp16-autocast-untuned: the
+    same without cuDNN's autotuning, which the stylizer does not turn on; fp16: half weights,
     channels_last; fp16-nchw: half weights, NCHW; fp16-graph: fp16 as one CUDA graph."""
     if name == "fp32":
         ref = model.float().to(memory_format=torch.contiguous_format)
         return lambda: ref(x)
-    if name == "fp16-autocast":
+    if name.startswith("fp16-autocast"):
         backend = TorchBackend(model, device=str(device))
-        return lambda: backend._forward(x)
+        return (lambda: backend._forward(x)) if name == "fp16-autocast" else _untuned(lambda: backend._forward(x))
     half = TransformerNet(model.config).to(device).eval()
     half.load_state_dict(model.state_dict())
     fmt = torch.contiguous_format if name == "fp16-nchw" else torch.channels_last
@@ -194,6 +216,18 @@ def _inference_fn(name: str, model: TransformerNet, x: torch.Tensor, device: tor
     if name != "fp16-graph" or device.type != "cuda":
         return lambda: half(xh)
     return _Graphed(half, xh)
+
+
+def inference_call(name: str, model: TransformerNet, x: torch.Tensor, device: torch.device) -> Callable[[], torch.Tensor]:
+    """One forward pass of ``name``'s variant under inference mode, as :func:`inference_rate` times it."""
+    with torch.inference_mode():
+        fn = _inference_fn(name, model, x, device)
+
+    def call() -> torch.Tensor:
+        with torch.inference_mode():
+            return fn()
+
+    return call
 
 
 def inference_rate(
@@ -217,10 +251,10 @@ def inference_rate(
 # ---------------------------------------------------------------- Gatys
 
 
-def gatys_seconds(
+def gatys_runner(
     photo: Path, style: Path, vgg: str, preprocess: str, size: int, iterations: int, device: torch.device, layers: dict[str, str]
-) -> dict[str, Any]:
-    """Seconds for ``iterations`` L-BFGS iterations at ``size`` px (no early stop)."""
+) -> Callable[[], Any]:
+    """One call: ``iterations`` L-BFGS iterations of fastnst's Gatys optimizer at ``size`` px (no early stop)."""
     from fastnst.gatys import GatysConfig, GatysOptimizer
     from fastnst.images import load_rgb, pil_to_tensor, resize_long_side
 
@@ -236,15 +270,94 @@ def gatys_seconds(
     )
     opt = GatysOptimizer(cfg)
     content = pil_to_tensor(resize_long_side(load_rgb(photo), size))
+    return lambda: opt.run(content)
+
+
+def gatys_seconds(
+    photo: Path, style: Path, vgg: str, preprocess: str, size: int, iterations: int, device: torch.device, layers: dict[str, str]
+) -> dict[str, Any]:
+    """Seconds for ``iterations`` L-BFGS iterations at ``size`` px (no early stop)."""
+    run = gatys_runner(photo, style, vgg, preprocess, size, iterations, device, layers)
     reset_peak(device)
     sync(device)
     t0 = time.perf_counter()
-    result = opt.run(content)
+    result = run()
     sync(device)
     return {
         "seconds": time.perf_counter() - t0,
         "iterations": sum(p.iterations for p in result.passes),
-        "size": list(content.shape[-2:]),
+        "size": list(result.image.shape[-2:]),
         "peak_gib": peak_memory(device),
         "loss": result.losses,
+        "cudnn_benchmark": torch.backends.cudnn.benchmark,
+    }
+
+
+# ---------------------------------------------------------------- profiles
+
+# Kinds of op, by the first of these its name contains (else "elementwise/other"), so a profile says
+# at a glance whether the convolutions, the instance norms or the memory traffic between them dominate.
+OP_KINDS = (
+    ("conv", ("conv",)),
+    ("norm", ("norm",)),
+    ("matmul", ("::mm", "bmm", "addmm", "matmul")),
+    ("pad", ("pad",)),
+    ("upsample", ("upsample",)),
+    ("copy/cast", ("copy", "clone", "contiguous", "_to_")),
+    ("optimizer", ("adam", "_foreach")),
+)
+
+
+def op_kind(name: str) -> str:
+    low = name.lower()
+    return next((kind for kind, marks in OP_KINDS if any(m in low for m in marks)), "elementwise/other")
+
+
+def _self_time_us(event: Any, cuda: bool) -> float:
+    """An op's own time: on a GPU the kernels it launched (device time), on a CPU its own CPU time."""
+    if not cuda:
+        return float(event.self_cpu_time_total)
+    return float(getattr(event, "self_device_time_total", None) or getattr(event, "self_cuda_time_total", 0.0))
+
+
+def profile_ops(fn: Callable[[], Any], device: torch.device, warmup: int, calls: int, title: str, table: Path) -> dict[str, Any]:
+    """Where the time of ``fn`` goes, op by op (PyTorch's profiler over ``calls`` calls after ``warmup``).
+
+    Each op's self time on the device, grouped by input shapes (which tells the layers apart), its
+    share per kind of op (:data:`OP_KINDS`), and how busy the device was over the wall time (well
+    under 1: launch-bound, the case for CUDA graphs). The profiler's own table is appended to ``table``.
+    """
+    from torch.profiler import ProfilerActivity, profile
+
+    for _ in range(warmup):
+        fn()
+    sync(device)
+    cuda = device.type == "cuda"
+    activities = [ProfilerActivity.CPU, ProfilerActivity.CUDA] if cuda else [ProfilerActivity.CPU]
+    with profile(activities=activities, record_shapes=True) as prof:
+        t0 = time.perf_counter()
+        for _ in range(calls):
+            fn()
+        sync(device)
+        wall_us = (time.perf_counter() - t0) * 1e6
+    averages = prof.key_averages(group_by_input_shape=True)
+    ops = [e for e in averages if str(e.device_type).endswith("CPU") and _self_time_us(e, cuda) > 0]
+    total = sum(_self_time_us(e, cuda) for e in ops) or 1.0
+    kinds: dict[str, float] = {}
+    for e in ops:
+        kinds[op_kind(e.key)] = kinds.get(op_kind(e.key), 0.0) + _self_time_us(e, cuda) / total
+    top = sorted(ops, key=lambda e: _self_time_us(e, cuda), reverse=True)[:10]
+    sort_by = "self_device_time_total" if cuda else "self_cpu_time_total"
+    with table.open("a") as f:
+        f.write(f"## {title}\n\n{averages.table(sort_by=sort_by, row_limit=30, max_name_column_width=60)}\n\n")
+    return {
+        "device_ms_per_call": total / calls / 1e3,
+        "wall_ms_per_call": wall_us / calls / 1e3,
+        "device_busy": total / wall_us,
+        "kinds": {k: round(v, 4) for k, v in sorted(kinds.items(), key=lambda kv: -kv[1])},
+        "top_ops": [
+            {"op": e.key, "shapes": str(e.input_shapes)[:120], "ms_per_call": _self_time_us(e, cuda) / calls / 1e3,
+             "share": _self_time_us(e, cuda) / total}
+            for e in top
+        ],
     }

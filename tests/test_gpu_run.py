@@ -3,7 +3,9 @@ sharing and its packing, so that GPU minutes never go to debugging it."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import lzma
 import subprocess
 import sys
 import tarfile
@@ -26,7 +28,8 @@ import gpu_run
 
 @pytest.fixture(scope="module")
 def device_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The layout --prepare writes, with tiny stand-ins: WebP photos, a tiny VGG, two styles, two photos."""
+    """The layout --prepare writes, with tiny stand-ins: WebP photos, a tiny VGG (xz-packed, with its
+    sidecar's SHA-256, so the dry run unpacks it as the GPU run does), two styles, two photos."""
     root = tmp_path_factory.mktemp("device")
     for sub in ("photos256", "vgg19", "styles", "content"):
         (root / sub).mkdir()
@@ -34,7 +37,11 @@ def device_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
         synthetic_photo(40, 40, seed=i).save(root / "photos256" / f"p{i}.webp")
     for name, seed in (("candy", 50), ("mosaic", 51), (gpu_run.SAMPLE_PHOTO, 60), (gpu_run.GATYS_PHOTO, 61)):
         synthetic_photo(48, 40, seed=seed).save(root / ("styles" if seed < 60 else "content") / f"{name}.jpg")
-    torch.save(tiny_vgg_state_dict(), root / "vgg19" / "tiny_caffe.pth")
+    plain = root / "tiny_caffe.pth"
+    torch.save(tiny_vgg_state_dict(), plain)
+    (root / "vgg19" / "tiny_caffe.pth.xz").write_bytes(lzma.compress(plain.read_bytes()))
+    (root / "vgg19" / "tiny_caffe.json").write_text(json.dumps({"sha256": hashlib.sha256(plain.read_bytes()).hexdigest()}))
+    plain.unlink()
     return root
 
 
@@ -71,7 +78,14 @@ def test_dry_run_measures_trains_and_packs(device_data: Path, tmp_path: Path) ->
     infer = [r for r in rows if r["name"].startswith("infer ")]
     assert infer and all(r["frames_per_s"] > 0 and r["tflops"] > 0 for r in infer)
     assert all("psnr_db" in r for r in infer if r["variant"] != "fp32"), "every fast variant is checked against fp32"
+    assert {r["variant"] for r in infer} >= {"fp32", "fp16-autocast-untuned", "fp16-autocast"}, "the stylizer as shipped is measured too"
     assert [r for r in rows if r["name"].startswith("gatys ")][0]["seconds"] > 0
+    profiles = [r for r in rows if r["name"].startswith("profile ")]
+    assert [r["name"].split()[1] for r in profiles] == ["infer", "infer", "train", "gatys"], profiles
+    for r in profiles:
+        assert r["device_ms_per_call"] > 0 and r["top_ops"][0]["share"] > 0, r
+        assert abs(sum(r["kinds"].values()) - 1) < 0.01 and r["kinds"].get("conv", 0) > 0.1, "every op counted once; convolutions found"
+    assert (out / "profile.txt").read_text().count("\n## ") == 3, "the profiler's four tables"
     trained = {r["name"]: r for r in rows if r["stage"] == "train"}
     assert trained["udnie"]["skipped"].startswith("no ")
     for style in ("candy", "candy_sw1"):
@@ -87,7 +101,7 @@ def test_dry_run_measures_trains_and_packs(device_data: Path, tmp_path: Path) ->
     assert "styles/candy.jpg " + str(device_data / "styles" / "mosaic.jpg") in log
 
     files = sorted(p.name for p in out.iterdir())
-    assert files == ["models_1.tar", "models_2.tar", "results.jsonl", "results.md", "train.log"], "few plain files come back"
+    assert files == ["models_1.tar", "models_2.tar", "profile.txt", "results.jsonl", "results.md", "train.log"], "few plain files come back"
     with tarfile.open(out / "models_1.tar") as tar:
         names = tar.getnames()
         tar.extractall(tmp_path / "unpacked", filter="data")
@@ -201,7 +215,10 @@ def test_prepare_copies_what_the_run_reads(tmp_path: Path) -> None:
     for sub in ("photos256", "vgg19", "styles", "content"):
         (assets / sub).mkdir(parents=True)
     synthetic_photo(40, 40).save(assets / "photos256" / "a.webp")
-    (assets / "vgg19" / "vgg.pth").write_bytes(b"w")
+    (assets / "vgg19" / "vgg.pth").write_bytes(bytes(range(256)) * 64)
+    (assets / "vgg19" / "vgg.json").write_text("{}")
+    (tmp_path / "device" / "vgg19").mkdir(parents=True)
+    (tmp_path / "device" / "vgg19" / "vgg.pth").write_bytes(b"an earlier prepare's plain copy")
     paintings = {gpu_run.split_spec(s)[0] for s in gpu_run.STYLES}
     assert "candy@0.15" in gpu_run.STYLES and paintings >= {"candy", "mosaic", "udnie", "rain_princess"}
     for name in (*paintings, "not_shipped"):
@@ -212,15 +229,24 @@ def test_prepare_copies_what_the_run_reads(tmp_path: Path) -> None:
     copied = {p.relative_to(tmp_path / "device").as_posix() for p in (tmp_path / "device").rglob("*") if p.is_file()}
     assert copied == {
         "photos256/a.webp",
-        "vgg19/vgg.pth",
+        "vgg19/vgg.pth.xz",
+        "vgg19/vgg.json",
         *(f"styles/{s}.jpg" for s in paintings),
         f"content/{gpu_run.SAMPLE_PHOTO}.jpg",
         f"content/{gpu_run.GATYS_PHOTO}.jpg",
     }
+    packed = tmp_path / "device" / "vgg19" / "vgg.pth.xz"
+    assert lzma.decompress(packed.read_bytes()) == (assets / "vgg19" / "vgg.pth").read_bytes()
+    assert packed.stat().st_size < 4096, "the VGG weights travel compressed"
+    packed_at = packed.stat().st_mtime_ns
     synthetic_photo(20, 20).save(tmp_path / "device" / "styles" / "mine.jpg")
     gpu_run.prepare(assets, tmp_path / "device", ["udnie@0.6", "udnie@1.2", "mosaic:slim"])
     styles = sorted(p.name for p in (tmp_path / "device" / "styles").iterdir())
     assert styles == ["mine.jpg", "udnie.jpg"], "only the paintings the run trains (a student learns from its teacher); copies removed"
+    assert packed.stat().st_mtime_ns == packed_at, "weights packed by an earlier prepare are kept"
+    packed.write_bytes(packed.read_bytes()[:100])
+    gpu_run.prepare(assets, tmp_path / "device", ["udnie"])
+    assert lzma.decompress(packed.read_bytes()) == (assets / "vgg19" / "vgg.pth").read_bytes(), "a damaged packed copy is packed again"
     synthetic_photo(40, 40).save(assets / "photos256" / "b.webp")
     gpu_run.prepare(assets, tmp_path / "device", ["candy+mosaic"], max_photos=1)
     assert sorted(p.name for p in (tmp_path / "device" / "photos256").iterdir()) == ["a.webp"], "--max-photos: the first N"
@@ -232,6 +258,58 @@ def test_prepare_copies_what_the_run_reads(tmp_path: Path) -> None:
     run = _run(400.0)
     run.data, run.styles = gpu_run.Data(tmp_path / "device"), ["udnie@0.6", "mosaic:slim"]
     assert gpu_run.speed_painting(run, "candy").name == "udnie.jpg", "the speed stage measures with a painting that was carried"
+
+
+def test_unpack_vgg_checks_the_weights_against_their_sidecar(tmp_path: Path) -> None:
+    weights = bytes(range(256)) * 16
+    folder = tmp_path / "device" / "vgg19"
+    folder.mkdir(parents=True)
+    (folder / "vgg_caffe.pth.xz").write_bytes(lzma.compress(weights))
+    (folder / "vgg_caffe.json").write_text(json.dumps({"sha256": hashlib.sha256(weights).hexdigest()}))
+    data = gpu_run.Data(tmp_path / "device")
+    assert data.vgg_file.name == "vgg_caffe.pth.xz"
+    plain = gpu_run.unpack_vgg(data.vgg_file, tmp_path / "work")
+    assert plain == tmp_path / "work" / "vgg_caffe.pth" and plain.read_bytes() == weights
+    assert (tmp_path / "work" / "vgg_caffe.json").is_file(), "the sidecar goes along (it says how to feed the weights)"
+    assert not list(folder.glob("*.pth")), "nothing unpacked into the carried folder"
+    (folder / "vgg_caffe.pth.xz").write_bytes(lzma.compress(weights[:-1]))
+    with pytest.raises(ValueError, match="vgg_caffe.pth.xz: decompresses to other weights than vgg_caffe.json records"):
+        gpu_run.unpack_vgg(data.vgg_file, tmp_path / "work2")
+    assert not (tmp_path / "work2" / "vgg_caffe.pth").exists(), "no wrong weights left to train with"
+    (folder / "vgg_caffe.pth").write_bytes(weights)
+    assert gpu_run.unpack_vgg(data.vgg_file, tmp_path / "work3") == folder / "vgg_caffe.pth", "a plain file is used as it is"
+    (folder / "vgg_caffe.pth").unlink()
+    (folder / "vgg_caffe.pth.xz").unlink()
+    with pytest.raises(SystemExit, match="no VGG19 .pth or .pth.xz; run: python benchmarks/gpu_run.py --prepare"):
+        data.vgg_file
+
+
+def test_the_untuned_variant_runs_without_autotuning_and_restores_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    import gpu_speed
+
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", True)
+    seen: list[bool] = []
+    gpu_speed._untuned(lambda: seen.append(torch.backends.cudnn.benchmark))()
+    assert seen == [False] and torch.backends.cudnn.benchmark is True
+
+
+def test_profile_kinds_sort_ops_by_name() -> None:
+    import gpu_speed
+
+    kinds = {
+        "aten::cudnn_convolution": "conv",
+        "aten::convolution_backward": "conv",
+        "aten::native_batch_norm": "norm",
+        "aten::mm": "matmul",
+        "aten::bmm": "matmul",
+        "aten::reflection_pad2d": "pad",
+        "aten::upsample_nearest2d": "upsample",
+        "aten::copy_": "copy/cast",
+        "aten::_foreach_mul_": "optimizer",
+        "aten::add_": "elementwise/other",
+        "aten::sum": "elementwise/other",
+    }
+    assert {name: gpu_speed.op_kind(name) for name in kinds} == kinds
 
 
 def test_style_specs_name_the_painting_and_the_weight() -> None:
