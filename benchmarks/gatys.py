@@ -3,7 +3,8 @@
 
 1. Timing: the optimizer at 256x256 and 512x512 for a fixed number of
    L-BFGS iterations (early stopping off), after a short warm-up at each
-   size; records seconds per iteration and the final losses.
+   size, in float32 and with bf16 autocast (``--amp``); records seconds per
+   iteration and the final losses, both evaluated in float32.
 2. Coarse-to-fine vs single scale at the same output size (512 by default):
    single scale runs N iterations at full size; coarse-to-fine runs at half
    size first, then fewer iterations at full size. Both end on the same
@@ -40,6 +41,9 @@ from fastnst.gatys import GatysConfig, GatysOptimizer, GatysResult  # noqa: E402
 from fastnst.images import load_rgb, pil_to_tensor, tensor_to_pil  # noqa: E402
 
 
+PRECISIONS = {"float32": False, "bfloat16": True}  # name -> GatysConfig.amp
+
+
 def _ints(text: str) -> list[int]:
     return [int(v) for v in text.split(",") if v]
 
@@ -52,6 +56,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--style", help="style image (default: a generated pattern)")
     p.add_argument("--sizes", type=_ints, default=[256, 512], help="square sizes to time (default: 256,512)")
     p.add_argument("--iterations", type=int, default=10, help="iterations per timed size (default: 10)")
+    p.add_argument(
+        "--precisions", default="float32,bfloat16", help="comma-separated: float32, bfloat16 (--amp) or both (default: both)"
+    )
     p.add_argument("--compare-size", type=int, default=512, help="output size of the coarse-to-fine comparison; 0 skips it (default: 512)")
     p.add_argument("--single-iterations", type=int, default=40, help="single scale: iterations at full size (default: 40)")
     p.add_argument(
@@ -60,7 +67,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
     p.add_argument("--save-images", metavar="DIR", help="also write the two comparison pictures there (PNG)")
     p.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"), help="folder for the JSON and Markdown results")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    wrong = [name for name in args.precisions.split(",") if name and name not in PRECISIONS]
+    if wrong:
+        p.error(f"--precisions: unknown {', '.join(wrong)} (choose from {', '.join(PRECISIONS)})")
+    return args
 
 
 def _generated(size: int, seed: int) -> Image.Image:
@@ -110,11 +121,14 @@ def time_sizes(args: argparse.Namespace, style: str) -> list[dict]:
     rows = []
     for size in args.sizes:
         content = _square(args.content, size, 1)
-        _optimizer(args, style, iterations=(1,)).run(content)  # warm-up: kernels, allocator, caches
-        result, seconds = _timed(_optimizer(args, style, iterations=(args.iterations,)), content)
-        rows.append({"size": size, "iterations": args.iterations, "seconds": round(seconds, 2),
-                     "seconds_per_iteration": round(seconds / args.iterations, 3), "losses": _losses(result)})  # fmt: skip
-        print(f"{size}x{size}: {seconds:.1f} s for {args.iterations} iterations, losses {result.losses}", flush=True)
+        for precision in [p for p in args.precisions.split(",") if p]:
+            amp = PRECISIONS[precision]
+            _optimizer(args, style, iterations=(1,), amp=amp).run(content)  # warm-up: kernels, allocator, caches
+            result, seconds = _timed(_optimizer(args, style, iterations=(args.iterations,), amp=amp), content)
+            rows.append({"size": size, "precision": precision, "iterations": args.iterations, "seconds": round(seconds, 2),
+                         "seconds_per_iteration": round(seconds / args.iterations, 3), "losses": _losses(result),
+                         "float32_total": round(_optimizer(args, style).score(result.image, content)["total"], 1)})  # fmt: skip
+            print(f"{size}x{size} {precision}: {seconds:.1f} s for {args.iterations} iterations, losses {result.losses}", flush=True)
     return rows
 
 
@@ -143,6 +157,13 @@ def compare_coarse_to_fine(args: argparse.Namespace, style: str) -> dict:
     return out
 
 
+def _optimizer_amp(args: argparse.Namespace) -> bool:
+    """The default precision on this device (the coarse-to-fine comparison runs in it)."""
+    from fastnst.devices import bf16_is_native, resolve_device
+
+    return bf16_is_native(resolve_device(args.device))
+
+
 def environment(args: argparse.Namespace) -> dict:
     cuda = torch.cuda.is_available() and args.device != "cpu"
     return {
@@ -156,6 +177,7 @@ def environment(args: argparse.Namespace) -> dict:
         "content": Path(args.content).name if args.content else "generated",
         "style": Path(args.style).name if args.style else "generated",
         "optimizer": "lbfgs",
+        "coarse_to_fine_precision": "bfloat16" if _optimizer_amp(args) else "float32",
         "date": time.strftime("%Y-%m-%d"),
     }
 
@@ -165,12 +187,13 @@ def markdown(report: dict) -> str:
     lines = [f"# Gatys optimizer benchmark ({env['device']})", "",
              f"torch {env['torch']}, VGG {env['vgg_weights']}, content {env['content']}, style {env['style']}, L-BFGS, {env['date']}; "
              f"load average at start {env['load_average_at_start']}.", "",
-             "| size | iterations | seconds | s/iteration | content | style | tv | total |",
-             "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+             "| size | precision | iterations | seconds | s/iteration | content | style | tv | total | total in float32 |",
+             "|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for r in report["timing"]:
         loss = r["losses"]
-        lines.append(f"| {r['size']}² | {r['iterations']} | {r['seconds']:.1f} | {r['seconds_per_iteration']:.2f} | "
-                     f"{loss['content']:.4g} | {loss['style']:.4g} | {loss['tv']:.4g} | {loss['total']:.4g} |")  # fmt: skip
+        lines.append(f"| {r['size']}² | {r.get('precision', 'float32')} | {r['iterations']} | {r['seconds']:.1f} | "
+                     f"{r['seconds_per_iteration']:.2f} | {loss['content']:.4g} | {loss['style']:.4g} | {loss['tv']:.4g} | "
+                     f"{loss['total']:.4g} | {r.get('float32_total', loss['total']):.4g} |")  # fmt: skip
     c = report.get("coarse_to_fine")
     if c:
         s, f = c["single"], c["coarse_to_fine"]

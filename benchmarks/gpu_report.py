@@ -86,7 +86,10 @@ def _speed(rows: list[dict[str, Any]]) -> list[str]:
         )
     for r in rows:
         if r["name"].startswith("gatys "):
-            out += [f"Gatys ({r['name'][6:]}): {_f(r.get('seconds'))} s {_status(r)}", ""]
+            precision = {True: "bf16 autocast", False: "float32"}.get(r.get("amp"), "float32")  # rows before bf16 existed: float32
+            total = (r.get("float32_loss") or {}).get("total")
+            scored = f", final loss {_f(total, 5)} scored in float32" if total is not None else ""
+            out += [f"Gatys ({r['name'][6:]}): {_f(r.get('seconds'))} s ({precision}{scored}) {_status(r)}", ""]
     return out + _profiles(rows)
 
 

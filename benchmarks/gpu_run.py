@@ -506,22 +506,16 @@ def speed_inference(run: Run) -> None:
 
 
 def speed_gatys(run: Run) -> None:
+    """500 L-BFGS iterations at 512 px at the default precision (bf16 where native), then in float32."""
     p = run.profile
-    _measure(
-        run,
-        f"gatys {p.gatys_iterations} lbfgs {p.gatys_size}px",
-        p.gatys_need_s,
-        lambda: speed.gatys_seconds(
-            run.data.content(GATYS_PHOTO),
-            speed_painting(run, "starry_night"),
-            str(run.vgg),
-            "caffe",
-            p.gatys_size,
-            p.gatys_iterations,
-            run.device,
-            p.layers,
-        ),
-    )
+    args = (run.data.content(GATYS_PHOTO), speed_painting(run, "starry_night"), str(run.vgg), "caffe", p.gatys_size, p.gatys_iterations)
+    for amp, suffix in ((None, ""), (False, " fp32")):
+        _measure(
+            run,
+            f"gatys {p.gatys_iterations} lbfgs {p.gatys_size}px{suffix}",
+            p.gatys_need_s,
+            lambda amp=amp: speed.gatys_seconds(*args, run.device, p.layers, amp=amp),
+        )
 
 
 def speed_profile(run: Run) -> None:

@@ -251,10 +251,11 @@ def inference_rate(
 # ---------------------------------------------------------------- Gatys
 
 
-def gatys_runner(
-    photo: Path, style: Path, vgg: str, preprocess: str, size: int, iterations: int, device: torch.device, layers: dict[str, str]
-) -> Callable[[], Any]:
-    """One call: ``iterations`` L-BFGS iterations of fastnst's Gatys optimizer at ``size`` px (no early stop)."""
+def _gatys(
+    photo: Path, style: Path, vgg: str, preprocess: str, size: int, iterations: int, device: torch.device, layers: dict[str, str],
+    amp: bool | None = None,
+) -> tuple[Any, torch.Tensor]:
+    """fastnst's Gatys optimizer for ``iterations`` L-BFGS iterations (no early stop), and the photo at ``size`` px."""
     from fastnst.gatys import GatysConfig, GatysOptimizer
     from fastnst.images import load_rgb, pil_to_tensor, resize_long_side
 
@@ -266,29 +267,35 @@ def gatys_runner(
         min_improvement=0.0,
         device=str(device),
         progress=False,
+        amp=amp,
         **layers,
     )
-    opt = GatysOptimizer(cfg)
-    content = pil_to_tensor(resize_long_side(load_rgb(photo), size))
+    return GatysOptimizer(cfg), pil_to_tensor(resize_long_side(load_rgb(photo), size))
+
+
+def gatys_runner(*args: Any) -> Callable[[], Any]:
+    """One call: the iterations of :func:`_gatys` (same arguments) at the device's default precision."""
+    opt, content = _gatys(*args)
     return lambda: opt.run(content)
 
 
-def gatys_seconds(
-    photo: Path, style: Path, vgg: str, preprocess: str, size: int, iterations: int, device: torch.device, layers: dict[str, str]
-) -> dict[str, Any]:
-    """Seconds for ``iterations`` L-BFGS iterations at ``size`` px (no early stop)."""
-    run = gatys_runner(photo, style, vgg, preprocess, size, iterations, device, layers)
-    reset_peak(device)
-    sync(device)
+def gatys_seconds(*args: Any, amp: bool | None = None) -> dict[str, Any]:
+    """Seconds for the iterations of :func:`_gatys` (same arguments); ``amp`` None: the default
+    precision (bf16 where native). The final losses also scored in float32, to compare precisions."""
+    opt, content = _gatys(*args, amp=amp)
+    reset_peak(opt.device)
+    sync(opt.device)
     t0 = time.perf_counter()
-    result = run()
-    sync(device)
+    result = opt.run(content)
+    sync(opt.device)
     return {
         "seconds": time.perf_counter() - t0,
         "iterations": sum(p.iterations for p in result.passes),
         "size": list(result.image.shape[-2:]),
-        "peak_gib": peak_memory(device),
+        "peak_gib": peak_memory(opt.device),
+        "amp": opt.amp,
         "loss": result.losses,
+        "float32_loss": opt.score(result.image, content),
         "cudnn_benchmark": torch.backends.cudnn.benchmark,
     }
 

@@ -8,7 +8,16 @@ import torch
 
 from .errors import FastNSTError, shown
 
-__all__ = ["DEVICE_CHOICES", "autotune_convolutions", "mps_available", "no_gpu_reason", "no_mps_reason", "parse_device", "resolve_device"]
+__all__ = [
+    "DEVICE_CHOICES",
+    "autotune_convolutions",
+    "bf16_is_native",
+    "mps_available",
+    "no_gpu_reason",
+    "no_mps_reason",
+    "parse_device",
+    "resolve_device",
+]
 
 DEVICE_CHOICES = ("auto", "cpu", "mps", "cuda")
 
@@ -79,3 +88,14 @@ def autotune_convolutions(device: torch.device) -> None:
     sizes, where every new size pays that search again. The GPU figures were measured with it."""
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
+
+
+def bf16_is_native(device: torch.device) -> bool:
+    """Whether bfloat16 arithmetic is the device's own: CUDA GPUs from Ampere on, CPUs with
+    AVX512-BF16 or AMX. Elsewhere bf16 autocast is emulated and may run slower than float32."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported(including_emulation=False)
+    if device.type == "cpu":
+        probes = (getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
+        return any(bool(probe()) for probe in probes if probe is not None)
+    return False

@@ -52,7 +52,7 @@ from tqdm import tqdm
 from .color import blend, preserve_color
 from .config import GatysConfig
 from .defaults import GATYS_LR
-from .devices import autotune_convolutions, resolve_device
+from .devices import autotune_convolutions, bf16_is_native, resolve_device
 from .errors import FastNSTError
 from .files import Skipped, Stylized
 from .images import load_rgb, pil_to_tensor, prepare_input, resize_long_side, save_image, tensor_to_pil, with_alpha
@@ -259,6 +259,7 @@ class GatysOptimizer:
         self.cfg = cfg
         self.device = resolve_device(cfg.device)
         autotune_convolutions(self.device)  # hundreds of iterations at each pass's one size
+        self.amp = bf16_is_native(self.device) if cfg.amp is None else cfg.amp
         self.styles = [load_rgb(p) for p in cfg.style_images]  # a typo fails before VGG loads
         self.blend = blend_fractions(cfg.style_blend_weights, len(self.styles))
         content = parse_layers(cfg.content_layers, "content-layers")
@@ -327,6 +328,14 @@ class GatysOptimizer:
         if self.cfg.progress:
             tqdm.write(f"{label or 'image'}: {result.summary()}", file=sys.stderr)
         return tensor_to_pil(self._finish(result.image, x)), alpha, result
+
+    def score(self, image: torch.Tensor, content: torch.Tensor) -> dict[str, float]:
+        """The weighted loss terms of ``image`` (1, 3, H, W) for the photo ``content`` at that size, in
+        float32 whatever ``amp`` is: one yardstick for results of either precision, or of other settings."""
+        photo, x = (self._pad(t.float().to(self.device)) for t in (content, image))
+        self.loss.set_style([self._style_tensor(max(photo.shape[-2:]), k) for k in range(len(self.styles))], self.blend)
+        with torch.no_grad():
+            return self.loss(x, self.loss.content_targets(photo)).items()
 
     def stylize(self, image: Image.Image) -> Image.Image:
         """One image, alpha kept (RGBA when the input had it).
@@ -454,7 +463,9 @@ class GatysOptimizer:
         return best.x, PassReport(tuple(x.shape[-2:]), len(history), stopped, best.terms, history)
 
     def _terms(self, x: torch.Tensor, targets: dict[str, torch.Tensor], iteration: int) -> LossTerms:
-        terms = self.loss(x, targets)
+        # bf16 autocast: VGG's convolutions (nearly all the work) in bfloat16; the targets stay float32
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
+            terms = self.loss(x, targets)
         if not torch.isfinite(terms.total):
             raise NonFiniteLoss(
                 f"the loss became {float(terms.total.detach())} at iteration {iteration} ({x.shape[-1]}x{x.shape[-2]} px); "

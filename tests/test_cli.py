@@ -562,6 +562,7 @@ def test_stylize_picks_a_style_of_a_multi_style_model_by_name_index_or_mix(multi
         (["--style-index", "3"], "multi.pth: --style-index 3: the model has 3 styles"),
         (["--style", "red", "--style", "blue"], "to pick a style of a multi-style --model, give one --model and one --style"),
         (["--mix", "red=1", "--style-image", "x.png"], "--style-image: only for the Gatys optimizer"),
+        (["--no-amp"], "--no-amp: only for the Gatys optimizer"),
     ],
 )
 def test_wrong_style_choices_are_one_line_errors(flags: list[str], message: str, multi_pth: Path, tmp_path: Path, capsys) -> None:

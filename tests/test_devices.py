@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from fastnst.devices import autotune_convolutions, no_gpu_reason, parse_device, resolve_device
+from fastnst.devices import autotune_convolutions, bf16_is_native, no_gpu_reason, parse_device, resolve_device
 from fastnst.errors import FastNSTError
 
 
@@ -132,3 +132,18 @@ def test_convolutions_are_autotuned_on_a_cuda_device_only(monkeypatch: pytest.Mo
     assert torch.backends.cudnn.benchmark is False
     autotune_convolutions(torch.device("cuda", 1))
     assert torch.backends.cudnn.benchmark is True
+
+
+@pytest.mark.parametrize(("avx512_bf16", "amx", "native"), [(True, False, True), (False, True, True), (False, False, False)])
+def test_bf16_is_native_on_cpus_with_bf16_instructions(avx512_bf16: bool, amx: bool, native: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16, raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx, raising=False)
+    assert bf16_is_native(torch.device("cpu")) is native
+    assert bf16_is_native(torch.device("mps")) is False
+
+
+@pytest.mark.parametrize("ampere", [True, False])
+def test_bf16_is_native_on_gpus_from_ampere_on(ampere: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    asked: list[bool] = []
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: asked.append(including_emulation) or ampere)
+    assert bf16_is_native(torch.device("cuda")) is ampere and asked == [False], "emulated bf16 is not native"

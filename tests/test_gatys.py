@@ -50,6 +50,35 @@ def test_the_optimizer_autotunes_its_convolutions_on_its_device(style_file: Path
     assert tuned == [gatys.device] == [torch.device("cpu")]
 
 
+@pytest.mark.parametrize("native", [True, False])
+def test_bf16_is_the_default_where_it_is_native(native: bool, style_file: Path, vgg_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("fastnst.gatys.bf16_is_native", lambda device: native)
+    assert GatysOptimizer(_config(style_file, vgg_file)).amp is native
+    assert GatysOptimizer(_config(style_file, vgg_file, amp=not native)).amp is not native, "--amp/--no-amp overrides it"
+
+
+def test_bf16_gives_the_float32_result_within_rounding(style_file: Path, vgg_file: Path) -> None:
+    photo = pil_to_tensor(synthetic_photo(32, 24, seed=3))
+    fp32, bf16 = (GatysOptimizer(_config(style_file, vgg_file, amp=amp, iterations=(20,))).run(photo) for amp in (False, True))
+    assert fp32.losses != bf16.losses, "the loss ran under bf16 autocast"
+    assert bf16.losses["total"] == pytest.approx(fp32.losses["total"], rel=0.05), (bf16.losses, fp32.losses)
+    assert bf16.image.dtype == torch.float32 and 0 <= bf16.image.min() and bf16.image.max() <= 1, "the pixels stay float32 in [0, 1]"
+
+
+def test_score_is_the_float32_loss_of_a_result(style_file: Path, vgg_file: Path) -> None:
+    photo = pil_to_tensor(synthetic_photo(32, 24, seed=4))
+    for amp in (False, True):
+        gatys = GatysOptimizer(_config(style_file, vgg_file, amp=amp, iterations=(5,)))
+        result = gatys.run(photo)
+        scored = gatys.score(result.image, photo)
+        assert set(scored) == {"content", "style", "tv", "total"}
+        if not amp:
+            assert scored["total"] == pytest.approx(result.losses["total"], rel=1e-4), "float32: the optimizer's own final loss"
+        else:
+            assert scored["total"] != result.losses["total"] and scored["total"] == pytest.approx(result.losses["total"], rel=0.05)
+    assert gatys.score(photo, photo)["content"] == 0.0, "the photo itself has no content loss"
+
+
 @pytest.mark.parametrize("optimizer, lr", [("lbfgs", None), ("adam", 0.05)])
 def test_loss_goes_down(optimizer: str, lr: float | None, style_file: Path, vgg_file: Path) -> None:
     gatys = GatysOptimizer(_config(style_file, vgg_file, optimizer=optimizer, lr=lr, iterations=(12,)))

@@ -194,8 +194,13 @@ def _method(cfg: StylizeConfig, gatys: dict[str, Any]) -> str:
                 "without one use --method gatys --style-image PAINTING"
             )
         if gatys:
+            given = (
+                flag_of(GatysConfig, k) if gatys[k] is not False else "--no-" + flag_of(GatysConfig, k)[2:]
+                for k in GATYS_ONLY
+                if k in gatys
+            )
             raise FastNSTError(
-                f"{', '.join(flag_of(GatysConfig, k) for k in GATYS_ONLY if k in gatys)}: only for the "
+                f"{', '.join(given)}: only for the "
                 "Gatys optimizer; with --model or --style the trained network sets the style (or pass --method gatys without them)"
             )
     elif cfg.model:
