@@ -12,7 +12,7 @@ it was in):
    batches, torch.compile); the loader alone; inference frames/s at 512²,
    1024² and 1920x1080, batch 1 and 8, fp32 against half precision and CUDA
    graphs, with TFLOP/s from the network's FLOP count; 500 L-BFGS iterations
-   of the Gatys optimizer at 512²; profiles (PyTorch's profiler: each op's
+   of the Gatys optimizer at 512² (bf16 and float32); profiles (PyTorch's profiler: each op's
    device time, by kind of op) of the three figures short of their targets.
    Picks the training batch and compile choice.
 3. train: ``fastnst train`` itself for each style in priority order, each
@@ -52,7 +52,7 @@ A speed stage alone measures what an earlier one ran out of time for
 (``--speed-parts``, in its fixed order; with no train stage it may use the
 whole budget)::
 
-    PYTHONUNBUFFERED=1 python3 benchmarks/gpu_run.py --out $OUT --stages speed --speed-parts inference,profile,compile \
+    PYTHONUNBUFFERED=1 python3 benchmarks/gpu_run.py --out $OUT --stages speed --speed-parts gatys,inference,profile,compile \
         --batch-size 16 --images-per-s 413 --budget 285 2>&1 | tee $OUT/run2.log
 
 Back on the CPU, with DIR... the folders the fetched files of each command lie
@@ -482,7 +482,6 @@ def speed_loader(run: Run) -> None:
 
 
 def speed_inference(run: Run) -> None:
-
     p = run.profile
     config = ModelConfig(width=p.width)
     fpp = speed.flops_per_pixel(config)
