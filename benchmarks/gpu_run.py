@@ -11,7 +11,8 @@ it was in):
    batch 4) and of fastnst's settings (bf16, NCHW or channels_last, fused Adam, larger
    batches, torch.compile); the loader alone; inference frames/s at 512²,
    1024² and 1920x1080, batch 1 and 8, fp32 against half precision and CUDA
-   graphs, with TFLOP/s from the network's FLOP count; 500 L-BFGS iterations
+   graphs, with TFLOP/s from the network's FLOP count, and the stylizer as it
+   ships (no cuDNN autotuning, in a fresh process); 500 L-BFGS iterations
    of the Gatys optimizer at 512² (bf16 and float32); profiles (PyTorch's profiler: each op's
    device time, by kind of op) of the three figures short of their targets.
    Picks the training batch and compile choice.
@@ -52,7 +53,7 @@ A speed stage alone measures what an earlier one ran out of time for
 (``--speed-parts``, in its fixed order; with no train stage it may use the
 whole budget)::
 
-    PYTHONUNBUFFERED=1 python3 benchmarks/gpu_run.py --out $OUT --stages speed --speed-parts gatys,inference,profile,compile \
+    PYTHONUNBUFFERED=1 python3 benchmarks/gpu_run.py --out $OUT --stages speed --speed-parts gatys,inference,untuned,profile,compile \
         --batch-size 16 --images-per-s 413 --budget 285 2>&1 | tee $OUT/run2.log
 
 Back on the CPU, with DIR... the folders the fetched files of each command lie
@@ -100,7 +101,7 @@ from fastnst.training import TrainConfig
 STYLES = ("candy", "candy@0.15", "mosaic", "udnie", "rain_princess", "starry_night", "the_great_wave", "composition_vii", "la_muse")
 SAMPLE_PHOTO, GATYS_PHOTO = "chicago", "tubingen"
 STYLES_PER_TAR = 3
-SPEED_PARTS = ("training", "gatys", "inference", "loader", "profile", "compile")  # the speed stage's measurements, in run order
+SPEED_PARTS = ("training", "gatys", "inference", "untuned", "loader", "profile", "compile")  # the speed stage's measurements, in run order
 CORE_STYLES = 4  # the first four of the list share the training time; later ones get what is left
 PACK_RESERVE_S = 15.0  # kept free at the end for the last tar
 
@@ -489,7 +490,7 @@ def speed_inference(run: Run) -> None:
     torch.manual_seed(0)
     model = TransformerNet(config).to(run.device).eval()
     variants = speed.INFERENCE_VARIANTS if run.device.type == "cuda" else speed.INFERENCE_VARIANTS[:-1]  # graphs need CUDA
-    speed.autotune_convolutions(run.device)  # as the first run measured (after training); the "-untuned" variant turns it off
+    speed.autotune_convolutions(run.device)  # as the first run measured (after training); speed_untuned measures without
     for hw in p.infer_sizes:
         for b in p.infer_batches:
             ref = None
@@ -502,6 +503,23 @@ def speed_inference(run: Run) -> None:
                     return {**r, "tflops": fpp * hw[0] * hw[1] * r["frames_per_s"] / 1e12}
 
                 _measure(run, f"infer {name} b{b} {hw[1]}x{hw[0]}", 3 * p.infer_s + 2, fn, variant=name, batch=b, height=hw[0], width=hw[1])
+
+
+def speed_untuned(run: Run) -> None:
+    """The stylizer as it ships, without cuDNN's autotuning, at the inference sizes: in a fresh process,
+    since this one's plan cache holds the tuned plans. Against the fp16-autocast rows: should videos autotune?"""
+    p = run.profile
+    fpp = speed.flops_per_pixel(ModelConfig(width=p.width))
+    need = len(p.infer_sizes) * len(p.infer_batches) * (3 * p.infer_s + 2) + 15
+
+    def fn() -> dict[str, Any]:
+        rows = speed.untuned_in_child(p.width, p.infer_sizes, p.infer_batches, p.infer_s, run.device, timeout=2 * need)
+        for r in rows:
+            name = f"infer {r['variant']} b{r['batch']} {r['width']}x{r['height']}"
+            run.results.add("speed", name, **r, tflops=fpp * r["height"] * r["width"] * r["frames_per_s"] / 1e12)
+        return {"rows": len(rows)}
+
+    _measure(run, "untuned stylizer, fresh process", need, fn)
 
 
 def speed_gatys(run: Run) -> None:
@@ -522,6 +540,7 @@ def speed_profile(run: Run) -> None:
     inference at the largest size (fp32 and half weights), the training step at the run's batch,
     and Gatys L-BFGS iterations. Summaries in results.jsonl, the profiler's tables in profile.txt."""
     p, device = run.profile, run.device
+    speed.autotune_convolutions(device)  # as the other parts measure, whichever ran before
     hw = p.infer_sizes[0]
     torch.manual_seed(0)
     model = TransformerNet(ModelConfig(width=p.width)).to(device).eval()
@@ -562,7 +581,9 @@ def stage_speed(run: Run) -> None:
     so a later command can measure what an earlier one ran out of time for."""
     share = min(run.profile.speed_budget_s, 0.5 * run.clock.left()) if run.train_follows else run.clock.left()
     run.speed_deadline = time.monotonic() + share
-    parts = dict(zip(SPEED_PARTS, (speed_training, speed_gatys, speed_inference, speed_loader, speed_profile, speed_compile), strict=True))
+    parts = dict(
+        zip(SPEED_PARTS, (speed_training, speed_gatys, speed_inference, speed_untuned, speed_loader, speed_profile, speed_compile), strict=True)
+    )
     for name in SPEED_PARTS:
         if name in run.speed_parts:
             parts[name](run)

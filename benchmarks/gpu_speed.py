@@ -10,7 +10,11 @@ exercised before GPU minutes are spent on it.
 from __future__ import annotations
 
 import itertools
+import json
+import os
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -180,34 +184,19 @@ class _Graphed:
         return self.y
 
 
-# The untuned stylizer path before the tuned one: PyTorch may reuse a plan cuDNN's search found for the same shapes.
-INFERENCE_VARIANTS = ("fp32", "fp16-autocast-untuned", "fp16-autocast", "fp16", "fp16-nchw", "fp16-graph")
-
-
-def _untuned(fn: Callable[[], torch.Tensor]) -> Callable[[], torch.Tensor]:
-    """``fn`` with cuDNN's autotuning off, as the stylizer runs (the speed stage measures with it on)."""
-
-    def call() -> torch.Tensor:
-        tuned, torch.backends.cudnn.benchmark = torch.backends.cudnn.benchmark, False
-        try:
-            return fn()
-        finally:
-            torch.backends.cudnn.benchmark = tuned
-
-    return call
+INFERENCE_VARIANTS = ("fp32", "fp16-autocast", "fp16", "fp16-nchw", "fp16-graph")
 
 
 def _inference_fn(name: str, model: TransformerNet, x: torch.Tensor, device: torch.device) -> Callable[[], torch.Tensor]:
     """fp32: plain model, NCHW (cuDNN's TF32 convolutions, PyTorch's default); fp16-autocast:
-    fastnst's stylizer path (TorchBackend: float16 autocast, NCHW); fp16-autocast-untuned: the
-    same without cuDNN's autotuning, which the stylizer does not turn on; fp16: half weights,
+    fastnst's stylizer path (TorchBackend: float16 autocast, NCHW); fp16: half weights,
     channels_last; fp16-nchw: half weights, NCHW; fp16-graph: fp16 as one CUDA graph."""
     if name == "fp32":
         ref = model.float().to(memory_format=torch.contiguous_format)
         return lambda: ref(x)
-    if name.startswith("fp16-autocast"):
+    if name == "fp16-autocast":
         backend = TorchBackend(model, device=str(device))
-        return (lambda: backend._forward(x)) if name == "fp16-autocast" else _untuned(lambda: backend._forward(x))
+        return lambda: backend._forward(x)
     half = TransformerNet(model.config).to(device).eval()
     half.load_state_dict(model.state_dict())
     fmt = torch.contiguous_format if name == "fp16-nchw" else torch.channels_last
@@ -246,6 +235,37 @@ def inference_rate(
         out["max_abs_err"] = float((y - ref).abs().max())
         out["psnr_db"] = float(10 * torch.log10(1 / (y - ref).pow(2).mean().clamp_min(1e-12)))
     return out, y
+
+
+def untuned_rates(width: float, sizes: list[list[int]], batches: list[int], seconds: float, device: str) -> list[dict[str, Any]]:
+    """The stylizer as it ships (fp16-autocast) without cuDNN's autotuning, at each size and batch.
+
+    Only meaningful in a process that has never autotuned these shapes: PyTorch keeps one cache of
+    convolution plans whatever the flag, so a tuned plan found earlier would be reused (and a plan
+    chosen here would be reused by a tuned measurement later). :func:`untuned_in_child` runs it so.
+    """
+    torch.backends.cudnn.benchmark = False
+    dev = torch.device(device)
+    torch.manual_seed(0)
+    model = TransformerNet(ModelConfig(width=width)).to(dev).eval()
+    rows = []
+    for hw in sizes:
+        for b in batches:
+            r, _ = inference_rate(model, "fp16-autocast", b, (hw[0], hw[1]), dev, seconds, None)
+            rows.append({"variant": "fp16-autocast-untuned", "batch": b, "height": hw[0], "width": hw[1], **r,
+                         "cudnn_benchmark": torch.backends.cudnn.benchmark})  # fmt: skip
+    return rows
+
+
+def untuned_in_child(width: float, sizes: Any, batches: Any, seconds: float, device: torch.device, timeout: float) -> list[dict[str, Any]]:
+    """:func:`untuned_rates` in a fresh Python process (its own, empty cache of convolution plans)."""
+    job = json.dumps({"width": width, "sizes": [list(hw) for hw in sizes], "batches": list(batches), "seconds": seconds, "device": str(device)})
+    root = str(Path(__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
+    proc = subprocess.run([sys.executable, __file__, "untuned", job], capture_output=True, text=True, timeout=timeout, env=env, check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"the untuned measurement's process failed ({proc.returncode}): {proc.stderr.strip()[-300:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 # ---------------------------------------------------------------- Gatys
@@ -296,7 +316,6 @@ def gatys_seconds(*args: Any, amp: bool | None = None) -> dict[str, Any]:
         "amp": opt.amp,
         "loss": result.losses,
         "float32_loss": opt.score(result.image, content),
-        "cudnn_benchmark": torch.backends.cudnn.benchmark,
     }
 
 
@@ -349,7 +368,9 @@ def profile_ops(fn: Callable[[], Any], device: torch.device, warmup: int, calls:
         wall_us = (time.perf_counter() - t0) * 1e6
     averages = prof.key_averages(group_by_input_shape=True)
     ops = [e for e in averages if str(e.device_type).endswith("CPU") and _self_time_us(e, cuda) > 0]
-    total = sum(_self_time_us(e, cuda) for e in ops) or 1.0
+    total = sum(_self_time_us(e, cuda) for e in ops)
+    if total <= 0:  # e.g. CUPTI unavailable: a row of zeros would pass for a measurement
+        raise RuntimeError("the profiler recorded no time for any op (on a GPU: no kernel events; is CUPTI available?)")
     kinds: dict[str, float] = {}
     for e in ops:
         kinds[op_kind(e.key)] = kinds.get(op_kind(e.key), 0.0) + _self_time_us(e, cuda) / total
@@ -368,3 +389,7 @@ def profile_ops(fn: Callable[[], Any], device: torch.device, warmup: int, calls:
             for e in top
         ],
     }
+
+
+if __name__ == "__main__" and sys.argv[1:2] == ["untuned"]:  # untuned_in_child's process
+    print(json.dumps(untuned_rates(**json.loads(sys.argv[2]))), flush=True)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 
@@ -11,6 +13,7 @@ from .errors import FastNSTError, shown
 __all__ = [
     "DEVICE_CHOICES",
     "autotune_convolutions",
+    "autotuning",
     "bf16_is_native",
     "mps_available",
     "no_gpu_reason",
@@ -88,6 +91,18 @@ def autotune_convolutions(device: torch.device) -> None:
     sizes, where every new size pays that search again. The GPU figures were measured with it."""
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
+
+
+@contextmanager
+def autotuning(device: torch.device) -> Iterator[None]:
+    """:func:`autotune_convolutions` for a block, then the flag as it was: for a library call (the
+    Gatys optimizer) in a process that may go on to stylize images of many sizes."""
+    before = torch.backends.cudnn.benchmark
+    autotune_convolutions(device)
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.benchmark = before
 
 
 def bf16_is_native(device: torch.device) -> bool:

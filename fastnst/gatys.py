@@ -52,7 +52,7 @@ from tqdm import tqdm
 from .color import blend, preserve_color
 from .config import GatysConfig
 from .defaults import GATYS_LR
-from .devices import autotune_convolutions, bf16_is_native, resolve_device
+from .devices import autotuning, bf16_is_native, resolve_device
 from .errors import FastNSTError
 from .files import Skipped, Stylized
 from .images import load_rgb, pil_to_tensor, prepare_input, resize_long_side, save_image, tensor_to_pil, with_alpha
@@ -258,7 +258,6 @@ class GatysOptimizer:
         cfg.validate()
         self.cfg = cfg
         self.device = resolve_device(cfg.device)
-        autotune_convolutions(self.device)  # hundreds of iterations at each pass's one size
         self.amp = bf16_is_native(self.device) if cfg.amp is None else cfg.amp
         self.styles = [load_rgb(p) for p in cfg.style_images]  # a typo fails before VGG loads
         self.blend = blend_fractions(cfg.style_blend_weights, len(self.styles))
@@ -293,7 +292,7 @@ class GatysOptimizer:
         x, reports, done = None, [], 0  # x: the last finished pass's result
         self._running = None
         try:
-            with bar:
+            with bar, autotuning(self.device):  # hundreds of iterations at each pass's one size
                 for i, p in enumerate(passes):
                     if i:
                         bar.set_description(names[i])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from fastnst.devices import autotune_convolutions, bf16_is_native, no_gpu_reason, parse_device, resolve_device
+from fastnst.devices import autotune_convolutions, autotuning, bf16_is_native, no_gpu_reason, parse_device, resolve_device
 from fastnst.errors import FastNSTError
 
 
@@ -132,6 +132,14 @@ def test_convolutions_are_autotuned_on_a_cuda_device_only(monkeypatch: pytest.Mo
     assert torch.backends.cudnn.benchmark is False
     autotune_convolutions(torch.device("cuda", 1))
     assert torch.backends.cudnn.benchmark is True
+
+
+def test_autotuning_for_a_block_restores_the_flag(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
+    with pytest.raises(KeyboardInterrupt), autotuning(torch.device("cuda")):
+        assert torch.backends.cudnn.benchmark is True
+        raise KeyboardInterrupt
+    assert torch.backends.cudnn.benchmark is False, "a later stylizer of many sizes is not left autotuning"
 
 
 @pytest.mark.parametrize(("avx512_bf16", "amx", "native"), [(True, False, True), (False, True, True), (False, False, False)])

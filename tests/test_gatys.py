@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -42,11 +43,19 @@ def _cli(style_file: Path, vgg_file: Path, *args: str) -> list[str]:
     ]  # fmt: skip
 
 
-def test_the_optimizer_autotunes_its_convolutions_on_its_device(style_file: Path, vgg_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_optimizer_autotunes_its_convolutions_while_it_runs(style_file: Path, vgg_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Each pass runs hundreds of iterations at one size: cuDNN's search pays back (the GPU figure was measured with it)."""
     tuned: list[torch.device] = []
-    monkeypatch.setattr("fastnst.gatys.autotune_convolutions", tuned.append)
-    gatys = GatysOptimizer(_config(style_file, vgg_file))
+
+    @contextlib.contextmanager
+    def autotuning(device: torch.device):
+        tuned.append(device)
+        yield
+
+    monkeypatch.setattr("fastnst.gatys.autotuning", autotuning)
+    gatys = GatysOptimizer(_config(style_file, vgg_file, iterations=(1,)))
+    assert tuned == []
+    gatys.run(pil_to_tensor(synthetic_photo(24, 20)))
     assert tuned == [gatys.device] == [torch.device("cpu")]
 
 
