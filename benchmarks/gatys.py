@@ -124,10 +124,11 @@ def time_sizes(args: argparse.Namespace, style: str) -> list[dict]:
         for precision in [p for p in args.precisions.split(",") if p]:
             amp = PRECISIONS[precision]
             _optimizer(args, style, iterations=(1,), amp=amp).run(content)  # warm-up: kernels, allocator, caches
-            result, seconds = _timed(_optimizer(args, style, iterations=(args.iterations,), amp=amp), content)
+            opt = _optimizer(args, style, iterations=(args.iterations,), amp=amp)
+            result, seconds = _timed(opt, content)
             rows.append({"size": size, "precision": precision, "iterations": args.iterations, "seconds": round(seconds, 2),
                          "seconds_per_iteration": round(seconds / args.iterations, 3), "losses": _losses(result),
-                         "float32_total": round(_optimizer(args, style).score(result.image, content)["total"], 1)})  # fmt: skip
+                         "float32_total": round(opt.score(result.image, content)["total"], 1)})  # fmt: skip
             print(f"{size}x{size} {precision}: {seconds:.1f} s for {args.iterations} iterations, losses {result.losses}", flush=True)
     return rows
 

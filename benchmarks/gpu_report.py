@@ -40,14 +40,16 @@ def _env(rows: list[dict[str, Any]]) -> list[str]:
 
 def _speed(rows: list[dict[str, Any]]) -> list[str]:
     train = [r for r in rows if r["stage"] == "speed" and r["name"].startswith("train ") and r["name"] != "train choice"]
-    out = ["## Training step (256², random images on the device)", ""] if train else []
-    out += [] if not train else _table(
-        ["configuration", "batch", "images/s", "ms/step", "first step s", "peak GiB", "note"],
-        [
-            [r["name"][6:], r.get("batch"), r.get("images_per_s"), r.get("step_ms"), r.get("first_step_s"), r.get("peak_gib"), _status(r)]
-            for r in train
-        ],
-    )
+    out = []
+    if train:
+        out += ["## Training step (256², random images on the device)", ""]
+        out += _table(
+            ["configuration", "batch", "images/s", "ms/step", "first step s", "peak GiB", "note"],
+            [
+                [r["name"][6:], r.get("batch"), r.get("images_per_s"), r.get("step_ms"), r.get("first_step_s"), r.get("peak_gib"), _status(r)]
+                for r in train
+            ],
+        )
     choice = next((r for r in rows if r["name"] == "train choice"), None)
     if choice:
         compiled = "compile " + (str(choice["compile"]) if choice.get("compile_measured") else "not measured (no time left)")
