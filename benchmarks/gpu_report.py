@@ -70,9 +70,10 @@ def _speed(rows: list[dict[str, Any]]) -> list[str]:
     if infer:
         out += ["## Inference (random input, device-resident; random weights: the error columns are indicative only)", ""]
         out += _table(
-            ["variant", "batch", "size", "frames/s", "TFLOP/s", "peak GiB", "max error", "PSNR dB", "note"],
+            ["network", "variant", "batch", "size", "frames/s", "TFLOP/s", "peak GiB", "max error", "PSNR dB", "note"],
             [
                 [
+                    r.get("arch") or "full",  # rows before the archs part: the full network
                     r.get("variant"),
                     r.get("batch"),
                     f"{r.get('width')}x{r.get('height')}",

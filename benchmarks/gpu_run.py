@@ -10,9 +10,11 @@ it was in):
 2. speed (about 2 min): training images/s of the classic recipe (fp32, NCHW,
    batch 4) and of fastnst's settings (bf16, NCHW or channels_last, fused Adam, larger
    batches, torch.compile); the loader alone; inference frames/s at 512²,
-   1024² and 1920x1080, batch 1 and 8, fp32 against half precision and CUDA
-   graphs, with TFLOP/s from the network's FLOP count, and the stylizer as it
-   ships (no cuDNN autotuning, in a fresh process); 500 L-BFGS iterations
+   1024² and 1920x1080, batch 1 and 8, fp32 against half precision, with
+   TFLOP/s from the network's FLOP count, and at the 1080p target the
+   candidate fixes of ``inference_variants.py`` (channels padded to 8, instance
+   norm as one reduction, CUDA graphs); the slim and tiny architectures at
+   1080p; the stylizer as it ships (no cuDNN autotuning, in a fresh process); 500 L-BFGS iterations
    of the Gatys optimizer at 512² (bf16 and float32); profiles (PyTorch's profiler: each op's
    device time, by kind of op) of the three figures short of their targets.
    Picks the training batch and compile choice.
@@ -53,7 +55,7 @@ A speed stage alone measures what an earlier one ran out of time for
 (``--speed-parts``, in its fixed order; with no train stage it may use the
 whole budget)::
 
-    PYTHONUNBUFFERED=1 python3 benchmarks/gpu_run.py --out $OUT --stages speed --speed-parts gatys,inference,untuned,profile,compile \
+    PYTHONUNBUFFERED=1 python3 benchmarks/gpu_run.py --out $OUT --stages speed --speed-parts gatys,inference,archs,untuned,profile,compile \
         --batch-size 16 --images-per-s 413 --budget 285 2>&1 | tee $OUT/run2.log
 
 Back on the CPU, with DIR... the folders the fetched files of each command lie
@@ -101,7 +103,8 @@ from fastnst.training import TrainConfig
 STYLES = ("candy", "candy@0.15", "mosaic", "udnie", "rain_princess", "starry_night", "the_great_wave", "composition_vii", "la_muse")
 SAMPLE_PHOTO, GATYS_PHOTO = "chicago", "tubingen"
 STYLES_PER_TAR = 3
-SPEED_PARTS = ("training", "gatys", "inference", "untuned", "loader", "profile", "compile")  # the speed stage's measurements, in run order
+SPEED_PARTS = ("training", "gatys", "inference", "archs", "untuned", "loader", "profile", "compile")  # the speed stage's measurements, in run order
+REALTIME_ARCHS = ("slim", "tiny")  # the speed stage's archs part: the shipped students' architectures
 CORE_STYLES = 4  # the first four of the list share the training time; later ones get what is left
 PACK_RESERVE_S = 15.0  # kept free at the end for the last tar
 
@@ -482,41 +485,72 @@ def speed_loader(run: Run) -> None:
         run.workers = min(enough) if enough else max(rates, key=rates.get)
 
 
-def speed_inference(run: Run) -> None:
-    p = run.profile
-    config = ModelConfig(width=p.width)
+def _inference_rows(run: Run, config: ModelConfig, arch: str, cells: list[tuple[tuple[int, int], int, tuple[str, ...]]]) -> None:
+    """Frames/s of one network in each (size, batch, variants) cell, its errors against the cell's fp32 output."""
     fpp = speed.flops_per_pixel(config)
-    run.results.add("speed", "network flops", flops_per_pixel=fpp, width=p.width)
     torch.manual_seed(0)
     model = TransformerNet(config).to(run.device).eval()
-    variants = speed.INFERENCE_VARIANTS if run.device.type == "cuda" else speed.INFERENCE_VARIANTS[:-1]  # graphs need CUDA
     speed.autotune_convolutions(run.device)  # as the first run measured (after training); speed_untuned measures without
-    for hw in p.infer_sizes:
-        for b in p.infer_batches:
-            ref = None
-            for name in variants:
+    prefix = "" if arch == "full" else f"{arch} "
+    for hw, b, names in cells:
+        ref = None
+        for name in names if run.device.type == "cuda" else [n for n in names if "graph" not in n]:  # graphs need CUDA
 
-                def fn(name=name, hw=hw, b=b) -> dict[str, Any]:
-                    nonlocal ref
-                    r, y = speed.inference_rate(model, name, b, hw, run.device, p.infer_s, ref)
-                    ref = y if ref is None else ref
-                    return {**r, "tflops": fpp * hw[0] * hw[1] * r["frames_per_s"] / 1e12}
+            def fn(name=name, hw=hw, b=b) -> dict[str, Any]:
+                nonlocal ref
+                r, y = speed.inference_rate(model, name, b, hw, run.device, run.profile.infer_s, ref)
+                ref = y if ref is None else ref
+                return {**r, "tflops": fpp * hw[0] * hw[1] * r["frames_per_s"] / 1e12}
 
-                _measure(run, f"infer {name} b{b} {hw[1]}x{hw[0]}", 3 * p.infer_s + 2, fn, variant=name, batch=b, height=hw[0], width=hw[1])
+            labels = {"variant": name, "batch": b, "height": hw[0], "width": hw[1], "arch": arch}
+            _measure(run, f"infer {prefix}{name} b{b} {hw[1]}x{hw[0]}", 3 * run.profile.infer_s + 2, fn, **labels)
+
+
+def speed_inference(run: Run) -> None:
+    """The network trained here at every size and batch (the grid), and at the 1080p target, batch 1,
+    the candidate fixes of :mod:`inference_variants` too (right after that cell's fp32 reference)."""
+    p = run.profile
+    config = ModelConfig(width=p.width)
+    run.results.add("speed", "network flops", flops_per_pixel=speed.flops_per_pixel(config), width=p.width)
+    target = (p.infer_sizes[0], 1)
+    cells = [
+        (hw, b, speed.INFERENCE_VARIANTS + (speed.TARGET_VARIANTS if (hw, b) == target else ()))
+        for hw in p.infer_sizes
+        for b in p.infer_batches
+    ]
+    _inference_rows(run, config, _grid_arch(p), cells)
+
+
+def _grid_arch(p: Profile) -> str:
+    """The inference grid's network, as its rows name it: the full one, or the dry run's narrower one."""
+    return "full" if p.width == 1.0 else f"width {p.width}"
+
+
+def speed_archs(run: Run) -> None:
+    """The real-time architectures (slim, tiny: what ``train --arch`` and the shipped students use)
+    at the 1080p target, batch 1: the figure a real-time user of a GPU gets."""
+    p = run.profile
+    for arch in REALTIME_ARCHS:
+        config = ModelConfig.preset(arch)
+        run.results.add("speed", f"network flops {arch}", flops_per_pixel=speed.flops_per_pixel(config), arch=arch)
+        _inference_rows(run, config, arch, [(p.infer_sizes[0], 1, speed.ARCH_VARIANTS)])
 
 
 def speed_untuned(run: Run) -> None:
-    """The stylizer as it ships, without cuDNN's autotuning, at the inference sizes: in a fresh process,
-    since this one's plan cache holds the tuned plans. Against the fp16-autocast rows: should videos autotune?"""
+    """The stylizer as it ships, without cuDNN's autotuning, at the inference sizes (and the real-time
+    architectures at the first, batch 1): in a fresh process, since this one's plan cache holds the
+    tuned plans. Against the fp16-autocast rows: should videos autotune?"""
     p = run.profile
-    fpp = speed.flops_per_pixel(ModelConfig(width=p.width))
-    need = len(p.infer_sizes) * len(p.infer_batches) * (3 * p.infer_s + 2) + 15
+    need = (len(p.infer_sizes) * len(p.infer_batches) + len(REALTIME_ARCHS)) * (3 * p.infer_s + 2) + 15
 
     def fn() -> dict[str, Any]:
-        rows = speed.untuned_in_child(p.width, p.infer_sizes, p.infer_batches, p.infer_s, run.device, timeout=2 * need)
+        rows = speed.untuned_in_child(p.width, p.infer_sizes, p.infer_batches, p.infer_s, run.device, 2 * need, REALTIME_ARCHS)
         for r in rows:
-            name = f"infer {r['variant']} b{r['batch']} {r['width']}x{r['height']}"
-            run.results.add("speed", name, **r, tflops=fpp * r["height"] * r["width"] * r["frames_per_s"] / 1e12)
+            arch = r.pop("arch", None)
+            fpp = speed.flops_per_pixel(ModelConfig.preset(arch) if arch else ModelConfig(width=p.width))
+            name = f"infer {arch + ' ' if arch else ''}{r['variant']} b{r['batch']} {r['width']}x{r['height']}"
+            tflops = fpp * r["height"] * r["width"] * r["frames_per_s"] / 1e12
+            run.results.add("speed", name, **r, arch=arch or _grid_arch(p), tflops=tflops)
         return {"rows": len(rows)}
 
     _measure(run, "untuned stylizer, fresh process", need, fn)
@@ -537,7 +571,7 @@ def speed_gatys(run: Run) -> None:
 
 def speed_profile(run: Run) -> None:
     """Where the time goes, op by op, in the three figures short of their targets (issue 13):
-    inference at the largest size (fp32 and half weights), the training step at the run's batch,
+    inference at the largest size (fp32 and half weights; slim's half weights), the training step at the run's batch,
     and Gatys L-BFGS iterations. Summaries in results.jsonl, the profiler's tables in profile.txt."""
     p, device = run.profile, run.device
     speed.autotune_convolutions(device)  # as the other parts measure, whichever ran before
@@ -550,6 +584,11 @@ def speed_profile(run: Run) -> None:
         *(
             (f"infer {v} b1 {hw[1]}x{hw[0]}", lambda v=v: speed.inference_call(v, model, x, device), {"calls": p.profile_calls})
             for v in ("fp32", "fp16-nchw")
+        ),
+        (
+            f"infer slim fp16-nchw b1 {hw[1]}x{hw[0]}",
+            lambda: speed.inference_call("fp16-nchw", TransformerNet(ModelConfig.preset("slim")).to(device).eval(), x, device),
+            {"calls": p.profile_calls, "arch": "slim"},
         ),
         (
             f"train bf16 b{batch}",
@@ -582,7 +621,7 @@ def stage_speed(run: Run) -> None:
     share = min(run.profile.speed_budget_s, 0.5 * run.clock.left()) if run.train_follows else run.clock.left()
     run.speed_deadline = time.monotonic() + share
     parts = dict(
-        zip(SPEED_PARTS, (speed_training, speed_gatys, speed_inference, speed_untuned, speed_loader, speed_profile, speed_compile), strict=True)
+        zip(SPEED_PARTS, (speed_training, speed_gatys, speed_inference, speed_archs, speed_untuned, speed_loader, speed_profile, speed_compile), strict=True)
     )
     for name in SPEED_PARTS:
         if name in run.speed_parts:

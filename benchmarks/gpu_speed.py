@@ -21,14 +21,14 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import inference_variants as variants
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from fastnst import distributed, training
-from fastnst.devices import autotune_convolutions
 from fastnst.data import PhotoDataset, TrainBatchSampler, find_images
+from fastnst.devices import autotune_convolutions
 from fastnst.model import ModelConfig, TransformerNet
-from fastnst.stylizer import TorchBackend
 
 
 def sync(device: torch.device) -> None:
@@ -163,54 +163,21 @@ def flops_per_pixel(config: ModelConfig) -> float:
     return counter.get_total_flops() / 256**2
 
 
-class _Graphed:
-    """A CUDA graph of one forward pass on a fixed input buffer: replaying it
-    launches the whole network at once (no per-kernel launch cost)."""
-
-    def __init__(self, model: torch.nn.Module, x: torch.Tensor) -> None:
-        self.x = x.clone()
-        stream = torch.cuda.Stream()
-        stream.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(stream), torch.inference_mode():
-            for _ in range(3):
-                model(self.x)
-        torch.cuda.current_stream().wait_stream(stream)
-        self.graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.graph), torch.inference_mode():
-            self.y = model(self.x)
-
-    def __call__(self) -> torch.Tensor:
-        self.graph.replay()
-        return self.y
-
-
-INFERENCE_VARIANTS = ("fp32", "fp16-autocast", "fp16", "fp16-nchw", "fp16-graph")
-
-
-def _inference_fn(name: str, model: TransformerNet, x: torch.Tensor, device: torch.device) -> Callable[[], torch.Tensor]:
-    """fp32: plain model, NCHW (cuDNN's TF32 convolutions, PyTorch's default); fp16-autocast:
-    fastnst's stylizer path (TorchBackend: float16 autocast, NCHW); fp16: half weights,
-    channels_last; fp16-nchw: half weights, NCHW; fp16-graph: fp16 as one CUDA graph."""
-    if name == "fp32":
-        ref = model.float().to(memory_format=torch.contiguous_format)
-        return lambda: ref(x)
-    if name == "fp16-autocast":
-        backend = TorchBackend(model, device=str(device))
-        return lambda: backend._forward(x)
-    half = TransformerNet(model.config).to(device).eval()
-    half.load_state_dict(model.state_dict())
-    fmt = torch.contiguous_format if name == "fp16-nchw" else torch.channels_last
-    half = half.half().to(memory_format=fmt)
-    xh = x.half().contiguous(memory_format=fmt)
-    if name != "fp16-graph" or device.type != "cuda":
-        return lambda: half(xh)
-    return _Graphed(half, xh)
+# The grid of every size and batch: the first run measured channels_last (``fp16``) slower than NCHW
+# at every size and batch, so the grid's half precision, and its CUDA graph, are NCHW.
+INFERENCE_VARIANTS = ("fp32", "fp16-autocast", "fp16-nchw", "fp16-nchw-graph")
+# At the 1080p target, batch 1, besides the grid: the two candidate fixes, alone and together.
+TARGET_VARIANTS = (
+    "fp32-pad8", "fp32-statnorm", "fp16-nchw-pad8", "fp16-nchw-statnorm", "fp16-nchw-pad8-statnorm", "fp16-nchw-pad8-statnorm-graph",
+)  # fmt: skip
+# The real-time architectures (the shipped students) at the 1080p target, batch 1.
+ARCH_VARIANTS = ("fp32", "fp16-autocast", "fp16-nchw", "fp16-nchw-pad8", "fp16-nchw-pad8-statnorm-graph")
 
 
 def inference_call(name: str, model: TransformerNet, x: torch.Tensor, device: torch.device) -> Callable[[], torch.Tensor]:
     """One forward pass of ``name``'s variant under inference mode, as :func:`inference_rate` times it."""
     with torch.inference_mode():
-        fn = _inference_fn(name, model, x, device)
+        fn = variants.forward_fn(name, model, x, device)
 
     def call() -> torch.Tensor:
         with torch.inference_mode():
@@ -227,7 +194,7 @@ def inference_rate(
     x = torch.rand(batch, 3, *hw, device=device)
     reset_peak(device)
     with torch.inference_mode():
-        fn = _inference_fn(name, model, x, device)
+        fn = variants.forward_fn(name, model, x, device)
         s = timed_rate(fn, device, warmup=3, seconds=seconds)
         y = fn().float().clamp(0, 1)
     out = {"frames_per_s": batch / s, "ms_per_call": s * 1e3, "peak_gib": peak_memory(device)}
@@ -237,8 +204,11 @@ def inference_rate(
     return out, y
 
 
-def untuned_rates(width: float, sizes: list[list[int]], batches: list[int], seconds: float, device: str) -> list[dict[str, Any]]:
-    """The stylizer as it ships (fp16-autocast) without cuDNN's autotuning, at each size and batch.
+def untuned_rates(
+    width: float, sizes: list[list[int]], batches: list[int], seconds: float, device: str, archs: list[str] | None = None
+) -> list[dict[str, Any]]:
+    """The stylizer as it ships (fp16-autocast) without cuDNN's autotuning: the network of ``width``
+    at each size and batch, then each architecture of ``archs`` at the first size, batch 1.
 
     Only meaningful in a process that has never autotuned these shapes: PyTorch keeps one cache of
     convolution plans whatever the flag, so a tuned plan found earlier would be reused (and a plan
@@ -246,23 +216,29 @@ def untuned_rates(width: float, sizes: list[list[int]], batches: list[int], seco
     """
     torch.backends.cudnn.benchmark = False
     dev = torch.device(device)
-    torch.manual_seed(0)
-    model = TransformerNet(ModelConfig(width=width)).to(dev).eval()
+    jobs = [(None, ModelConfig(width=width), sizes, batches)] + [(a, ModelConfig.preset(a), sizes[:1], [1]) for a in archs or []]
     rows = []
-    for hw in sizes:
-        for b in batches:
-            r, _ = inference_rate(model, "fp16-autocast", b, (hw[0], hw[1]), dev, seconds, None)
-            rows.append({"variant": "fp16-autocast-untuned", "batch": b, "height": hw[0], "width": hw[1], **r,
-                         "cudnn_benchmark": torch.backends.cudnn.benchmark})  # fmt: skip
+    for arch, config, job_sizes, job_batches in jobs:
+        torch.manual_seed(0)
+        model = TransformerNet(config).to(dev).eval()
+        for hw in job_sizes:
+            for b in job_batches:
+                r, _ = inference_rate(model, "fp16-autocast", b, (hw[0], hw[1]), dev, seconds, None)
+                rows.append({"variant": "fp16-autocast-untuned", "batch": b, "height": hw[0], "width": hw[1], **r,
+                             "cudnn_benchmark": torch.backends.cudnn.benchmark, **({"arch": arch} if arch else {})})  # fmt: skip
     return rows
 
 
-def untuned_in_child(width: float, sizes: Any, batches: Any, seconds: float, device: torch.device, timeout: float) -> list[dict[str, Any]]:
+def untuned_in_child(
+    width: float, sizes: Any, batches: Any, seconds: float, device: torch.device, timeout: float, archs: Any = ()
+) -> list[dict[str, Any]]:
     """:func:`untuned_rates` in a fresh Python process (its own, empty cache of convolution plans)."""
-    job = json.dumps({"width": width, "sizes": [list(hw) for hw in sizes], "batches": list(batches), "seconds": seconds, "device": str(device)})
+    job = {"width": width, "sizes": [list(hw) for hw in sizes], "batches": list(batches), "seconds": seconds, "device": str(device)}
+    job["archs"] = list(archs)
     root = str(Path(__file__).resolve().parents[1])
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
-    proc = subprocess.run([sys.executable, __file__, "untuned", job], capture_output=True, text=True, timeout=timeout, env=env, check=False)
+    cmd = [sys.executable, __file__, "untuned", json.dumps(job)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, check=False)
     if proc.returncode != 0:
         raise RuntimeError(f"the untuned measurement's process failed ({proc.returncode}): {proc.stderr.strip()[-300:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])

@@ -24,6 +24,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import gpu_report
 import gpu_run
+import gpu_speed
 
 
 @pytest.fixture(scope="module")
@@ -80,13 +81,22 @@ def test_dry_run_measures_trains_and_packs(device_data: Path, tmp_path: Path) ->
     assert all("psnr_db" in r for r in infer if r["variant"] not in ("fp32", "fp16-autocast-untuned")), "fast variants checked against fp32"
     untuned = [r for r in infer if r["variant"] == "fp16-autocast-untuned"]
     assert untuned and all(r["frames_per_s"] > 0 and r["cudnn_benchmark"] is False for r in untuned), "the stylizer as shipped, too"
+    assert {r["arch"] for r in untuned} == {"width 0.25", "slim", "tiny"}, "the real-time architectures as shipped, too"
+    target = [r["variant"] for r in infer if r.get("arch") == "width 0.25" and r["batch"] == 1]
+    assert {"fp32-pad8", "fp16-nchw-statnorm", "fp16-nchw-pad8-statnorm"} <= set(target), "the candidate fixes at the target cell"
+    assert not any("graph" in v for v in target), "no CUDA graph on a CPU"
+    for arch in gpu_run.REALTIME_ARCHS:
+        rows_arch = [r for r in infer if r.get("arch") == arch and "untuned" not in r["variant"]]
+        assert [r["variant"] for r in rows_arch] == [v for v in gpu_speed.ARCH_VARIANTS if "graph" not in v], arch
+        assert all(r["frames_per_s"] > 0 and r["batch"] == 1 for r in rows_arch)
+        assert all(r["psnr_db"] > 40 for r in rows_arch if r["variant"] != "fp32"), "the same pictures as fp32"
     assert [r for r in rows if r["name"].startswith("gatys ")][0]["seconds"] > 0
     profiles = [r for r in rows if r["name"].startswith("profile ")]
-    assert [r["name"].split()[1] for r in profiles] == ["infer", "infer", "train", "gatys"], profiles
+    assert [r["name"].split()[1] for r in profiles] == ["infer", "infer", "infer", "train", "gatys"], profiles
     for r in profiles:
         assert r["device_ms_per_call"] > 0 and r["top_ops"][0]["share"] > 0, r
         assert abs(sum(r["kinds"].values()) - 1) < 0.01 and r["kinds"].get("conv", 0) > 0.1, "every op counted once; convolutions found"
-    assert (out / "profile.txt").read_text().count("\n## ") == 3, "the profiler's four tables"
+    assert (out / "profile.txt").read_text().count("\n## ") == 4, "the profiler's five tables"
     trained = {r["name"]: r for r in rows if r["stage"] == "train"}
     assert trained["udnie"]["skipped"].startswith("no ")
     for style in ("candy", "candy_sw1"):
@@ -286,25 +296,20 @@ def test_unpack_vgg_checks_the_weights_against_their_sidecar(tmp_path: Path) -> 
 
 
 def test_the_untuned_stylizer_is_measured_in_a_fresh_process() -> None:
-    import gpu_speed
-
-    rows = gpu_speed.untuned_in_child(0.25, [(24, 40)], [1, 2], 0.05, torch.device("cpu"), timeout=120)
-    assert [(r["batch"], r["height"], r["width"]) for r in rows] == [(1, 24, 40), (2, 24, 40)]
+    rows = gpu_speed.untuned_in_child(0.25, [(24, 40)], [1, 2], 0.05, torch.device("cpu"), timeout=120, archs=["tiny"])
+    cells = [(r["batch"], r["height"], r["width"], r.get("arch")) for r in rows]
+    assert cells == [(1, 24, 40, None), (2, 24, 40, None), (1, 24, 40, "tiny")], "the grid, then tiny at the first size, batch 1"
     assert all(r["variant"] == "fp16-autocast-untuned" and r["frames_per_s"] > 0 and r["cudnn_benchmark"] is False for r in rows)
     with pytest.raises(RuntimeError, match="the untuned measurement's process failed"):
         gpu_speed.untuned_in_child(0.25, [(24, 40)], [1], 0.05, torch.device("cuda", 7), timeout=120)
 
 
 def test_a_profile_that_recorded_nothing_is_an_error_not_a_row_of_zeros(tmp_path: Path) -> None:
-    import gpu_speed
-
     with pytest.raises(RuntimeError, match="the profiler recorded no time for any op"):
         gpu_speed.profile_ops(lambda: None, torch.device("cpu"), 1, 2, "nothing", tmp_path / "profile.txt")
 
 
 def test_profile_kinds_sort_ops_by_name() -> None:
-    import gpu_speed
-
     kinds = {
         "aten::cudnn_convolution": "conv",
         "aten::convolution_backward": "conv",
