@@ -68,7 +68,12 @@ def _speed(rows: list[dict[str, Any]]) -> list[str]:
         ]
     infer = [r for r in rows if r["name"].startswith("infer ")]
     if infer:
-        out += ["## Inference (random input, device-resident; random weights: the error columns are indicative only)", ""]
+        out += [
+            "## Inference (random input, device-resident; random weights: the error columns are indicative only)",
+            "",
+            "Peak GiB counts the tensors alive; a CUDA graph's rows leave out its private memory pool.",
+            "",
+        ]
         out += _table(
             ["network", "variant", "batch", "size", "frames/s", "TFLOP/s", "peak GiB", "max error", "PSNR dB", "note"],
             [

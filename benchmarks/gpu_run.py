@@ -10,10 +10,10 @@ it was in):
 2. speed (about 2 min): training images/s of the classic recipe (fp32, NCHW,
    batch 4) and of fastnst's settings (bf16, NCHW or channels_last, fused Adam, larger
    batches, torch.compile); the loader alone; inference frames/s at 512²,
-   1024² and 1920x1080, batch 1 and 8, fp32 against half precision, with
-   TFLOP/s from the network's FLOP count, and at the 1080p target the
-   candidate fixes of ``inference_variants.py`` (channels padded to 8, instance
-   norm as one reduction, CUDA graphs); the slim and tiny architectures at
+   1024² and 1920x1080, batch 1 and 8, fp32 against half precision and CUDA
+   graphs, with TFLOP/s from the network's FLOP count, and at the 1080p target
+   the candidate fixes of ``inference_variants.py`` (channels padded to 8,
+   instance norm as one reduction); the slim and tiny architectures at
    1080p; the stylizer as it ships (no cuDNN autotuning, in a fresh process); 500 L-BFGS iterations
    of the Gatys optimizer at 512² (bf16 and float32); profiles (PyTorch's profiler: each op's
    device time, by kind of op) of the three figures short of their targets.
@@ -617,14 +617,19 @@ def speed_profile(run: Run) -> None:
 def stage_speed(run: Run) -> None:
     """The measurements of ``run.speed_parts``, in their fixed order. With training to follow,
     the stage keeps to its two minutes (and half the clock); alone, it may use the whole clock,
-    so a later command can measure what an earlier one ran out of time for."""
+    so a later command can measure what an earlier one ran out of time for; then, if it has
+    compile, the parts before it keep its time free (it comes last, and the first run's
+    figures left it none)."""
     share = min(run.profile.speed_budget_s, 0.5 * run.clock.left()) if run.train_follows else run.clock.left()
-    run.speed_deadline = time.monotonic() + share
+    end = time.monotonic() + share
+    compiles = "compile" in run.speed_parts and run.compile is not False and not run.train_follows
+    reserve = run.profile.compile_need_s if compiles else 0.0
     parts = dict(
         zip(SPEED_PARTS, (speed_training, speed_gatys, speed_inference, speed_archs, speed_untuned, speed_loader, speed_profile, speed_compile), strict=True)
     )
     for name in SPEED_PARTS:
         if name in run.speed_parts:
+            run.speed_deadline = end if name == "compile" else end - reserve
             parts[name](run)
     if run.device.type == "cuda":
         torch.cuda.empty_cache()  # the training processes get the whole GPU

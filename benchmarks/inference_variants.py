@@ -59,7 +59,7 @@ class ChannelPaddedConv(nn.Module):
         self.out_channels = conv.out_channels
         self.conv = nn.Conv2d(
             conv.in_channels + self.pad_in, conv.out_channels + -conv.out_channels % multiple, conv.kernel_size, conv.stride,
-            conv.padding, conv.dilation, bias=conv.bias is not None,
+            conv.padding, conv.dilation, bias=conv.bias is not None, padding_mode=conv.padding_mode,
         ).to(conv.weight.device, conv.weight.dtype)  # fmt: skip
         with torch.no_grad():
             self.conv.weight.zero_()
@@ -77,7 +77,10 @@ class ChannelPaddedConv(nn.Module):
 
 class StatNorm(nn.Module):
     """A single-style :class:`fastnst.model.InstanceNorm` (per image, per channel) as ``var_mean``
-    and one ``addcmul``; the statistics and the scale in float32 whatever the input's precision."""
+    and one ``addcmul``. The statistics come from a float32 copy of a half-precision input:
+    ``var_mean`` returns the input's dtype, and a variance over 65504 (activations of std over 256,
+    as in networks trained on 0-255 pixels) would be infinite in float16. The copy costs one pass
+    over the activations, which the measurement includes."""
 
     def __init__(self, norm: InstanceNorm) -> None:
         super().__init__()
@@ -86,9 +89,9 @@ class StatNorm(nn.Module):
         self.weight, self.bias, self.eps = norm.weight, norm.bias, norm.eps
 
     def forward(self, x: torch.Tensor, style: torch.Tensor | None = None) -> torch.Tensor:
-        var, mean = torch.var_mean(x, dim=(2, 3), correction=0, keepdim=True)
-        scale = self.weight.float().view(1, -1, 1, 1) * torch.rsqrt(var.float() + self.eps)
-        shift = self.bias.float().view(1, -1, 1, 1) - mean.float() * scale
+        var, mean = torch.var_mean(x.float(), dim=(2, 3), correction=0, keepdim=True)
+        scale = self.weight.float().view(1, -1, 1, 1) * torch.rsqrt(var + self.eps)
+        shift = self.bias.float().view(1, -1, 1, 1) - mean * scale
         return torch.addcmul(shift.to(x.dtype), x, scale.to(x.dtype))
 
 

@@ -208,11 +208,18 @@ def test_the_speed_stage_measures_only_the_parts_asked_for(monkeypatch: pytest.M
     run.speed_parts, run.train_follows = ("compile", "inference"), False
     gpu_run.stage_speed(run)
     assert [n for n, _ in called] == ["inference", "compile"], "in the stage's own order"
-    assert called[0][1] - time.monotonic() > 250, "no training follows: the whole clock"
+    assert called[1][1] - time.monotonic() > 250, "no training follows: the whole clock"
+    assert called[1][1] - called[0][1] == pytest.approx(run.profile.compile_need_s), "compile's time kept free for it"
+    called.clear()
+    run.compile = False
+    gpu_run.stage_speed(run)
+    assert called[0][1] - time.monotonic() > 250, "nothing kept for a compile that will not run (--no-compile)"
+    run.compile = None
     called.clear()
     run.speed_parts, run.train_follows = gpu_run.SPEED_PARTS, True
     gpu_run.stage_speed(run)
     assert [n for n, _ in called] == list(gpu_run.SPEED_PARTS) and called[0][1] - time.monotonic() < 151, "half the clock at most"
+    assert len({d for _, d in called}) == 1, "with training to follow, the batch choice first: nothing kept for compile"
     with pytest.raises(SystemExit, match="--speed-parts: unknown comp"):
         gpu_run.main(["--dry-run", "--out", str(tmp_path / "out"), "--speed-parts", "comp"])
     assert not (tmp_path / "out").exists(), "refused before anything is written"
