@@ -439,7 +439,7 @@ class GatysOptimizer:
         history: list[float] = []
         objective = _Objective(lambda: self._terms(x, targets, len(history) + 1), x, opt)
         self._running = _Running(done, objective.best, history)
-        lr = _prime_first_step(opt, objective, x) if isinstance(opt, torch.optim.LBFGS) else None
+        lr = _prime_first_step(opt, objective, x) if self.cfg.optimizer == "lbfgs" else None
         stopped = False
         for it in range(1, iterations + 1):
             opt.step(objective)
