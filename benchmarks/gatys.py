@@ -3,7 +3,9 @@
 
 1. Timing: the optimizer at 256x256 and 512x512 for a fixed number of
    L-BFGS iterations (early stopping off), after a short warm-up at each
-   size, in float32 and with bf16 autocast (``--amp``); records seconds per
+   size, in float32 and with bf16 autocast (``--amp``), with torch's L-BFGS
+   (as fastnst ships) and, with ``--lbfgs torch,compact``, the compact one of
+   ``gatys_variants.py`` (no host reads, a GPU candidate); records seconds per
    iteration and the final losses, both evaluated in float32.
 2. Coarse-to-fine vs single scale at the same output size (512 by default):
    single scale runs N iterations at full size; coarse-to-fine runs at half
@@ -21,6 +23,7 @@ figures in docs/benchmarks.md use a real photo and painting (the command is ther
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import sys
@@ -35,6 +38,7 @@ from PIL import Image, ImageOps
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from gatys_variants import LBFGS_KINDS, gatys_optimizer  # noqa: E402
 from timing import cpu_name  # noqa: E402
 
 from fastnst.gatys import GatysConfig, GatysOptimizer, GatysResult  # noqa: E402
@@ -59,6 +63,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--precisions", default="float32,bfloat16", help="comma-separated: float32, bfloat16 (--amp) or both (default: both)"
     )
+    p.add_argument(
+        "--lbfgs", default="torch", help="comma-separated: torch (fastnst's), compact (gatys_variants.py) or both (default: torch)"
+    )
     p.add_argument("--compare-size", type=int, default=512, help="output size of the coarse-to-fine comparison; 0 skips it (default: 512)")
     p.add_argument("--single-iterations", type=int, default=40, help="single scale: iterations at full size (default: 40)")
     p.add_argument(
@@ -71,6 +78,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     wrong = [name for name in args.precisions.split(",") if name and name not in PRECISIONS]
     if wrong:
         p.error(f"--precisions: unknown {', '.join(wrong)} (choose from {', '.join(PRECISIONS)})")
+    wrong = [name for name in args.lbfgs.split(",") if name and name not in LBFGS_KINDS]
+    if wrong:
+        p.error(f"--lbfgs: unknown {', '.join(wrong)} (choose from {', '.join(LBFGS_KINDS)})")
     return args
 
 
@@ -95,12 +105,12 @@ def _style_file(args: argparse.Namespace, tmp: Path) -> str:
     return str(path)
 
 
-def _optimizer(args: argparse.Namespace, style: str, **settings) -> GatysOptimizer:
+def _optimizer(args: argparse.Namespace, style: str, lbfgs: str = "torch", **settings) -> GatysOptimizer:
     cfg = GatysConfig(
         style_images=[style], vgg_weights=args.vgg_weights, vgg_preprocess=args.vgg_preprocess,
         min_improvement=0.0, device=args.device, progress=False, **settings,
     )  # fmt: skip
-    return GatysOptimizer(cfg)
+    return gatys_optimizer(cfg, lbfgs)
 
 
 def _timed(opt: GatysOptimizer, content: torch.Tensor) -> tuple[GatysResult, float]:
@@ -121,15 +131,15 @@ def time_sizes(args: argparse.Namespace, style: str) -> list[dict]:
     rows = []
     for size in args.sizes:
         content = _square(args.content, size, 1)
-        for precision in [p for p in args.precisions.split(",") if p]:
+        for precision, lbfgs in itertools.product([p for p in args.precisions.split(",") if p], [k for k in args.lbfgs.split(",") if k]):
             amp = PRECISIONS[precision]
-            _optimizer(args, style, iterations=(1,), amp=amp).run(content)  # warm-up: kernels, allocator, caches
-            opt = _optimizer(args, style, iterations=(args.iterations,), amp=amp)
+            _optimizer(args, style, lbfgs, iterations=(1,), amp=amp).run(content)  # warm-up: kernels, allocator, caches
+            opt = _optimizer(args, style, lbfgs, iterations=(args.iterations,), amp=amp)
             result, seconds = _timed(opt, content)
-            rows.append({"size": size, "precision": precision, "iterations": args.iterations, "seconds": round(seconds, 2),
+            rows.append({"size": size, "precision": precision, "lbfgs": lbfgs, "iterations": args.iterations, "seconds": round(seconds, 2),
                          "seconds_per_iteration": round(seconds / args.iterations, 3), "losses": _losses(result),
                          "float32_total": round(opt.score(result.image, content)["total"], 1)})  # fmt: skip
-            print(f"{size}x{size} {precision}: {seconds:.1f} s for {args.iterations} iterations, losses {result.losses}", flush=True)
+            print(f"{size}x{size} {precision} {lbfgs}: {seconds:.1f} s for {args.iterations} iterations, losses {result.losses}", flush=True)
     return rows
 
 
@@ -188,11 +198,11 @@ def markdown(report: dict) -> str:
     lines = [f"# Gatys optimizer benchmark ({env['device']})", "",
              f"torch {env['torch']}, VGG {env['vgg_weights']}, content {env['content']}, style {env['style']}, L-BFGS, {env['date']}; "
              f"load average at start {env['load_average_at_start']}.", "",
-             "| size | precision | iterations | seconds | s/iteration | content | style | tv | total | total in float32 |",
-             "|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+             "| size | precision | L-BFGS | iterations | seconds | s/iteration | content | style | tv | total | total in float32 |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for r in report["timing"]:
         loss = r["losses"]
-        lines.append(f"| {r['size']}² | {r.get('precision', 'float32')} | {r['iterations']} | {r['seconds']:.1f} | "
+        lines.append(f"| {r['size']}² | {r.get('precision', 'float32')} | {r.get('lbfgs', 'torch')} | {r['iterations']} | {r['seconds']:.1f} | "
                      f"{r['seconds_per_iteration']:.2f} | {loss['content']:.4g} | {loss['style']:.4g} | {loss['tv']:.4g} | "
                      f"{loss['total']:.4g} | {r.get('float32_total', loss['total']):.4g} |")  # fmt: skip
     c = report.get("coarse_to_fine")

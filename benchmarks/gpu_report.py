@@ -97,7 +97,9 @@ def _speed(rows: list[dict[str, Any]]) -> list[str]:
             precision = {True: "bf16 autocast", False: "float32"}.get(r.get("amp"), "float32")  # rows before bf16 existed: float32
             total = (r.get("float32_loss") or {}).get("total")
             scored = f", final loss {_f(total, 5)} scored in float32" if total is not None else ""
-            out += [f"Gatys ({r['name'][6:]}): {_f(r.get('seconds'))} s ({precision}{scored}) {_status(r)}", ""]
+            warm = r.get("warmup_seconds")  # rows before the warm-up: the search was in the figure
+            warmup = f", after a warm-up of {r['warmup_iterations']} iterations in {_f(warm)} s" if warm is not None else ""
+            out += [f"Gatys ({r['name'][6:]}): {_f(r.get('seconds'))} s ({precision}{scored}{warmup}) {_status(r)}", ""]
     return out + _profiles(rows)
 
 

@@ -15,8 +15,9 @@ it was in):
    the candidate fixes of ``inference_variants.py`` (channels padded to 8,
    instance norm as one reduction); the slim and tiny architectures at
    1080p; the stylizer as it ships (no cuDNN autotuning, in a fresh process); 500 L-BFGS iterations
-   of the Gatys optimizer at 512² (bf16 and float32); profiles (PyTorch's profiler: each op's
-   device time, by kind of op) of the three figures short of their targets.
+   of the Gatys optimizer at 512² (bf16 and float32; torch's L-BFGS and the compact one of
+   ``gatys_variants.py``, which never reads a value back from the device); profiles (PyTorch's
+   profiler: each op's device time, by kind of op) of the three figures short of their targets.
    Picks the training batch and compile choice.
 3. train: ``fastnst train`` itself for each style in priority order, each
    with a ``--max-time`` share of what is left (fewer styles rather than
@@ -91,6 +92,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]  # no install needed on the
 
 import gpu_speed as speed
 import torch
+from gatys_variants import LBFGS_KINDS, lbfgs_label
 
 from fastnst.defaults import ARCHITECTURES
 from fastnst.model import ModelConfig, TransformerNet
@@ -557,16 +559,19 @@ def speed_untuned(run: Run) -> None:
 
 
 def speed_gatys(run: Run) -> None:
-    """500 L-BFGS iterations at 512 px at the default precision (bf16 where native), then in float32."""
+    """500 L-BFGS iterations at 512 px, with torch's L-BFGS (as fastnst ships) and the compact one without
+    host reads (benchmarks/gatys_variants.py): first both at the default precision (bf16 where native), then in float32."""
     p = run.profile
     args = (run.data.content(GATYS_PHOTO), speed_painting(run, "starry_night"), str(run.vgg), "caffe", p.gatys_size, p.gatys_iterations)
     for amp, suffix in ((None, ""), (False, " fp32")):
-        _measure(
-            run,
-            f"gatys {p.gatys_iterations} lbfgs {p.gatys_size}px{suffix}",
-            p.gatys_need_s,
-            lambda amp=amp: speed.gatys_seconds(*args, run.device, p.layers, amp=amp),
-        )
+        for lbfgs in LBFGS_KINDS:
+            _measure(
+                run,
+                f"gatys {p.gatys_iterations} {lbfgs_label(lbfgs)} {p.gatys_size}px{suffix}",
+                p.gatys_need_s,
+                lambda amp=amp, lbfgs=lbfgs: speed.gatys_seconds(*args, run.device, p.layers, amp=amp, lbfgs=lbfgs),
+                lbfgs=lbfgs,
+            )
 
 
 def speed_profile(run: Run) -> None:
@@ -595,13 +600,16 @@ def speed_profile(run: Run) -> None:
             lambda: speed.train_step_fn(_base_config(run), speed.TrainVariant("", batch, channels_last=run.channels_last), device),
             {"calls": p.profile_calls, "batch": batch},
         ),
-        (
-            f"gatys lbfgs {p.gatys_size}px",
-            lambda: speed.gatys_runner(
-                run.data.content(GATYS_PHOTO), speed_painting(run, "starry_night"), str(run.vgg), "caffe", p.gatys_size,
-                p.profile_gatys_iterations, device, p.layers,
-            ),
-            {"calls": p.profile_calls, "iterations_per_call": p.profile_gatys_iterations},
+        *(
+            (
+                f"gatys {lbfgs_label(lbfgs)} {p.gatys_size}px",
+                lambda lbfgs=lbfgs: speed.gatys_runner(
+                    run.data.content(GATYS_PHOTO), speed_painting(run, "starry_night"), str(run.vgg), "caffe", p.gatys_size,
+                    p.profile_gatys_iterations, device, p.layers, lbfgs=lbfgs,
+                ),
+                {"calls": p.profile_calls, "iterations_per_call": p.profile_gatys_iterations, "lbfgs": lbfgs},
+            )
+            for lbfgs in LBFGS_KINDS
         ),
     ]
     for name, make, labels in workloads:

@@ -24,6 +24,7 @@ from typing import Any
 
 import inference_variants as variants
 import torch
+from gatys_variants import gatys_optimizer
 from torch.utils.flop_counter import FlopCounterMode
 
 from fastnst import distributed, training
@@ -252,10 +253,11 @@ def untuned_in_child(
 
 def _gatys(
     photo: Path, style: Path, vgg: str, preprocess: str, size: int, iterations: int, device: torch.device, layers: dict[str, str],
-    amp: bool | None = None,
+    amp: bool | None = None, lbfgs: str = "torch",
 ) -> tuple[Any, torch.Tensor]:
-    """fastnst's Gatys optimizer for ``iterations`` L-BFGS iterations (no early stop), and the photo at ``size`` px."""
-    from fastnst.gatys import GatysConfig, GatysOptimizer
+    """fastnst's Gatys optimizer for ``iterations`` L-BFGS iterations (no early stop), and the photo at ``size`` px;
+    ``lbfgs``: torch's L-BFGS (as fastnst ships) or ``compact`` (benchmarks/gatys_variants.py, no host reads)."""
+    from fastnst.gatys import GatysConfig
     from fastnst.images import load_rgb, pil_to_tensor, resize_long_side
 
     cfg = GatysConfig(
@@ -269,19 +271,36 @@ def _gatys(
         amp=amp,
         **layers,
     )
-    return GatysOptimizer(cfg), pil_to_tensor(resize_long_side(load_rgb(photo), size))
+    return gatys_optimizer(cfg, lbfgs), pil_to_tensor(resize_long_side(load_rgb(photo), size))
 
 
-def gatys_runner(*args: Any) -> Callable[[], Any]:
+def gatys_runner(*args: Any, lbfgs: str = "torch") -> Callable[[], Any]:
     """One call: the iterations of :func:`_gatys` (same arguments) at the device's default precision."""
-    opt, content = _gatys(*args)
+    opt, content = _gatys(*args, lbfgs=lbfgs)
     return lambda: opt.run(content)
 
 
-def gatys_seconds(*args: Any, amp: bool | None = None) -> dict[str, Any]:
+def gatys_seconds(
+    photo: Path, style: Path, vgg: str, preprocess: str, size: int, iterations: int, device: torch.device, layers: dict[str, str],
+    amp: bool | None = None, lbfgs: str = "torch", warmup_iterations: int = 3,
+) -> dict[str, Any]:
     """Seconds for the iterations of :func:`_gatys` (same arguments); ``amp`` None: the default
-    precision (bf16 where native). The final losses also scored in float32, to compare precisions."""
-    opt, content = _gatys(*args, amp=amp)
+    precision (bf16 where native). The final losses also scored in float32, to compare precisions
+    (and the two L-BFGS implementations).
+
+    Warm: a first run of ``warmup_iterations`` (its own optimizer, the same settings) pays cuDNN's
+    autotuning search for VGG's convolutions at this size and precision (the optimizer turns it on), so
+    no row's figure depends on which row ran first. Its seconds are kept: in the first row of a precision
+    they include that search, which a fresh ``fastnst stylize --style-image`` pays once.
+    """
+    warm, content = _gatys(photo, style, vgg, preprocess, size, warmup_iterations, device, layers, amp, lbfgs)
+    sync(warm.device)
+    t0 = time.perf_counter()
+    warm.run(content)
+    sync(warm.device)
+    warmup_s = time.perf_counter() - t0
+    del warm
+    opt, content = _gatys(photo, style, vgg, preprocess, size, iterations, device, layers, amp, lbfgs)
     reset_peak(opt.device)
     sync(opt.device)
     t0 = time.perf_counter()
@@ -289,6 +308,8 @@ def gatys_seconds(*args: Any, amp: bool | None = None) -> dict[str, Any]:
     sync(opt.device)
     return {
         "seconds": time.perf_counter() - t0,
+        "warmup_seconds": warmup_s,
+        "warmup_iterations": warmup_iterations,
         "iterations": sum(p.iterations for p in result.passes),
         "size": list(result.image.shape[-2:]),
         "peak_gib": peak_memory(opt.device),

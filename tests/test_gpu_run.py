@@ -90,13 +90,18 @@ def test_dry_run_measures_trains_and_packs(device_data: Path, tmp_path: Path) ->
         assert [r["variant"] for r in rows_arch] == [v for v in gpu_speed.ARCH_VARIANTS if "graph" not in v], arch
         assert all(r["frames_per_s"] > 0 and r["batch"] == 1 for r in rows_arch)
         assert all(r["psnr_db"] > 40 for r in rows_arch if r["variant"] != "fp32"), "the same pictures as fp32"
-    assert [r for r in rows if r["name"].startswith("gatys ")][0]["seconds"] > 0
+    gatys = {r["name"]: r for r in rows if r["name"].startswith("gatys ")}
+    assert list(gatys) == [f"gatys 3 {k} 40px{p}" for p in ("", " fp32") for k in ("lbfgs", "compact-lbfgs")], list(gatys)
+    assert all(r["seconds"] > 0 and r["lbfgs"] in ("torch", "compact") for r in gatys.values())
+    fp32 = [gatys[f"gatys 3 {k} 40px fp32"]["float32_loss"]["total"] for k in ("lbfgs", "compact-lbfgs")]
+    assert fp32[1] == pytest.approx(fp32[0], rel=1e-3), "the compact L-BFGS takes torch's steps"
     profiles = [r for r in rows if r["name"].startswith("profile ")]
-    assert [r["name"].split()[1] for r in profiles] == ["infer", "infer", "infer", "train", "gatys"], profiles
+    assert [r["name"].split()[1] for r in profiles] == ["infer", "infer", "infer", "train", "gatys", "gatys"], profiles
+    assert [r.get("lbfgs") for r in profiles[-2:]] == ["torch", "compact"]
     for r in profiles:
         assert r["device_ms_per_call"] > 0 and r["top_ops"][0]["share"] > 0, r
         assert abs(sum(r["kinds"].values()) - 1) < 0.01 and r["kinds"].get("conv", 0) > 0.1, "every op counted once; convolutions found"
-    assert (out / "profile.txt").read_text().count("\n## ") == 4, "the profiler's five tables"
+    assert (out / "profile.txt").read_text().count("\n## ") == 5, "the profiler's six tables"
     trained = {r["name"]: r for r in rows if r["stage"] == "train"}
     assert trained["udnie"]["skipped"].startswith("no ")
     for style in ("candy", "candy_sw1"):
@@ -125,6 +130,7 @@ def test_dry_run_measures_trains_and_packs(device_data: Path, tmp_path: Path) ->
         assert model(torch.rand(1, 3, 20, 28)).shape == (1, 3, 20, 28)
     text = (out / "results.md").read_text()
     assert "## Training step" in text and "## Trained styles" in text and "| candy |" in text
+    assert "Gatys (3 compact-lbfgs 40px fp32):" in text and "after a warm-up of 3 iterations" in text
 
 
 def test_report_writes_json_and_markdown(tmp_path: Path) -> None:
@@ -143,12 +149,14 @@ def test_report_writes_json_and_markdown(tmp_path: Path) -> None:
         {"stage": "speed", "name": "train bf16 b16", "batch": 16, "images_per_s": 700.0},
         {"stage": "speed", "name": "train choice", "batch": 16, "compile": False, "images_per_s": 700.0, "speedup_vs_classic": 7.0},
         {"stage": "train", "name": "candy", "images_seen": 96000, "batch": 16, "ok": True, "final": {"content": 5.0e4, "style": 1.0e5}},
+        {"stage": "speed", "name": "gatys 500 lbfgs 512px", "seconds": 10.7},  # the first run's row: no warm-up, no precision
     ]
     (tmp_path / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     gpu_report.write_report([tmp_path], tmp_path / "dest")
     assert json.loads((tmp_path / "dest" / "gpu.json").read_text())["rows"] == [{**r, "command": 1} for r in rows]
     md = (tmp_path / "dest" / "gpu.md").read_text()
     assert "NVIDIA H100" in md and "**7x** the classic recipe" in md and "| candy | 96000 |" in md
+    assert "Gatys (500 lbfgs 512px): 10.7 s (float32) " in md, "an old row reads as it did"
 
 
 def test_a_second_command_fills_in_the_styles_the_first_skipped(tmp_path: Path) -> None:
