@@ -3,10 +3,10 @@
 The first GPU run measured 10.7 s for 500 L-BFGS iterations at 512 px (target
 5 s): 21 ms an iteration, where VGG19's forward and backward pass at 512 px
 (about 0.4 TFLOP) should take a few ms on an H200. ``torch.optim.LBFGS`` stops
-the host about 2m + 3 times an iteration (m = the pairs in its history, 50 in
+the host 2m + 4 times an iteration (m = the pairs in its history, 50 in
 fastnst) to read a number back from the device: ``q.add_(v, alpha=al[i])``
-with a 0-d tensor ``al[i]`` reads it, twice per pair, and ``float(loss)``,
-``ys > 1e-10`` and ``gtd > -tolerance`` once each. Each read drains the
+with a 0-d tensor ``al[i]`` reads it, twice per pair, and ``float(loss)``, its
+gradient test, ``ys > 1e-10`` and ``gtd > -tolerance`` once each. Each read drains the
 device's queue, which then idles while the host launches the next small kernel.
 
 :class:`CompactLBFGS` computes the same iteration without any read: the
@@ -19,16 +19,18 @@ diagonal,
     H g = gamma (g - Y^T u) + S^T p,   u = R^-1 S g,   p = R^-T ((D + gamma Y Y^T) u - gamma Y g),
 
 a handful of kernels whatever m is: three passes over the history (S g and Y g
-together; S^T p and Y^T u together; the new pair against all), an m x m
-triangular solve twice. The pairs sit in a fixed ring (a pair with too little
+together; S^T p and Y^T u together; the new pair against all) and two m x m
+triangular solves. The pairs sit in a fixed ring (a pair with too little
 curvature is dropped by a masked write, not a branch), so the shapes never
 change: a later step could capture the whole iteration in a CUDA graph.
 
 It is the Gatys optimizer's iteration only: one iteration per ``step``, a
 fixed step (no line search) and no stopping tests (the caller decides when to
-stop, as fastnst's Gatys loop does: it passes zero tolerances to torch's). The
-tests check its iterates against ``torch.optim.LBFGS`` on the CPU. It is not
-the product's optimizer until a GPU has measured it faster.
+stop, as fastnst's Gatys loop does: it passes zero tolerances to torch's; one
+difference follows: at a gradient of exactly zero torch's returns without
+touching its state, this one takes its zero step). The tests check its
+iterates against ``torch.optim.LBFGS`` on the CPU. It is not the product's
+optimizer until a GPU has measured it faster.
 """
 
 from __future__ import annotations
@@ -80,16 +82,16 @@ class CompactLBFGS(torch.optim.Optimizer):
         g = x.grad.reshape(-1)
         state = self.state[x]
         if state:
-            self._remember(state, state["step"], g - state["prev_grad"])
+            self._remember(state, state["s"], g - state["prev_grad"])
         else:
             state.update(self._init_state(x, group["history_size"]))
         d = -self._times_inverse_hessian(state, g)
         t = (g.dot(d) <= 0).to(d.dtype) * group["lr"]  # torch breaks off (no move) when d is not a descent direction
         if "prev_grad" not in state:  # torch's first step: min(1, 1/|g|_1) * lr
             t = t * torch.clamp(1.0 / g.abs().sum(), max=1.0)
-        state["step"] = d * t
+        state["s"] = d * t  # not "step": Optimizer.load_state_dict treats that key as a step count
         state["prev_grad"] = g.clone()
-        x.add_(state["step"].view_as(x))
+        x.add_(state["s"].view_as(x))
         return loss
 
     @staticmethod
@@ -134,6 +136,45 @@ class CompactLBFGS(torch.optim.Optimizer):
         return g * gamma.to(g.dtype) + coef.to(g.dtype) @ pairs.view(2 * m, -1)
 
 
+def make_lbfgs(kind: str, params: Any, lr: float, history_size: int) -> torch.optim.Optimizer:
+    """The L-BFGS named ``kind`` (one of LBFGS_KINDS) as fastnst's Gatys loop configures it."""
+    if kind == "torch":
+        return torch.optim.LBFGS(params, lr=lr, max_iter=1, history_size=history_size, tolerance_grad=0.0, tolerance_change=0.0)
+    if kind == "compact":
+        return CompactLBFGS(params, lr=lr, history_size=history_size)
+    raise ValueError(f"unknown L-BFGS {kind!r}: one of {', '.join(LBFGS_KINDS)}")
+
+
+def sync_check(kind: str, device: torch.device, steps: int = 6, history_size: int = 4) -> dict[str, Any]:
+    """Whether ``steps`` steps of the L-BFGS named ``kind`` (the history wrapping round) synchronise the host
+    with the device, as PyTorch's CUDA sync debug mode sees it, on a quadratic whose loss and gradient need
+    no read. ``synchronises``: None off CUDA (only a CUDA device can tell); else ``first`` names the first one."""
+    x = torch.zeros(100_000, device=device, requires_grad=True)
+    target = torch.linspace(-1.0, 1.0, x.numel(), device=device)
+    opt = make_lbfgs(kind, [x], 1.0, history_size)
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        loss = ((x - target) ** 2 * torch.linspace(1.0, 3.0, x.numel(), device=device)).sum()
+        loss.backward()
+        return loss
+
+    if device.type != "cuda":
+        for _ in range(steps):
+            opt.step(closure)
+        return {"synchronises": None, "steps": steps}
+    torch.cuda.synchronize(device)
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for _ in range(steps):
+            opt.step(closure)
+    except RuntimeError as e:
+        return {"synchronises": True, "steps": steps, "first": str(e).splitlines()[0][:200]}
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    return {"synchronises": False, "steps": steps}
+
+
 class _CompactGatys(GatysOptimizer):
     """fastnst's Gatys optimizer with :class:`CompactLBFGS` in place of torch's L-BFGS; all else unchanged."""
 
@@ -144,7 +185,7 @@ class _CompactGatys(GatysOptimizer):
         from fastnst.gatys import LBFGS_HISTORY
 
         lr = self.cfg.lr if self.cfg.lr is not None else GATYS_LR["lbfgs"]
-        return CompactLBFGS([x], lr=lr, history_size=LBFGS_HISTORY)
+        return make_lbfgs("compact", [x], lr, LBFGS_HISTORY)
 
 
 def lbfgs_label(kind: str) -> str:

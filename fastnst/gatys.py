@@ -179,10 +179,10 @@ class _Best:
         self.x: torch.Tensor | None = None
         self.terms: dict[str, float] = {}
 
-    def offer(self, terms: LossTerms, x: torch.Tensor) -> None:
-        total = float(terms.total.detach())
-        if total < self.loss:
-            self.loss, self.x, self.terms = total, x.detach().clone(), terms.items()
+    def offer(self, terms: dict[str, float], x: torch.Tensor) -> None:
+        """``terms``: the loss terms of ``x`` as :meth:`LossTerms.items` reads them."""
+        if terms["total"] < self.loss:
+            self.loss, self.x, self.terms = terms["total"], x.detach().clone(), terms
 
 
 @dataclass(frozen=True)
@@ -205,10 +205,17 @@ class _Objective:
     are dropped); Caffe-scale losses start near 1e8, and unscaled its second
     step overshot a hundredfold. The objective therefore starts at 1. The
     lowest-loss image seen is kept too.
+
+    ``read`` turns the terms into numbers (and refuses a non-finite loss): the
+    one value an evaluation reads back from the device (after the first, which
+    also reads its scale), and only once the backward pass is queued, so on a
+    GPU the queue never runs dry between the two passes.
     """
 
-    def __init__(self, terms_of: Callable[[], LossTerms], x: torch.Tensor, opt: torch.optim.Optimizer) -> None:
-        self.terms_of, self.x, self.opt = terms_of, x, opt
+    def __init__(
+        self, terms_of: Callable[[], LossTerms], read: Callable[[LossTerms], dict[str, float]], x: torch.Tensor, opt: torch.optim.Optimizer
+    ) -> None:
+        self.terms_of, self.read, self.x, self.opt = terms_of, read, x, opt
         self.scale: float | None = None
         self.best = _Best()
 
@@ -219,7 +226,7 @@ class _Objective:
             self.scale = float(terms.total.detach()) or 1.0
         value = terms.total / self.scale
         value.backward()
-        self.best.offer(terms, self.x)
+        self.best.offer(self.read(terms), self.x)
         return value
 
 
@@ -437,7 +444,7 @@ class GatysOptimizer:
         x = x0.detach().clone(memory_format=torch.contiguous_format).requires_grad_(True)  # L-BFGS views .grad flat
         opt = self._make_optimizer(x)
         history: list[float] = []
-        objective = _Objective(lambda: self._terms(x, targets, len(history) + 1), x, opt)
+        objective = _Objective(lambda: self._terms(x, targets), lambda terms: self._read(terms, x, len(history) + 1), x, opt)
         self._running = _Running(done, objective.best, history)
         lr = _prime_first_step(opt, objective, x) if self.cfg.optimizer == "lbfgs" else None
         stopped = False
@@ -457,21 +464,26 @@ class GatysOptimizer:
                 stopped = True
                 break
         with torch.no_grad():  # the last step's result has not been evaluated yet
-            objective.best.offer(self._terms(x, targets, len(history) + 1), x)
+            objective.best.offer(self._read(self._terms(x, targets), x, len(history) + 1), x)
         best = objective.best
         return best.x, PassReport(tuple(x.shape[-2:]), len(history), stopped, best.terms, history)
 
-    def _terms(self, x: torch.Tensor, targets: dict[str, torch.Tensor], iteration: int) -> LossTerms:
+    def _terms(self, x: torch.Tensor, targets: dict[str, torch.Tensor]) -> LossTerms:
         # bf16 autocast: VGG's convolutions (nearly all the work) in bfloat16; the targets stay float32
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
-            terms = self.loss(x, targets)
-        if not torch.isfinite(terms.total):
+            return self.loss(x, targets)
+
+    @staticmethod
+    def _read(terms: LossTerms, x: torch.Tensor, iteration: int) -> dict[str, float]:
+        """The terms as numbers (one read from the device); NonFiniteLoss for an infinite or NaN loss."""
+        values = terms.items()
+        if not math.isfinite(values["total"]):
             raise NonFiniteLoss(
-                f"the loss became {float(terms.total.detach())} at iteration {iteration} ({x.shape[-1]}x{x.shape[-2]} px); "
+                f"the loss became {values['total']} at iteration {iteration} ({x.shape[-1]}x{x.shape[-2]} px); "
                 "stopped and wrote nothing for this image. Lower --style-weight/--content-weight, "
                 "or use --optimizer adam (with a smaller --lr)"
             )
-        return terms
+        return values
 
     def _finish(self, y: torch.Tensor, photo: torch.Tensor) -> torch.Tensor:
         """The colour options, as the fast stylizer applies them."""

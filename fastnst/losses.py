@@ -74,8 +74,10 @@ class LossTerms:
     pixel: torch.Tensor | None = None  # distillation only
 
     def items(self) -> dict[str, float]:
+        """The terms as numbers, read from the device in one transfer (on a GPU each read waits for all queued work)."""
         keys = ("content", "style", "tv", "total") + tuple(k for k in ("range", "pixel") if getattr(self, k) is not None)
-        return {k: float(getattr(self, k).detach()) for k in keys}
+        values = torch.stack([getattr(self, k).detach().float() for k in keys]).tolist()
+        return dict(zip(keys, values, strict=True))
 
 
 def parse_layers(spec: str | dict[str, float], flag: str = "layers") -> dict[str, float]:

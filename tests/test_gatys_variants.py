@@ -41,10 +41,7 @@ def _iterates(
 ) -> tuple[torch.Tensor, torch.optim.Optimizer]:
     x0, f = _double_well(dtype)
     x = x0.clone().requires_grad_(True)
-    if kind == "torch":
-        opt = torch.optim.LBFGS([x], lr=lr, max_iter=1, history_size=history, tolerance_grad=0.0, tolerance_change=0.0)
-    else:
-        opt = variants.CompactLBFGS([x], lr=lr, history_size=history)
+    opt = variants.make_lbfgs(kind, [x], lr, history)
 
     def closure() -> torch.Tensor:
         opt.zero_grad()
@@ -131,3 +128,72 @@ def test_gatys_keeps_its_first_step_rule_with_the_compact_lbfgs(style_file: Path
 def test_unknown_lbfgs_is_refused(style_file: Path, vgg_file: Path) -> None:
     with pytest.raises(ValueError, match="unknown L-BFGS"):
         variants.gatys_optimizer(_config(style_file, vgg_file), "scipy")
+
+
+READS = ("item", "tolist", "numpy", "__float__", "__int__", "__bool__", "__index__")
+
+
+def _count_reads(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
+    """Counts the Python-level reads of a tensor's values (each a device-to-host wait on a GPU)."""
+    counts = {"n": 0}
+    for name in READS:
+        real = getattr(torch.Tensor, name)
+
+        def counted(self: torch.Tensor, *args: object, _real=real, **kwargs: object) -> object:
+            counts["n"] += 1
+            return _real(self, *args, **kwargs)
+
+        monkeypatch.setattr(torch.Tensor, name, counted)
+    return counts
+
+
+def test_a_gatys_iteration_with_the_compact_lbfgs_reads_the_device_once(
+    style_file: Path, vgg_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Per iteration: the loss terms, in one transfer, after the backward pass is queued. torch's L-BFGS adds
+    its loss and three tests (and 2m reads inside C++, its 0-d tensors as ``alpha``, which this count cannot see)."""
+    photo = pil_to_tensor(synthetic_photo(24, 20, seed=5))
+    reads = {}
+    for kind in ("compact", "torch"):
+        for iterations in (4, 9):
+            gatys = variants.gatys_optimizer(_config(style_file, vgg_file, amp=False, iterations=(iterations,)), kind)
+            counts = _count_reads(monkeypatch)
+            gatys.run(photo)
+            monkeypatch.undo()
+            reads[kind, iterations] = counts["n"]
+    assert reads["compact", 9] - reads["compact", 4] == 5, reads
+    assert reads["torch", 9] - reads["torch", 4] >= 5 * 4, reads
+
+
+def test_no_move_when_the_direction_does_not_descend() -> None:
+    """torch breaks off (no move) when g.d > 0; so must the compact one, without a branch on the host.
+    Forced here: the start's pair has negative curvature (dropped), and a negative H0 turns -H g uphill."""
+    x0, f = _double_well()
+    x = x0.clone().requires_grad_(True)
+    opt = variants.CompactLBFGS([x], lr=1.0, history_size=5)
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        loss = f(x)
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    opt.state[x]["gamma"] = torch.tensor(-1.0, dtype=torch.float64)
+    before = x.detach().clone()
+    opt.step(closure)
+    assert int(opt.state[x]["count"]) == 0, "the start's pair was dropped: H is gamma I"
+    assert torch.equal(x.detach(), before)
+
+
+def test_sync_check_needs_cuda_to_tell() -> None:
+    assert variants.sync_check("compact", torch.device("cpu")) == {"synchronises": None, "steps": 6}
+    with pytest.raises(ValueError, match="unknown L-BFGS"):
+        variants.sync_check("scipy", torch.device("cpu"))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no GPU")
+def test_on_a_gpu_only_torchs_lbfgs_synchronises() -> None:
+    device = torch.device("cuda")
+    assert variants.sync_check("compact", device)["synchronises"] is False
+    assert variants.sync_check("torch", device)["synchronises"] is True
