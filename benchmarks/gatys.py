@@ -133,7 +133,7 @@ def time_sizes(args: argparse.Namespace, style: str) -> list[dict]:
         content = _square(args.content, size, 1)
         for precision, lbfgs in itertools.product([p for p in args.precisions.split(",") if p], [k for k in args.lbfgs.split(",") if k]):
             amp = PRECISIONS[precision]
-            _optimizer(args, style, lbfgs, iterations=(1,), amp=amp).run(content)  # warm-up: kernels, allocator, caches
+            _optimizer(args, style, lbfgs, iterations=(3,), amp=amp).run(content)  # warm-up: kernels, allocator, caches, L-BFGS's update
             opt = _optimizer(args, style, lbfgs, iterations=(args.iterations,), amp=amp)
             result, seconds = _timed(opt, content)
             rows.append({"size": size, "precision": precision, "lbfgs": lbfgs, "iterations": args.iterations, "seconds": round(seconds, 2),

@@ -92,7 +92,16 @@ def _speed(rows: list[dict[str, Any]]) -> list[str]:
                 for r in infer
             ],
         )
+    return out + _gatys(rows) + _profiles(rows)
+
+
+def _gatys(rows: list[dict[str, Any]]) -> list[str]:
+    """The Gatys optimizer's rows, and whether each L-BFGS synchronises the host with the device."""
+    out = []
     for r in rows:
+        if r["name"].startswith("lbfgs sync ") and r.get("synchronises") is not None:
+            said = f"synchronises the host with the device ({r.get('first')})" if r["synchronises"] else "never synchronises the host"
+            out += [f"L-BFGS {r['name'][11:]}, {r.get('steps')} steps under CUDA's sync debug mode: {said}", ""]
         if r["name"].startswith("gatys "):
             precision = {True: "bf16 autocast", False: "float32"}.get(r.get("amp"), "float32")  # rows before bf16 existed: float32
             total = (r.get("float32_loss") or {}).get("total")
@@ -100,7 +109,7 @@ def _speed(rows: list[dict[str, Any]]) -> list[str]:
             warm = r.get("warmup_seconds")  # rows before the warm-up: the search was in the figure
             warmup = f", after a warm-up of {r['warmup_iterations']} iterations in {_f(warm)} s" if warm is not None else ""
             out += [f"Gatys ({r['name'][6:]}): {_f(r.get('seconds'))} s ({precision}{scored}{warmup}) {_status(r)}", ""]
-    return out + _profiles(rows)
+    return out
 
 
 def _percent(share: float) -> str:

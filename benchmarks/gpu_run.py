@@ -16,7 +16,8 @@ it was in):
    instance norm as one reduction); the slim and tiny architectures at
    1080p; the stylizer as it ships (no cuDNN autotuning, in a fresh process); 500 L-BFGS iterations
    of the Gatys optimizer at 512² (bf16 and float32; torch's L-BFGS and the compact one of
-   ``gatys_variants.py``, which never reads a value back from the device); profiles (PyTorch's
+   ``gatys_variants.py``, which never reads a value back from the device, as CUDA's sync
+   debug mode checks first); profiles (PyTorch's
    profiler: each op's device time, by kind of op) of the three figures short of their targets.
    Picks the training batch and compile choice.
 3. train: ``fastnst train`` itself for each style in priority order, each
@@ -92,7 +93,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]  # no install needed on the
 
 import gpu_speed as speed
 import torch
-from gatys_variants import LBFGS_KINDS, lbfgs_label
+from gatys_variants import LBFGS_KINDS, lbfgs_label, sync_check
 
 from fastnst.defaults import ARCHITECTURES
 from fastnst.model import ModelConfig, TransformerNet
@@ -560,8 +561,11 @@ def speed_untuned(run: Run) -> None:
 
 def speed_gatys(run: Run) -> None:
     """500 L-BFGS iterations at 512 px, with torch's L-BFGS (as fastnst ships) and the compact one without
-    host reads (benchmarks/gatys_variants.py): first both at the default precision (bf16 where native), then in float32."""
+    host reads (benchmarks/gatys_variants.py): first both at the default precision (bf16 where native), then in float32.
+    Before them, whether each L-BFGS synchronises the host with the device (on CUDA: its sync debug mode)."""
     p = run.profile
+    for lbfgs in LBFGS_KINDS:  # does it read back from the device? (CUDA's sync debug mode; a second)
+        _measure(run, f"lbfgs sync {lbfgs}", 5.0, lambda lbfgs=lbfgs: sync_check(lbfgs, run.device), lbfgs=lbfgs)
     args = (run.data.content(GATYS_PHOTO), speed_painting(run, "starry_night"), str(run.vgg), "caffe", p.gatys_size, p.gatys_iterations)
     for amp, suffix in ((None, ""), (False, " fp32")):
         for lbfgs in LBFGS_KINDS:

@@ -10,6 +10,7 @@ exercised before GPU minutes are spent on it.
 from __future__ import annotations
 
 import functools
+import gc
 import itertools
 import json
 import os
@@ -300,6 +301,9 @@ def gatys_seconds(
     sync(warm.device)
     warmup_s = time.perf_counter() - t0
     del warm
+    gc.collect()  # the warm-up's optimizer out of the peak
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
     opt, content = _gatys(photo, style, vgg, preprocess, size, iterations, device, layers, amp, lbfgs)
     reset_peak(opt.device)
     sync(opt.device)

@@ -90,6 +90,8 @@ def test_dry_run_measures_trains_and_packs(device_data: Path, tmp_path: Path) ->
         assert [r["variant"] for r in rows_arch] == [v for v in gpu_speed.ARCH_VARIANTS if "graph" not in v], arch
         assert all(r["frames_per_s"] > 0 and r["batch"] == 1 for r in rows_arch)
         assert all(r["psnr_db"] > 40 for r in rows_arch if r["variant"] != "fp32"), "the same pictures as fp32"
+    syncs = {r["name"]: r for r in rows if r["name"].startswith("lbfgs sync ")}
+    assert list(syncs) == ["lbfgs sync torch", "lbfgs sync compact"] and all(r["synchronises"] is None for r in syncs.values()), syncs
     gatys = {r["name"]: r for r in rows if r["name"].startswith("gatys ")}
     assert list(gatys) == [f"gatys 3 {k} 40px{p}" for p in ("", " fp32") for k in ("lbfgs", "compact-lbfgs")], list(gatys)
     assert all(r["seconds"] > 0 and r["lbfgs"] in ("torch", "compact") for r in gatys.values())
@@ -150,6 +152,8 @@ def test_report_writes_json_and_markdown(tmp_path: Path) -> None:
         {"stage": "speed", "name": "train choice", "batch": 16, "compile": False, "images_per_s": 700.0, "speedup_vs_classic": 7.0},
         {"stage": "train", "name": "candy", "images_seen": 96000, "batch": 16, "ok": True, "final": {"content": 5.0e4, "style": 1.0e5}},
         {"stage": "speed", "name": "gatys 500 lbfgs 512px", "seconds": 10.7},  # the first run's row: no warm-up, no precision
+        {"stage": "speed", "name": "lbfgs sync torch", "synchronises": True, "steps": 6, "first": "called a synchronizing CUDA operation"},
+        {"stage": "speed", "name": "lbfgs sync compact", "synchronises": False, "steps": 6},
     ]
     (tmp_path / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     gpu_report.write_report([tmp_path], tmp_path / "dest")
@@ -157,6 +161,8 @@ def test_report_writes_json_and_markdown(tmp_path: Path) -> None:
     md = (tmp_path / "dest" / "gpu.md").read_text()
     assert "NVIDIA H100" in md and "**7x** the classic recipe" in md and "| candy | 96000 |" in md
     assert "Gatys (500 lbfgs 512px): 10.7 s (float32) " in md, "an old row reads as it did"
+    assert "L-BFGS torch, 6 steps under CUDA's sync debug mode: synchronises the host with the device (called a" in md
+    assert "L-BFGS compact, 6 steps under CUDA's sync debug mode: never synchronises the host" in md
 
 
 def test_a_second_command_fills_in_the_styles_the_first_skipped(tmp_path: Path) -> None:
