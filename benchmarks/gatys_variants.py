@@ -159,33 +159,32 @@ def sync_check(kind: str, device: torch.device, steps: int = 6, history_size: in
         loss.backward()
         return loss
 
-    if device.type != "cuda":
-        for _ in range(steps):
-            opt.step(closure)
-        return {"synchronises": None, "steps": steps}
-    torch.cuda.synchronize(device)
-    torch.cuda.set_sync_debug_mode("error")
+    cuda = device.type == "cuda"
+    if cuda:
+        torch.cuda.synchronize(device)
+        torch.cuda.set_sync_debug_mode("error")
     try:
         for _ in range(steps):
             opt.step(closure)
     except RuntimeError as e:
+        if not cuda:
+            raise
         return {"synchronises": True, "steps": steps, "first": str(e).splitlines()[0][:200]}
     finally:
-        torch.cuda.set_sync_debug_mode("default")
-    return {"synchronises": False, "steps": steps}
+        if cuda:
+            torch.cuda.set_sync_debug_mode("default")
+    return {"synchronises": False if cuda else None, "steps": steps}
 
 
 class _CompactGatys(GatysOptimizer):
     """fastnst's Gatys optimizer with :class:`CompactLBFGS` in place of torch's L-BFGS; all else unchanged."""
 
     def _make_optimizer(self, x: torch.Tensor) -> torch.optim.Optimizer:
-        if self.cfg.optimizer != "lbfgs":
-            return super()._make_optimizer(x)
-        from fastnst.defaults import GATYS_LR
-        from fastnst.gatys import LBFGS_HISTORY
-
-        lr = self.cfg.lr if self.cfg.lr is not None else GATYS_LR["lbfgs"]
-        return make_lbfgs("compact", [x], lr, LBFGS_HISTORY)
+        opt = super()._make_optimizer(x)  # its learning rate and history length, as fastnst sets them
+        if not isinstance(opt, torch.optim.LBFGS):
+            return opt
+        group = opt.param_groups[0]
+        return make_lbfgs("compact", [x], group["lr"], group["history_size"])
 
 
 def lbfgs_label(kind: str) -> str:

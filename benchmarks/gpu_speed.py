@@ -294,24 +294,22 @@ def gatys_seconds(
     no row's figure depends on which row ran first. Its seconds are kept: in the first row of a precision
     they include that search, which a fresh ``fastnst stylize --style-image`` pays once.
     """
-    warm, content = _gatys(photo, style, vgg, preprocess, size, warmup_iterations, device, layers, amp, lbfgs)
-    sync(warm.device)
-    t0 = time.perf_counter()
-    warm.run(content)
-    sync(warm.device)
-    warmup_s = time.perf_counter() - t0
-    del warm
+    def timed_run(iterations: int) -> tuple[Any, Any, torch.Tensor, float]:
+        opt, content = _gatys(photo, style, vgg, preprocess, size, iterations, device, layers, amp, lbfgs)
+        reset_peak(opt.device)
+        sync(opt.device)
+        t0 = time.perf_counter()
+        result = opt.run(content)
+        sync(opt.device)
+        return opt, result, content, time.perf_counter() - t0
+
+    warmup_s = timed_run(warmup_iterations)[-1]
     gc.collect()  # the warm-up's optimizer out of the peak
     if device.type == "cuda":
         torch.cuda.empty_cache()
-    opt, content = _gatys(photo, style, vgg, preprocess, size, iterations, device, layers, amp, lbfgs)
-    reset_peak(opt.device)
-    sync(opt.device)
-    t0 = time.perf_counter()
-    result = opt.run(content)
-    sync(opt.device)
+    opt, result, content, seconds = timed_run(iterations)
     return {
-        "seconds": time.perf_counter() - t0,
+        "seconds": seconds,
         "warmup_seconds": warmup_s,
         "warmup_iterations": warmup_iterations,
         "iterations": sum(p.iterations for p in result.passes),
