@@ -38,15 +38,44 @@ def _env(rows: list[dict[str, Any]]) -> list[str]:
     ]
 
 
+def _tflops(r: dict[str, Any], gflop: float | None) -> float | None:
+    """A training row's achieved TFLOP/s: its own count, else the step's (a compiled step does the same arithmetic)."""
+    if r.get("tflops") or not (gflop and r.get("images_per_s")):
+        return r.get("tflops")
+    return gflop * r["images_per_s"] / 1e3
+
+
+def _share_of_ceiling(rows: list[dict[str, Any]], tflops: float | None) -> str:
+    c = next((r for r in rows if r["stage"] == "env" and r["name"] == "ceilings"), {})
+    if not (tflops and c.get("matmul_tflops")):
+        return ""
+    return f" ({_f(tflops)} TFLOP/s, {tflops / c['matmul_tflops']:.0%} of the measured matmul ceiling)"
+
+
 def _speed(rows: list[dict[str, Any]]) -> list[str]:
     train = [r for r in rows if r["stage"] == "speed" and r["name"].startswith("train ") and r["name"] != "train choice"]
+    gflop = next((r["gflop_per_image"] for r in train if r.get("gflop_per_image")), None)
     out = []
     if train:
         out += ["## Training step (256², random images on the device)", ""]
+        if gflop:
+            out += [
+                f"{_f(gflop)} GFLOP per image a step (convolutions, their gradients, Grams; FlopCounterMode): TFLOP/s = that x images/s.",
+                "",
+            ]
         out += _table(
-            ["configuration", "batch", "images/s", "ms/step", "first step s", "peak GiB", "note"],
+            ["configuration", "batch", "images/s", "TFLOP/s", "ms/step", "first step s", "peak GiB", "note"],
             [
-                [r["name"][6:], r.get("batch"), r.get("images_per_s"), r.get("step_ms"), r.get("first_step_s"), r.get("peak_gib"), _status(r)]
+                [
+                    r["name"][6:],
+                    r.get("batch"),
+                    r.get("images_per_s"),
+                    _tflops(r, gflop),
+                    r.get("step_ms"),
+                    r.get("first_step_s"),
+                    r.get("peak_gib"),
+                    _status(r),
+                ]
                 for r in train
             ],
         )
@@ -56,8 +85,8 @@ def _speed(rows: list[dict[str, Any]]) -> list[str]:
         layout = "channels_last" if choice.get("channels_last", True) else "NCHW"
         out += [
             f"Chosen: batch {choice['batch']}, {layout}, {compiled}, {choice.get('workers') or 'default'} loader workers: "
-            f"{_f(choice['images_per_s'])} images/s, **{_f(choice['speedup_vs_classic'])}x** the classic recipe "
-            "(fp32 = PyTorch's default, whose convolutions use cuDNN's TF32).",
+            f"{_f(choice['images_per_s'])} images/s{_share_of_ceiling(rows, _tflops(choice, gflop))}, "
+            f"**{_f(choice['speedup_vs_classic'])}x** the classic recipe (fp32 = PyTorch's default, whose convolutions use cuDNN's TF32).",
             "",
         ]
     loader = [r for r in rows if r["name"].startswith("loader ")]

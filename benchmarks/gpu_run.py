@@ -9,7 +9,7 @@ it was in):
 1. env: GPU, memory, versions; measured bf16 matmul TFLOP/s and copy GB/s.
 2. speed (about 2 min): training images/s of the classic recipe (fp32, NCHW,
    batch 4) and of fastnst's settings (bf16, NCHW or channels_last, fused Adam, larger
-   batches, torch.compile); the loader alone; inference frames/s at 512²,
+   batches, torch.compile), each with TFLOP/s from the step's FLOP count; the loader alone; inference frames/s at 512²,
    1024² and 1920x1080, batch 1 and 8, fp32 against half precision and CUDA
    graphs, with TFLOP/s from the network's FLOP count, and at the 1080p target
    the candidate fixes of ``inference_variants.py`` (channels padded to 8,

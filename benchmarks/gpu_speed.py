@@ -137,8 +137,22 @@ def train_rate(base: training.TrainConfig, variant: TrainVariant, device: torch.
     sync(device)
     first_step_s = time.perf_counter() - t_compile
     s = timed_rate(step, device, warmup, seconds)
+    out = {"images_per_s": variant.batch / s, "step_ms": s * 1e3, "first_step_s": first_step_s, "peak_gib": peak_memory(device)}
+    if not variant.compile:  # the compiled step does the same arithmetic; counting would trace it again
+        gflop = step_gflop(step, variant.batch)
+        out.update(gflop_per_image=gflop, tflops=gflop * out["images_per_s"] / 1e3)
     autotune_convolutions(device)  # the classic variant turns it off
-    return {"images_per_s": variant.batch / s, "step_ms": s * 1e3, "first_step_s": first_step_s, "peak_gib": peak_memory(device)}
+    return out
+
+
+def step_gflop(step: Callable[[], Any], batch: int) -> float:
+    """GFLOP per image of one more training step, as torch's FlopCounterMode counts it: the
+    convolutions, their gradients and the Gram matrices (2 per multiply-add); the elementwise
+    work (norms, activations, padding, the optimizer) is not counted. Against the measured
+    matmul ceiling it says how far the step is from compute-bound."""
+    with FlopCounterMode(display=False) as counter:
+        step()
+    return counter.get_total_flops() / batch / 1e9
 
 
 def loader_rate(photos: Path, image_size: int, batch: int, workers: int, seconds: float, pin: bool) -> dict[str, Any]:

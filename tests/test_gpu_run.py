@@ -74,6 +74,11 @@ def test_dry_run_measures_trains_and_packs(device_data: Path, tmp_path: Path) ->
     train_rows = [r for r in rows if r["stage"] == "speed" and r["name"].startswith("train ") and r["name"] != "train choice"]
     assert train_rows and all(r.get("images_per_s", 0) > 0 for r in train_rows), train_rows
     assert by_name["train choice"]["speedup_vs_classic"] > 0 and by_name["train choice"]["workers"] >= 1
+    counted = [r for r in train_rows if "gflop_per_image" in r]
+    assert len({round(r["gflop_per_image"], 9) for r in counted}) == 1, "one step's arithmetic, whatever the batch and precision"
+    assert len(counted) == len([r for r in train_rows if not r["compile"]]) and all(
+        r["tflops"] == pytest.approx(r["gflop_per_image"] * r["images_per_s"] / 1e3) for r in counted
+    )
     assert any(r["nchw"] for r in train_rows if "classic" not in r["name"]), "channels_last is measured against NCHW"
     assert all(r.get("images_per_s", 0) > 0 for r in rows if r["name"].startswith("loader"))
     infer = [r for r in rows if r["name"].startswith("infer ")]
@@ -133,6 +138,7 @@ def test_dry_run_measures_trains_and_packs(device_data: Path, tmp_path: Path) ->
     text = (out / "results.md").read_text()
     assert "## Training step" in text and "## Trained styles" in text and "| candy |" in text
     assert "Gatys (3 compact-lbfgs 40px fp32):" in text and "after a warm-up of 3 iterations" in text
+    assert "GFLOP per image a step" in text and "of the measured matmul ceiling)" in text
 
 
 def test_report_writes_json_and_markdown(tmp_path: Path) -> None:
@@ -147,8 +153,10 @@ def test_report_writes_json_and_markdown(tmp_path: Path) -> None:
             "cudnn": 91000,
             "cpus": 16,
         },
-        {"stage": "speed", "name": "train classic fp32 b4", "batch": 4, "images_per_s": 100.0},
-        {"stage": "speed", "name": "train bf16 b16", "batch": 16, "images_per_s": 700.0},
+        {"stage": "env", "name": "ceilings", "matmul_tflops": 500.0, "matmul_dtype": "bfloat16"},
+        {"stage": "speed", "name": "train classic fp32 b4", "batch": 4, "images_per_s": 100.0, "gflop_per_image": 150.0, "tflops": 15.0},
+        {"stage": "speed", "name": "train bf16 b16", "batch": 16, "images_per_s": 700.0},  # an old row: no count of its own
+        {"stage": "speed", "name": "train bf16 b16 compiled", "batch": 16, "images_per_s": 1000.0, "compile": True},
         {"stage": "speed", "name": "train choice", "batch": 16, "compile": False, "images_per_s": 700.0, "speedup_vs_classic": 7.0},
         {"stage": "train", "name": "candy", "images_seen": 96000, "batch": 16, "ok": True, "final": {"content": 5.0e4, "style": 1.0e5}},
         {"stage": "speed", "name": "gatys 500 lbfgs 512px", "seconds": 10.7},  # the first run's row: no warm-up, no precision
@@ -160,9 +168,16 @@ def test_report_writes_json_and_markdown(tmp_path: Path) -> None:
     assert json.loads((tmp_path / "dest" / "gpu.json").read_text())["rows"] == [{**r, "command": 1} for r in rows]
     md = (tmp_path / "dest" / "gpu.md").read_text()
     assert "NVIDIA H100" in md and "**7x** the classic recipe" in md and "| candy | 96000 |" in md
+    assert "| classic fp32 b4 | 4 | 100 | 15 |" in md and "| bf16 b16 compiled | 16 | 1e+03 | 150 |" in md, "TFLOP/s from the step's count"
+    assert "700 images/s (105 TFLOP/s, 21% of the measured matmul ceiling)" in md
     assert "Gatys (500 lbfgs 512px): 10.7 s (float32) " in md, "an old row reads as it did"
     assert "L-BFGS torch, 6 steps under CUDA's sync debug mode: synchronises the host with the device (called a" in md
     assert "L-BFGS compact, 6 steps under CUDA's sync debug mode: never synchronises the host" in md
+
+
+def test_a_training_steps_flops_are_counted_per_image() -> None:
+    a, b = torch.randn(3, 8, 16), torch.randn(16, 4)
+    assert gpu_speed.step_gflop(lambda: a @ b, batch=3) == pytest.approx(2 * 8 * 16 * 4 / 1e9), "2 per multiply-add, per image"
 
 
 def test_a_second_command_fills_in_the_styles_the_first_skipped(tmp_path: Path) -> None:
